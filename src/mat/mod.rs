@@ -1,0 +1,165 @@
+//! MAT files → MATLAB values. Knows nothing of networks.
+//!
+//! [`MatFile::read`] opens v5/v7 and v7.3 (HDF5) files alike and resolves MATLAB objects
+//! (MCOS) into [`Value::Object`] and the plain helper values (`table`, `categorical`, `string`).
+
+pub mod classes;
+pub mod error;
+pub mod hdf5;
+pub mod mcos;
+pub mod v5;
+pub mod value;
+
+pub use error::{MatError, Result};
+pub use value::*;
+
+use std::path::Path;
+
+/// Which container a file uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatVersion {
+    /// Level 5 (v6/v7), zlib-compressed or not.
+    V5,
+    /// v7.3, an HDF5 file with a MATLAB userblock.
+    V73,
+}
+
+/// A decoded MAT file.
+#[derive(Debug, Clone)]
+pub struct MatFile {
+    /// The header's descriptive text (platform, creation date), trimmed.
+    pub header: String,
+    pub version: MatVersion,
+    pub big_endian: bool,
+    pub variables: Vec<Variable>,
+}
+
+impl MatFile {
+    /// Reads and decodes a whole file.
+    pub fn read(path: impl AsRef<Path>) -> Result<MatFile> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| MatError::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        Self::from_bytes(&bytes)
+    }
+
+    /// Decodes a file held in memory.
+    pub fn from_bytes(bytes: &[u8]) -> Result<MatFile> {
+        if bytes.len() < 128 {
+            return Err(MatError::NotMat(format!(
+                "{} bytes, shorter than the 128-byte MAT header",
+                bytes.len()
+            )));
+        }
+        let header = String::from_utf8_lossy(&bytes[..116])
+            .trim_end_matches(['\0', ' '])
+            .to_string();
+        let big_endian = match &bytes[126..128] {
+            b"IM" => false,
+            b"MI" => true,
+            other => {
+                return Err(MatError::NotMat(format!(
+                    "no endian marker at bytes 126-127 (found {:02x} {:02x}, expected 'IM' or 'MI')",
+                    other[0], other[1]
+                )));
+            }
+        };
+        let version = if big_endian {
+            u16::from_be_bytes([bytes[124], bytes[125]])
+        } else {
+            u16::from_le_bytes([bytes[124], bytes[125]])
+        };
+        match version {
+            0x0100 => Self::read_v5(bytes, header, big_endian),
+            0x0200 => {
+                let (vars, cells) = hdf5::read_v73(bytes)?;
+                let variables = resolve_objects(vars, cells)?;
+                Ok(MatFile {
+                    header,
+                    version: MatVersion::V73,
+                    big_endian,
+                    variables,
+                })
+            }
+            v => Err(MatError::UnsupportedVersion(v)),
+        }
+    }
+
+    fn read_v5(bytes: &[u8], header: String, big_endian: bool) -> Result<MatFile> {
+        let s = &bytes[116..124];
+        let subsys_offset = if s.iter().all(|&b| b == b' ' || b == 0) {
+            0
+        } else if big_endian {
+            u64::from_be_bytes(s.try_into().unwrap_or([0; 8]))
+        } else {
+            u64::from_le_bytes(s.try_into().unwrap_or([0; 8]))
+        };
+        let mut budget = (bytes.len() as u64).saturating_mul(v5::MAX_INFLATE_RATIO);
+        let mut cur = v5::Cursor::new(&bytes[128..], big_endian, 128, "");
+        let elements = v5::read_elements(&mut cur, &mut budget)?;
+        let mut vars = Vec::with_capacity(elements.len());
+        let mut cells = None;
+        for el in elements {
+            if subsys_offset != 0 && el.offset == subsys_offset {
+                let blob = match &el.variable.value {
+                    Value::Numeric(NumericArray {
+                        real: NumData::U8(b),
+                        ..
+                    }) => b,
+                    _ => {
+                        return Err(MatError::Mcos(
+                            "the subsystem element is not a uint8 array".into(),
+                        ));
+                    }
+                };
+                cells = v5::subsystem_cells(blob, &mut budget)?;
+            } else {
+                vars.push(el.variable);
+            }
+        }
+        let variables = resolve_objects(vars, cells)?;
+        Ok(MatFile {
+            header,
+            version: MatVersion::V5,
+            big_endian,
+            variables,
+        })
+    }
+
+    /// The variable called `name`.
+    pub fn get(&self, name: &str) -> Result<&Value> {
+        self.variables
+            .iter()
+            .find(|v| v.name == name)
+            .map(|v| &v.value)
+            .ok_or_else(|| MatError::NoSuchVariable {
+                name: name.to_string(),
+                available: self
+                    .variables
+                    .iter()
+                    .map(|v| v.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+}
+
+/// Resolves MCOS references in every variable through the subsystem, when there is one.
+fn resolve_objects(vars: Vec<Variable>, cells: Option<Vec<Value>>) -> Result<Vec<Variable>> {
+    let Some(cells) = cells else { return Ok(vars) };
+    let sub = mcos::Subsystem::parse(cells)?;
+    let mut r = mcos::Resolver::new(&sub);
+    vars.into_iter()
+        .map(|v| {
+            let name = v.name;
+            let value = r.resolve(v.value).map_err(|e| e.in_context(&name))?;
+            Ok(Variable {
+                name,
+                global: v.global,
+                value,
+            })
+        })
+        .collect()
+}
