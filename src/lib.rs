@@ -5,3 +5,5 @@
 
 pub mod dump;
 pub mod mat;
+pub mod model;
+pub mod net;

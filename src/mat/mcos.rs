@@ -309,6 +309,7 @@ impl<'a> Resolver<'a> {
                 2 + ndims + n.min(r.len()) + 1
             )));
         }
+        // Ids are listed in column-major element order (in both containers).
         let ids = &r[2 + ndims..2 + ndims + n];
         let class_id = r[2 + ndims + n];
         let class = self.sub.class_name(class_id)?.to_string();

@@ -235,9 +235,12 @@ pub(crate) fn inflate(data: &[u8], limit: u64, at: u64, context: &str) -> Result
 pub(crate) fn read_elements(cur: &mut Cursor, budget: &mut u64) -> Result<Vec<TopElement>> {
     let mut out = Vec::new();
     while !cur.at_end() {
-        // Trailing padding shorter than a tag is tolerated.
+        // Trailing zero padding shorter than a tag is tolerated; anything else is a cut tag.
         if cur.buf.len() - cur.pos < 8 {
-            break;
+            if cur.buf[cur.pos..].iter().all(|&b| b == 0) {
+                break;
+            }
+            return Err(cur.truncated(8));
         }
         let (ty, data, at) = cur.element()?;
         match ty {

@@ -1,0 +1,151 @@
+//! The network description → a Burn module, on a backend chosen at run time.
+//!
+//! Burn 0.22 carries the backend in the tensor's `Device`, so one [`MatNet`] runs on whichever
+//! backend the user picks ([`backend`]). Every activation is kept as a 4-D `[N, C, H, W]` tensor;
+//! feature vectors are `[N, C, 1, 1]`. Layers run in the description's topological order.
+
+pub mod backend;
+mod ops;
+
+pub use backend::{Backend, device_for};
+pub use ops::Op;
+
+use crate::net::layer::{LayerKind, Network, PaddingMode};
+use burn::module::Module;
+use burn::prelude::*;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ModelError {
+    #[error("the network cannot be converted: {}", describe_unsupported(.0))]
+    Unsupported(Vec<(String, String, String)>),
+    #[error(
+        "layer '{layer}' ({class}) has no trained weights ('{property}' is empty): is this an untrained layer array?"
+    )]
+    NoWeights {
+        layer: String,
+        class: String,
+        property: String,
+    },
+    #[error("layer '{layer}' ({class}): {msg}")]
+    Layer {
+        layer: String,
+        class: String,
+        msg: String,
+    },
+    #[error("input of shape {found:?} does not fit the network's input {expected}")]
+    InputShape { expected: String, found: Vec<usize> },
+    #[error("backend: {0}")]
+    Backend(String),
+    #[error("record {path}: {msg}")]
+    Record { path: String, msg: String },
+}
+
+fn describe_unsupported(v: &[(String, String, String)]) -> String {
+    v.iter()
+        .map(|(n, c, r)| format!("layer '{n}' ({c}): {r}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// One layer of the module and the indices of the layers that feed it.
+#[derive(Module, Debug)]
+pub struct Node {
+    pub op: Op,
+    pub inputs: Vec<usize>,
+    /// MATLAB layer name (a constant: not saved in records).
+    pub name: String,
+}
+
+/// A MATLAB network as a Burn module.
+#[derive(Module, Debug)]
+pub struct MatNet {
+    pub nodes: Vec<Node>,
+    /// Index of the output node.
+    pub output: usize,
+}
+
+impl MatNet {
+    /// Builds the module from a description, with its weights, on `device`.
+    pub fn from_network(net: &Network, device: &Device) -> Result<MatNet, ModelError> {
+        let unsupported: Vec<(String, String, String)> = net
+            .layers
+            .iter()
+            .filter_map(|l| match &l.kind {
+                LayerKind::Unsupported { reason } => {
+                    Some((l.name.clone(), l.class.clone(), reason.clone()))
+                }
+                LayerKind::Lstm(_) | LayerKind::Gru(_) => Some((
+                    l.name.clone(),
+                    l.class.clone(),
+                    "recurrent layers are not supported by the Burn module yet".into(),
+                )),
+                LayerKind::Conv2d(c) if matches!(c.padding, PaddingMode::Same) => Some((
+                    l.name.clone(),
+                    l.class.clone(),
+                    "'same' padding could not be resolved (unknown input size)".into(),
+                )),
+                _ => None,
+            })
+            .collect();
+        if !unsupported.is_empty() {
+            return Err(ModelError::Unsupported(unsupported));
+        }
+        let mut nodes = Vec::with_capacity(net.layers.len());
+        for layer in &net.layers {
+            let op = Op::build(layer, net, device)?;
+            nodes.push(Node {
+                op,
+                inputs: layer.inputs.clone(),
+                name: layer.name.clone(),
+            });
+        }
+        let output = net
+            .outputs
+            .first()
+            .copied()
+            .unwrap_or(nodes.len().saturating_sub(1));
+        Ok(MatNet { nodes, output })
+    }
+
+    /// Runs the network on `[N, C, H, W]` input (features as `[N, C, 1, 1]`) and returns the
+    /// output node's activation.
+    pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        let mut acts: Vec<Option<Tensor<4>>> = vec![None; self.nodes.len()];
+        // How many consumers still need each activation, to free memory early.
+        let mut uses = vec![0usize; self.nodes.len()];
+        for n in &self.nodes {
+            for &i in &n.inputs {
+                uses[i] += 1;
+            }
+        }
+        uses[self.output] += 1;
+        for (k, node) in self.nodes.iter().enumerate() {
+            let ins: Vec<Tensor<4>> = if node.inputs.is_empty() {
+                vec![input.clone()]
+            } else {
+                node.inputs
+                    .iter()
+                    .map(|&i| {
+                        uses[i] -= 1;
+                        let t = if uses[i] == 0 {
+                            acts[i].take()
+                        } else {
+                            acts[i].clone()
+                        };
+                        t.expect("topological order guarantees inputs are computed")
+                    })
+                    .collect()
+            };
+            acts[k] = Some(node.op.forward(ins));
+        }
+        acts[self.output].take().expect("output computed")
+    }
+
+    /// Output as `[N, K]` for networks whose output is a vector per observation.
+    pub fn forward_flat(&self, input: Tensor<4>) -> Tensor<2> {
+        let out = self.forward(input);
+        let [n, c, h, w] = out.dims();
+        out.reshape([n, c * h * w])
+    }
+}

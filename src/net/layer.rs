@@ -1,0 +1,336 @@
+//! The network description: layers with typed hyperparameters and weights in one canonical
+//! layout. Framework-neutral: knows nothing of Burn, ONNX or PyTorch.
+//!
+//! Canonical layouts (row-major, `f32`), produced only by `net::layout`:
+//! - convolution weight `[Cout, Cin/groups, kh, kw]`, bias `[Cout]`
+//! - transposed convolution weight `[Cin, Cout/groups, kh, kw]`, bias `[Cout]`
+//! - fully connected weight `[K, C*H*W]` whose columns follow an NCHW flatten (`c*H*W + h*W + w`),
+//!   MATLAB's column-major flatten order folded in; bias `[K]`
+//! - batch normalization mean, variance (not std), scale (gamma), offset (beta): `[C]`
+//! - input normalization statistics `[C, H, W]`, `[C, 1, 1]` or `[1, 1, 1]` (broadcast over the input)
+//! - recurrent weights as MATLAB stores them: input `[G*H, C]`, recurrent `[G*H, H]`, bias `[G*H]`,
+//!   gate blocks in MATLAB's order (LSTM: input, forget, cell candidate, output).
+
+use serde::{Deserialize, Serialize};
+
+/// A dense row-major f32 tensor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    #[serde(skip)]
+    pub data: Vec<f32>,
+}
+
+impl Tensor {
+    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Self {
+        debug_assert_eq!(shape.iter().product::<usize>(), data.len());
+        Tensor { shape, data }
+    }
+    pub fn numel(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// A learnable parameter and MATLAB's per-parameter training factors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Param {
+    pub value: Tensor,
+    /// `LearnRateFactor` (0 freezes the parameter).
+    pub lr_factor: f32,
+    /// `L2Factor`.
+    pub l2_factor: f32,
+}
+
+/// Activation shape without the batch dimension. Image data is `H x W x C` (as MATLAB reports
+/// it); feature and sequence data have `h = w = 1` and `spatial = false`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shape {
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+    pub spatial: bool,
+}
+
+impl Shape {
+    pub fn image(h: usize, w: usize, c: usize) -> Self {
+        Shape {
+            h,
+            w,
+            c,
+            spatial: true,
+        }
+    }
+    pub fn features(c: usize) -> Self {
+        Shape {
+            h: 1,
+            w: 1,
+            c,
+            spatial: false,
+        }
+    }
+    pub fn numel(&self) -> usize {
+        self.h * self.w * self.c
+    }
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.spatial {
+            write!(f, "{}x{}x{}", self.h, self.w, self.c)
+        } else {
+            write!(f, "{}", self.c)
+        }
+    }
+}
+
+/// Explicit padding in MATLAB's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Padding {
+    pub top: usize,
+    pub bottom: usize,
+    pub left: usize,
+    pub right: usize,
+}
+
+/// How a layer's padding was specified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PaddingMode {
+    /// Explicit sizes (`PaddingSize`).
+    Manual(Padding),
+    /// 'same': resolved from the input size during shape inference.
+    Same,
+}
+
+/// Input normalization of an input layer, with its stored statistics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Normalization {
+    None,
+    /// `x - mean`.
+    ZeroCenter {
+        mean: Tensor,
+    },
+    /// `(x - mean) / std`.
+    ZScore {
+        mean: Tensor,
+        std: Tensor,
+    },
+    /// `2 (x - min) / (max - min) - 1`.
+    RescaleSymmetric {
+        min: Tensor,
+        max: Tensor,
+    },
+    /// `(x - min) / (max - min)`.
+    RescaleZeroOne {
+        min: Tensor,
+        max: Tensor,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conv2d {
+    /// `[kh, kw]`.
+    pub filter: [usize; 2],
+    pub in_channels: usize,
+    pub filters: usize,
+    pub stride: [usize; 2],
+    pub dilation: [usize; 2],
+    pub groups: usize,
+    pub padding: PaddingMode,
+    /// Canonical `[Cout, Cin/groups, kh, kw]`; None in untrained layer arrays.
+    pub weights: Option<Param>,
+    pub bias: Option<Param>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConvTranspose2d {
+    pub filter: [usize; 2],
+    pub in_channels: usize,
+    pub filters: usize,
+    pub stride: [usize; 2],
+    pub groups: usize,
+    /// Output cropping ('same' crops so that out = in * stride).
+    pub cropping: PaddingMode,
+    /// Canonical `[Cin, Cout/groups, kh, kw]`.
+    pub weights: Option<Param>,
+    pub bias: Option<Param>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FullyConnected {
+    pub outputs: usize,
+    /// Canonical `[K, C*H*W]` (NCHW flatten order).
+    pub weights: Option<Param>,
+    pub bias: Option<Param>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchNorm {
+    pub channels: usize,
+    pub epsilon: f64,
+    pub mean: Option<Tensor>,
+    pub variance: Option<Tensor>,
+    pub scale: Option<Param>,
+    pub offset: Option<Param>,
+    /// Training-time decay of the running statistics (MATLAB `MeanDecay`/`VarianceDecay`).
+    pub mean_decay: f64,
+    pub variance_decay: f64,
+}
+
+/// Group normalization; layer normalization over an image is one group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupNorm {
+    pub groups: usize,
+    pub channels: usize,
+    pub epsilon: f64,
+    pub scale: Option<Param>,
+    pub offset: Option<Param>,
+}
+
+/// Cross-channel (local response) normalization: `x / (k + alpha * sum_window(x^2) / n)^beta`.
+/// MATLAB's window for even `n` takes `floor((n-1)/2)` channels before and `floor(n/2)` after.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lrn {
+    pub window: usize,
+    /// Already divided by the window size for MATLAB layers; MatConvNet's alpha does not divide.
+    pub alpha: f64,
+    pub beta: f64,
+    pub k: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Activation {
+    Relu,
+    LeakyRelu { scale: f64 },
+    ClippedRelu { ceiling: f64 },
+    Elu { alpha: f64 },
+    Tanh,
+    Sigmoid,
+    Swish,
+    Gelu { tanh: bool },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pool2d {
+    pub size: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: PaddingMode,
+    /// Average pooling only: padded zeros count in the mean (MATLAB's default `PaddingValue` 0).
+    pub count_include_pad: bool,
+}
+
+/// A recurrent layer (LSTM, BiLSTM, GRU).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recurrent {
+    pub hidden: usize,
+    pub input_size: usize,
+    /// True for OutputMode 'sequence', false for 'last'.
+    pub return_sequence: bool,
+    pub bidirectional: bool,
+    pub state_activation: String,
+    pub gate_activation: String,
+    pub input_weights: Option<Param>,
+    pub recurrent_weights: Option<Param>,
+    pub bias: Option<Param>,
+}
+
+/// What a layer computes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum LayerKind {
+    ImageInput {
+        size: Shape,
+        normalization: Normalization,
+    },
+    FeatureInput {
+        size: usize,
+        normalization: Normalization,
+    },
+    SequenceInput {
+        size: usize,
+        normalization: Normalization,
+    },
+    Conv2d(Conv2d),
+    ConvTranspose2d(ConvTranspose2d),
+    FullyConnected(FullyConnected),
+    BatchNorm(BatchNorm),
+    GroupNorm(GroupNorm),
+    Lrn(Lrn),
+    Activation(Activation),
+    MaxPool2d(Pool2d),
+    AvgPool2d(Pool2d),
+    GlobalAvgPool,
+    GlobalMaxPool,
+    Addition {
+        inputs: usize,
+    },
+    Multiplication {
+        inputs: usize,
+    },
+    /// Concatenation along channels.
+    DepthConcat {
+        inputs: usize,
+    },
+    /// Concatenation along MATLAB dimension `dim` (1 = H, 2 = W, 3 = C).
+    Concat {
+        dim: usize,
+        inputs: usize,
+    },
+    Dropout {
+        probability: f64,
+    },
+    Flatten,
+    Resize2d {
+        scale: Option<[f64; 2]>,
+        output_size: Option<[usize; 2]>,
+        method: String,
+        transform: String,
+    },
+    Softmax,
+    ClassificationOutput {
+        classes: Vec<String>,
+    },
+    RegressionOutput,
+    Lstm(Recurrent),
+    Gru(Recurrent),
+    /// A layer matcnn cannot convert: kept so that `inspect` shows the whole network.
+    Unsupported {
+        reason: String,
+    },
+}
+
+/// One layer: its MATLAB name and class, what it computes, and where its inputs come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Layer {
+    pub name: String,
+    /// The MATLAB class (`nnet.cnn.layer.Convolution2DLayer`) or MatConvNet type (`dagnn.Conv`, `conv`).
+    pub class: String,
+    pub kind: LayerKind,
+    /// Producing layers, in port order (`in1`, `in2`, ...): indices into `Network::layers`.
+    pub inputs: Vec<usize>,
+    /// Output size, set by shape inference.
+    pub output: Option<Shape>,
+}
+
+/// Which kind of MATLAB container the network came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SourceKind {
+    SeriesNetwork,
+    DAGNetwork,
+    DlNetwork,
+    LayerGraph,
+    LayerArray,
+    MatConvNetSimpleNN,
+    MatConvNetDagNN,
+}
+
+/// A whole network, layers in topological order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Network {
+    /// The variable it was read from.
+    pub variable: String,
+    pub source: SourceKind,
+    pub layers: Vec<Layer>,
+    /// Indices of the layers whose outputs are the network's outputs.
+    pub outputs: Vec<usize>,
+    /// Class names of a classification network (empty otherwise).
+    pub classes: Vec<String>,
+}

@@ -1,0 +1,503 @@
+//! MATLAB values → the network description. Knows nothing of Burn.
+//!
+//! [`import`] finds the network in a decoded `.mat` file (a Deep Learning Toolbox container, a bare
+//! layer array, or a MatConvNet struct), maps every layer to a [`LayerKind`] with typed
+//! hyperparameters and canonical weights ([`layout`]), orders the layers topologically, and runs
+//! shape inference ([`shape`]), which sets every layer's `output` and resolves 'same' padding.
+
+pub mod dlt;
+pub mod error;
+mod fields;
+pub mod layer;
+pub mod layout;
+pub mod matconvnet;
+pub mod shape;
+
+pub use error::NetError;
+pub use layer::*;
+
+use crate::mat::MatFile;
+use crate::mat::value::Value;
+
+use shape::Declared;
+
+/// How deep [`find_networks`] looks for a network held in another object's properties or in a
+/// struct's fields.
+const MAX_NESTING: usize = 3;
+
+/// The kind of network a value holds, if any.
+fn classify(v: &Value) -> Option<SourceKind> {
+    dlt::classify(v).or_else(|| matconvnet::classify(v))
+}
+
+/// A network nested in an object's properties or a 1x1 struct's fields: `(path suffix, kind)`.
+fn find_nested(v: &Value, path: &str, depth: usize, out: &mut Vec<(String, SourceKind)>) {
+    if depth == 0 {
+        return;
+    }
+    let children: Vec<(&str, &Value)> = match v {
+        Value::Object(o) if o.elements.len() == 1 => o.elements[0]
+            .props
+            .iter()
+            .map(|(n, v)| (n.as_str(), v))
+            .collect(),
+        Value::Struct(s) if s.len() == 1 => s
+            .fields
+            .iter()
+            .zip(&s.elements[0])
+            .map(|(n, v)| (n.as_str(), v))
+            .collect(),
+        _ => return,
+    };
+    for (name, child) in children {
+        // Built-in layers and networks keep their own parts under `any`: not a nested network.
+        if name == "any" {
+            continue;
+        }
+        let p = format!("{path}.{name}");
+        match classify(child) {
+            Some(k) => out.push((p, k)),
+            None => find_nested(child, &p, depth - 1, out),
+        }
+    }
+}
+
+/// Every network in the file: top-level variables, and networks held in a property of another
+/// object or a field of a struct (named `var.prop.prop`), with the container kind of each.
+pub fn find_networks(file: &MatFile) -> Vec<(String, SourceKind)> {
+    let mut out = Vec::new();
+    for var in &file.variables {
+        match classify(&var.value) {
+            Some(k) => out.push((var.name.clone(), k)),
+            None => find_nested(&var.value, &var.name, MAX_NESTING, &mut out),
+        }
+    }
+    out
+}
+
+/// The value at `path` (`var` or `var.prop.field`).
+fn resolve_path<'a>(file: &'a MatFile, path: &str) -> Result<&'a Value, NetError> {
+    let mut parts = path.split('.');
+    let first = parts.next().unwrap_or_default();
+    let not_found = || NetError::NoSuchVariable {
+        variable: path.into(),
+        available: file.variables.iter().map(|v| v.name.clone()).collect(),
+    };
+    let mut v = &file
+        .variables
+        .iter()
+        .find(|v| v.name == first)
+        .ok_or_else(not_found)?
+        .value;
+    for part in parts {
+        v = match v {
+            Value::Object(o) if o.elements.len() == 1 => o.elements[0].prop(part),
+            Value::Struct(s) if s.len() == 1 => s.field(part),
+            _ => None,
+        }
+        .ok_or_else(not_found)?;
+    }
+    Ok(v)
+}
+
+/// Imports the network held in variable `var` (or a property path `var.prop`), or, without `var`,
+/// the file's one network. Containers (SeriesNetwork, DAGNetwork, dlnetwork, LayerGraph,
+/// MatConvNet) take precedence over bare layer arrays, so a workspace that saved both `layers`
+/// and the trained `net` imports `net`. Several candidates of the same rank are an error listing
+/// them; so is a file without any network.
+pub fn import(file: &MatFile, var: Option<&str>) -> Result<Network, NetError> {
+    let (path, value, kind) = match var {
+        Some(name) => {
+            let value = resolve_path(file, name)?;
+            match classify(value) {
+                Some(k) => (name.to_string(), value, k),
+                None => {
+                    let mut nested = Vec::new();
+                    find_nested(value, name, MAX_NESTING, &mut nested);
+                    match nested.as_slice() {
+                        [(p, k)] => (p.clone(), resolve_path(file, p)?, *k),
+                        [] => {
+                            return Err(NetError::NotANetwork {
+                                variable: name.into(),
+                                class: value.class_name(),
+                            });
+                        }
+                        many => {
+                            return Err(NetError::SeveralNetworks {
+                                candidates: many
+                                    .iter()
+                                    .map(|(p, k)| format!("{p} ({})", source_name(*k)))
+                                    .collect(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        None => {
+            let found = find_networks(file);
+            let containers: Vec<&(String, SourceKind)> = found
+                .iter()
+                .filter(|(_, k)| *k != SourceKind::LayerArray)
+                .collect();
+            let pick = match (containers.as_slice(), found.as_slice()) {
+                ([one], _) => (*one).clone(),
+                ([], [one]) => one.clone(),
+                (_, []) => {
+                    return Err(NetError::NoNetwork {
+                        variables: file.variables.iter().map(|v| v.name.clone()).collect(),
+                    });
+                }
+                (_, all) => {
+                    let shown: Vec<&(String, SourceKind)> = if containers.is_empty() {
+                        all.iter().collect()
+                    } else {
+                        containers.clone()
+                    };
+                    return Err(NetError::SeveralNetworks {
+                        candidates: shown
+                            .iter()
+                            .map(|(p, k)| format!("{p} ({})", source_name(*k)))
+                            .collect(),
+                    });
+                }
+            };
+            let value = resolve_path(file, &pick.0)?;
+            (pick.0, value, pick.1)
+        }
+    };
+    match kind {
+        SourceKind::MatConvNetSimpleNN | SourceKind::MatConvNetDagNN => {
+            matconvnet::import(&path, value, kind)
+        }
+        _ => dlt::import(&path, value, kind),
+    }
+}
+
+/// The MATLAB name of a container kind.
+pub fn source_name(kind: SourceKind) -> &'static str {
+    match kind {
+        SourceKind::SeriesNetwork => "SeriesNetwork",
+        SourceKind::DAGNetwork => "DAGNetwork",
+        SourceKind::DlNetwork => "dlnetwork",
+        SourceKind::LayerGraph => "LayerGraph",
+        SourceKind::LayerArray => "Layer array",
+        SourceKind::MatConvNetSimpleNN => "MatConvNet SimpleNN",
+        SourceKind::MatConvNetDagNN => "MatConvNet DagNN",
+    }
+}
+
+/// Orders layers topologically, keeping the stored order wherever the graph allows (Kahn's
+/// algorithm taking the lowest stored index first). `inputs[i]` are the producers of layer `i`.
+/// Returns the new order (old indices), or the name-less index of a layer on a cycle.
+pub(crate) fn topo_order(inputs: &[Vec<usize>]) -> Result<Vec<usize>, usize> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let n = inputs.len();
+    let mut pending: Vec<usize> = inputs.iter().map(|v| v.len()).collect();
+    let mut consumers = vec![Vec::new(); n];
+    for (i, ins) in inputs.iter().enumerate() {
+        for &j in ins {
+            consumers[j].push(i);
+        }
+    }
+    let mut ready: BinaryHeap<Reverse<usize>> =
+        (0..n).filter(|&i| pending[i] == 0).map(Reverse).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(Reverse(i)) = ready.pop() {
+        order.push(i);
+        for &c in &consumers[i] {
+            pending[c] -= 1;
+            if pending[c] == 0 {
+                ready.push(Reverse(c));
+            }
+        }
+    }
+    if order.len() < n {
+        return Err((0..n).find(|&i| pending[i] > 0).unwrap_or(0));
+    }
+    Ok(order)
+}
+
+/// Puts `layers` (whose `inputs` index the stored order) into topological order, remapping inputs
+/// and `outputs`. Returns the layers, their declared sizes and outputs in the new order.
+pub(crate) fn into_topological(
+    variable: &str,
+    source: SourceKind,
+    layers: Vec<Layer>,
+    declared: Vec<Declared>,
+    outputs: Vec<usize>,
+) -> Result<(Vec<Layer>, Vec<Declared>, Vec<usize>), NetError> {
+    let ins: Vec<Vec<usize>> = layers.iter().map(|l| l.inputs.clone()).collect();
+    let order = topo_order(&ins).map_err(|i| NetError::Graph {
+        variable: variable.into(),
+        container: source_name(source).into(),
+        message: format!(
+            "the connections form a cycle through layer '{}'",
+            layers[i].name
+        ),
+    })?;
+    let mut new_index = vec![0; layers.len()];
+    for (new, &old) in order.iter().enumerate() {
+        new_index[old] = new;
+    }
+    let mut slots: Vec<Option<(Layer, Declared)>> =
+        layers.into_iter().zip(declared).map(Some).collect();
+    let mut out_layers = Vec::with_capacity(order.len());
+    let mut out_decl = Vec::with_capacity(order.len());
+    for &old in &order {
+        if let Some((mut l, d)) = slots[old].take() {
+            l.inputs = l.inputs.iter().map(|&j| new_index[j]).collect();
+            out_layers.push(l);
+            out_decl.push(d);
+        }
+    }
+    let outputs = outputs.iter().map(|&o| new_index[o]).collect();
+    Ok((out_layers, out_decl, outputs))
+}
+
+/// Layers whose output no layer consumes, in order.
+pub(crate) fn sinks(layers: &[Layer]) -> Vec<usize> {
+    let mut used = vec![false; layers.len()];
+    for l in layers {
+        for &j in &l.inputs {
+            if j < used.len() {
+                used[j] = true;
+            }
+        }
+    }
+    (0..layers.len()).filter(|&i| !used[i]).collect()
+}
+
+/// MATLAB's default name stem for a layer left unnamed (untrained layer arrays).
+fn default_stem(kind: &LayerKind) -> &'static str {
+    use LayerKind as K;
+    match kind {
+        K::ImageInput { .. } => "imageinput",
+        K::FeatureInput { .. } => "featureinput",
+        K::SequenceInput { .. } => "sequenceinput",
+        K::Conv2d(c) if c.groups != 1 => "groupedconv",
+        K::Conv2d(_) => "conv",
+        K::ConvTranspose2d(_) => "transposed-conv",
+        K::FullyConnected(_) => "fc",
+        K::BatchNorm(_) => "batchnorm",
+        K::GroupNorm(_) => "groupnorm",
+        K::Lrn(_) => "crossnorm",
+        K::Activation(a) => match a {
+            Activation::Relu => "relu",
+            Activation::LeakyRelu { .. } => "leakyrelu",
+            Activation::ClippedRelu { .. } => "clippedrelu",
+            Activation::Elu { .. } => "elu",
+            Activation::Tanh => "tanh",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Swish => "swish",
+            Activation::Gelu { .. } => "gelu",
+        },
+        K::MaxPool2d(_) => "maxpool",
+        K::AvgPool2d(_) => "avgpool",
+        K::GlobalAvgPool => "gapool",
+        K::GlobalMaxPool => "gmpool",
+        K::Addition { .. } => "addition",
+        K::Multiplication { .. } => "multiplication",
+        K::DepthConcat { .. } => "depthcat",
+        K::Concat { .. } => "concat",
+        K::Dropout { .. } => "dropout",
+        K::Flatten => "flatten",
+        K::Resize2d { .. } => "resize",
+        K::Softmax => "softmax",
+        K::ClassificationOutput { .. } => "classoutput",
+        K::RegressionOutput => "regressionoutput",
+        K::Lstm(r) if r.bidirectional => "bilstm",
+        K::Lstm(_) => "lstm",
+        K::Gru(_) => "gru",
+        K::Unsupported { .. } => "layer",
+    }
+}
+
+/// Names unnamed layers as MATLAB does when it assembles a network: the stem alone when one layer
+/// has it, `stem_1`, `stem_2`, ... when several do; names already taken are skipped.
+pub(crate) fn assign_default_names(layers: &mut [Layer]) {
+    let unnamed: Vec<usize> = (0..layers.len())
+        .filter(|&i| layers[i].name.is_empty())
+        .collect();
+    if unnamed.is_empty() {
+        return;
+    }
+    let mut taken: std::collections::HashSet<String> =
+        layers.iter().map(|l| l.name.clone()).collect();
+    let mut counts: std::collections::HashMap<&'static str, usize> = Default::default();
+    for &i in &unnamed {
+        *counts.entry(default_stem(&layers[i].kind)).or_default() += 1;
+    }
+    let mut next: std::collections::HashMap<&'static str, usize> = Default::default();
+    for &i in &unnamed {
+        let stem = default_stem(&layers[i].kind);
+        let name = if counts[stem] == 1 && !taken.contains(stem) {
+            stem.to_string()
+        } else {
+            loop {
+                let n = next.entry(stem).or_insert(0);
+                *n += 1;
+                let candidate = format!("{stem}_{n}");
+                if !taken.contains(&candidate) {
+                    break candidate;
+                }
+            }
+        };
+        taken.insert(name.clone());
+        layers[i].name = name;
+    }
+}
+
+/// The common end of every importer: topological order, names, shape inference, class names.
+pub(crate) fn finish(
+    variable: &str,
+    source: SourceKind,
+    mut layers: Vec<Layer>,
+    declared: Vec<Declared>,
+    outputs: Option<Vec<usize>>,
+) -> Result<Network, NetError> {
+    assign_default_names(&mut layers);
+    let outputs = outputs.unwrap_or_else(|| sinks(&layers));
+    let (layers, declared, outputs) =
+        into_topological(variable, source, layers, declared, outputs)?;
+    let classes = layers
+        .iter()
+        .find_map(|l| match &l.kind {
+            LayerKind::ClassificationOutput { classes } if !classes.is_empty() => {
+                Some(classes.clone())
+            }
+            _ => None,
+        })
+        .unwrap_or_default();
+    let mut net = Network {
+        variable: variable.into(),
+        source,
+        layers,
+        outputs,
+        classes,
+    };
+    shape::infer(&mut net, &declared)?;
+    Ok(net)
+}
+
+fn param_numel(p: &Option<Param>) -> usize {
+    p.as_ref().map_or(0, |p| p.value.numel())
+}
+
+impl Network {
+    /// Number of learnable parameters of layer `i`, as MATLAB's `analyzeNetwork` counts them:
+    /// `Weights`, `Bias`, `Scale`, `Offset`, `InputWeights`, `RecurrentWeights` (not the batch
+    /// normalization running statistics).
+    pub fn layer_learnables(&self, i: usize) -> usize {
+        let Some(l) = self.layers.get(i) else {
+            return 0;
+        };
+        match &l.kind {
+            LayerKind::Conv2d(c) => param_numel(&c.weights) + param_numel(&c.bias),
+            LayerKind::ConvTranspose2d(c) => param_numel(&c.weights) + param_numel(&c.bias),
+            LayerKind::FullyConnected(f) => param_numel(&f.weights) + param_numel(&f.bias),
+            LayerKind::BatchNorm(b) => param_numel(&b.scale) + param_numel(&b.offset),
+            LayerKind::GroupNorm(g) => param_numel(&g.scale) + param_numel(&g.offset),
+            LayerKind::Lstm(r) | LayerKind::Gru(r) => {
+                param_numel(&r.input_weights)
+                    + param_numel(&r.recurrent_weights)
+                    + param_numel(&r.bias)
+            }
+            _ => 0,
+        }
+    }
+
+    /// Total learnable parameters.
+    pub fn learnables(&self) -> usize {
+        (0..self.layers.len())
+            .map(|i| self.layer_learnables(i))
+            .sum()
+    }
+
+    /// Layers matcnn cannot convert.
+    pub fn unsupported(&self) -> Vec<&Layer> {
+        self.layers
+            .iter()
+            .filter(|l| matches!(l.kind, LayerKind::Unsupported { .. }))
+            .collect()
+    }
+
+    /// The (first) input layer.
+    pub fn input(&self) -> Option<&Layer> {
+        self.layers.iter().find(|l| {
+            matches!(
+                l.kind,
+                LayerKind::ImageInput { .. }
+                    | LayerKind::FeatureInput { .. }
+                    | LayerKind::SequenceInput { .. }
+            )
+        })
+    }
+
+    /// True when every layer with parameters or statistics has them stored (false for untrained
+    /// layer arrays).
+    pub fn is_trained(&self) -> bool {
+        fn norm_ok(n: &Normalization) -> bool {
+            match n {
+                Normalization::None => true,
+                Normalization::ZeroCenter { mean } => mean.numel() > 0,
+                Normalization::ZScore { mean, std } => mean.numel() > 0 && std.numel() > 0,
+                Normalization::RescaleSymmetric { min, max }
+                | Normalization::RescaleZeroOne { min, max } => min.numel() > 0 && max.numel() > 0,
+            }
+        }
+        self.layers.iter().all(|l| match &l.kind {
+            LayerKind::ImageInput { normalization, .. }
+            | LayerKind::FeatureInput { normalization, .. }
+            | LayerKind::SequenceInput { normalization, .. } => norm_ok(normalization),
+            LayerKind::Conv2d(c) => c.weights.is_some(),
+            LayerKind::ConvTranspose2d(c) => c.weights.is_some(),
+            LayerKind::FullyConnected(f) => f.weights.is_some(),
+            LayerKind::BatchNorm(b) => {
+                b.mean.is_some() && b.variance.is_some() && b.scale.is_some() && b.offset.is_some()
+            }
+            LayerKind::GroupNorm(g) => g.scale.is_some() && g.offset.is_some(),
+            LayerKind::Lstm(r) | LayerKind::Gru(r) => {
+                r.input_weights.is_some() && r.recurrent_weights.is_some()
+            }
+            _ => true,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topological_order_keeps_stored_order_when_possible() {
+        // 0 → 2 → 1 (stored out of order), 3 independent.
+        let ins = vec![vec![], vec![2], vec![0], vec![]];
+        assert_eq!(topo_order(&ins).unwrap(), vec![0, 2, 1, 3]);
+        assert_eq!(topo_order(&[vec![1], vec![0]]), Err(0));
+    }
+
+    fn named(name: &str, kind: LayerKind) -> Layer {
+        Layer {
+            name: name.into(),
+            class: "c".into(),
+            kind,
+            inputs: vec![],
+            output: None,
+        }
+    }
+
+    #[test]
+    fn default_names_follow_matlab() {
+        let mut layers = vec![
+            named("", LayerKind::Activation(Activation::Relu)),
+            named("", LayerKind::Softmax),
+            named("", LayerKind::Activation(Activation::Relu)),
+            named("relu_1", LayerKind::Flatten),
+        ];
+        assign_default_names(&mut layers);
+        let names: Vec<&str> = layers.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, vec!["relu_2", "softmax", "relu_3", "relu_1"]);
+    }
+}
