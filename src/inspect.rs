@@ -62,6 +62,14 @@ fn with_normalization(base: String, n: &Normalization) -> String {
     }
 }
 
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
 fn number(x: f64) -> String {
     format!("{x}")
 }
@@ -143,10 +151,10 @@ pub fn description(layer: &Layer) -> String {
             s + &format!(", padding {}", padding(&c.padding))
         }
         K::ConvTranspose2d(c) => format!(
-            "{}x{} transposed conv, {} filters, stride {}, cropping {}",
+            "{}x{} transposed conv, {}, stride {}, cropping {}",
             c.filter[0],
             c.filter[1],
-            c.filters,
+            plural(c.filters, "filter"),
             pair(c.stride),
             padding(&c.cropping)
         ),
@@ -213,8 +221,9 @@ pub fn description(layer: &Layer) -> String {
             [] => "classification output".into(),
             [one] => format!("crossentropyex with '{one}'"),
             [first, rest @ ..] => format!(
-                "crossentropyex with '{first}' and {} other classes",
-                rest.len()
+                "crossentropyex with '{first}' and {} other class{}",
+                rest.len(),
+                if rest.len() == 1 { "" } else { "es" }
             ),
         },
         K::RegressionOutput => "mean-squared-error".into(),

@@ -3,7 +3,10 @@
 //! The flow: `.mat` bytes → [`mat`] (MATLAB values) → network description → Burn module →
 //! inference, fine-tuning, export.
 
+pub mod data;
 pub mod dump;
+pub mod inspect;
 pub mod mat;
 pub mod model;
 pub mod net;
+pub mod source;

@@ -1,18 +1,34 @@
 //! The `matcnn` command line: one function per subcommand.
 
-use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use matcnn::data;
+use matcnn::model::{Backend, MatNet, device_for};
+use matcnn::net::{LayerKind, Network};
+use matcnn::source::load_network;
+use serde_json::json;
+use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
 #[command(
     name = "matcnn",
     version,
-    about = "MATLAB-trained networks made native: read, run, export, fine-tune"
+    about = "MATLAB-trained networks made native: read, inspect, run and export .mat networks without MATLAB"
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// Which network to use.
+#[derive(Args)]
+struct NetArgs {
+    /// The network: a .mat file (default: the built-in MNIST demo network).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// The variable holding the network, when the file has several.
+    #[arg(long)]
+    var: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -31,6 +47,57 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Describe a network layer by layer (like MATLAB's analyzeNetwork).
+    Inspect {
+        /// The .mat file (same as --model).
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        net: NetArgs,
+        /// Print JSON (schema in the README).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a stored array through the network and write the outputs.
+    Predict {
+        #[command(flatten)]
+        net: NetArgs,
+        /// The input: FILE.mat:VAR (H x W x C x N images or C x N features, as MATLAB stores
+        /// them) or FILE.npy ([N, C, H, W] images or [N, C] features).
+        #[arg(long)]
+        input: String,
+        /// Where to write the outputs: OUT.npy (float32 [N, K]) or OUT.mat (single N x K, variable Y).
+        #[arg(long)]
+        output: PathBuf,
+        /// Observations per forward pass.
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        /// Backend: cpu or wgpu (default: $BURN_DEVICE, else cpu).
+        #[arg(long, value_enum)]
+        backend: Option<Backend>,
+        /// Replace OUTPUT if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Classify image files (PNG, JPEG, BMP, TIFF) or every image in a directory.
+    Infer {
+        #[command(flatten)]
+        net: NetArgs,
+        /// Images or directories of images.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// How many classes to show per image.
+        #[arg(long, default_value_t = 3)]
+        top: usize,
+        /// Images per forward pass.
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// Backend: cpu or wgpu (default: $BURN_DEVICE, else cpu).
+        #[arg(long, value_enum)]
+        backend: Option<Backend>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() {
@@ -42,6 +109,25 @@ fn main() {
             depth,
             json,
         } => dump(&file, var.as_deref(), depth, json),
+        Command::Inspect { file, net, json } => {
+            inspect(file.or(net.model).as_deref(), net.var.as_deref(), json)
+        }
+        Command::Predict {
+            net,
+            input,
+            output,
+            batch_size,
+            backend,
+            force,
+        } => predict(&net, &input, &output, batch_size, backend, force),
+        Command::Infer {
+            net,
+            images,
+            top,
+            batch_size,
+            backend,
+            json,
+        } => infer(&net, &images, top, batch_size, backend, json),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -49,16 +135,13 @@ fn main() {
     }
 }
 
-fn dump(file: &PathBuf, var: Option<&str>, depth: usize, json: bool) -> Result<()> {
+fn dump(file: &Path, var: Option<&str>, depth: usize, json: bool) -> Result<()> {
     let mut mat =
         matcnn::mat::MatFile::read(file).with_context(|| format!("reading {}", file.display()))?;
     if let Some(name) = var {
-        let v = mat
-            .get(name)
-            .with_context(|| format!("in {}", file.display()))?
-            .clone();
+        mat.get(name)
+            .with_context(|| format!("in {}", file.display()))?;
         mat.variables.retain(|x| x.name == name);
-        let _ = v;
     }
     if json {
         println!(
@@ -71,6 +154,184 @@ fn dump(file: &PathBuf, var: Option<&str>, depth: usize, json: bool) -> Result<(
         );
     } else {
         print!("{}", matcnn::dump::text(&mat, depth));
+    }
+    Ok(())
+}
+
+fn inspect(model: Option<&Path>, var: Option<&str>, json: bool) -> Result<()> {
+    let net = load_network(model, var)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&matcnn::inspect::json(&net))?
+        );
+    } else {
+        print!("{}", matcnn::inspect::text(&net));
+    }
+    Ok(())
+}
+
+/// The network's input as `[H, W, C]` and whether it takes images.
+fn input_shape(net: &Network) -> Result<([usize; 3], bool)> {
+    let input = net.input().context("the network has no input layer")?;
+    Ok(match &input.kind {
+        LayerKind::ImageInput { size, .. } => ([size.h, size.w, size.c], true),
+        LayerKind::FeatureInput { size, .. } => ([1, 1, *size], false),
+        LayerKind::SequenceInput { .. } => {
+            bail!("sequence networks cannot run yet (layer '{}')", input.name)
+        }
+        _ => bail!("unexpected input layer '{}'", input.name),
+    })
+}
+
+fn progress_bar(n: usize, what: &str) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new(n as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
+        "{{bar:40}} {{pos}}/{{len}} {what} {{elapsed}}"
+    )) {
+        pb.set_style(style);
+    }
+    pb
+}
+
+fn predict(
+    net_args: &NetArgs,
+    input: &str,
+    output: &Path,
+    batch_size: usize,
+    backend: Option<Backend>,
+    force: bool,
+) -> Result<()> {
+    let ext = output
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if ext != "npy" && ext != "mat" {
+        bail!(
+            "--output {}: the extension must be .npy or .mat",
+            output.display()
+        );
+    }
+    let net = load_network(net_args.model.as_deref(), net_args.var.as_deref())?;
+    let (shape, spatial) = input_shape(&net)?;
+    let batch = data::load_array(input, shape, spatial)?;
+    let device = device_for(backend)?;
+    let model = MatNet::from_network(&net, &device)?;
+    let pb = progress_bar(batch.shape[0], "observations");
+    let (out, k) = model.predict(&batch.data, batch.shape, batch_size, &device, |done| {
+        pb.set_position(done as u64)
+    });
+    pb.finish_and_clear();
+    let n = batch.shape[0];
+    let bytes = if ext == "npy" {
+        data::npy_bytes(&out, &[n, k])
+    } else {
+        data::mat_bytes("Y", &out, n, k)
+    };
+    let mut inputs: Vec<PathBuf> = net_args.model.iter().cloned().collect();
+    inputs.push(PathBuf::from(
+        data::split_mat_spec(input).map(|(f, _)| f).unwrap_or(input),
+    ));
+    data::write_atomic(output, &bytes, &inputs, force)?;
+    eprintln!("wrote {} ({n} x {k})", output.display());
+    Ok(())
+}
+
+/// Softmax over each row (for networks whose output is not already probabilities).
+fn softmax_rows(v: &mut [f32], k: usize) {
+    for row in v.chunks_mut(k) {
+        let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let s: f32 = row.iter().map(|x| (x - m).exp()).sum();
+        row.iter_mut().for_each(|x| *x = (*x - m).exp() / s);
+    }
+}
+
+fn infer(
+    net_args: &NetArgs,
+    images: &[PathBuf],
+    top: usize,
+    batch_size: usize,
+    backend: Option<Backend>,
+    json: bool,
+) -> Result<()> {
+    let net = load_network(net_args.model.as_deref(), net_args.var.as_deref())?;
+    let ([h, w, c], spatial) = input_shape(&net)?;
+    if !spatial {
+        bail!("the network takes feature vectors, not images: use `matcnn predict`");
+    }
+    let files = data::expand_inputs(images)?;
+    if files.is_empty() {
+        bail!(
+            "no images found in {}",
+            images
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let device = device_for(backend)?;
+    let model = MatNet::from_network(&net, &device)?;
+    let has_softmax = net
+        .layers
+        .iter()
+        .any(|l| matches!(l.kind, LayerKind::Softmax));
+    let pb = progress_bar(files.len(), "images");
+    let mut results = Vec::new();
+    for chunk in files.chunks(batch_size.max(1)) {
+        let mut buf = Vec::with_capacity(chunk.len() * c * h * w);
+        for f in chunk {
+            buf.extend(data::load_image(f, h, w, c)?);
+        }
+        let (mut out, k) =
+            model.predict(&buf, [chunk.len(), c, h, w], chunk.len(), &device, |_| {});
+        if !has_softmax {
+            softmax_rows(&mut out, k);
+        }
+        for (f, probs) in chunk.iter().zip(out.chunks(k)) {
+            let mut idx: Vec<usize> = (0..k).collect();
+            idx.sort_by(|a, b| probs[*b].total_cmp(&probs[*a]));
+            let best: Vec<(String, f32)> = idx
+                .iter()
+                .take(top.max(1))
+                .map(|&i| {
+                    (
+                        net.classes
+                            .get(i)
+                            .cloned()
+                            .unwrap_or_else(|| format!("class {}", i + 1)),
+                        probs[i],
+                    )
+                })
+                .collect();
+            results.push((f.clone(), best));
+        }
+        pb.inc(chunk.len() as u64);
+    }
+    pb.finish_and_clear();
+    if json {
+        let v: Vec<_> = results
+            .iter()
+            .map(|(f, best)| {
+                json!({
+                    "image": f.display().to_string(),
+                    "top": best.iter().map(|(c, p)| json!({"class": c, "probability": p})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "results": v }))?
+        );
+    } else {
+        for (f, best) in &results {
+            let cols: Vec<String> = best
+                .iter()
+                .map(|(c, p)| format!("{c} {:.2}%", p * 100.0))
+                .collect();
+            println!("{}\t{}", f.display(), cols.join("\t"));
+        }
     }
     Ok(())
 }

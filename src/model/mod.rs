@@ -149,3 +149,43 @@ impl MatNet {
         out.reshape([n, c * h * w])
     }
 }
+
+impl MatNet {
+    /// Runs `batch` (row-major `[N, C, H, W]`) through the network in chunks of `batch_size`
+    /// observations and returns the outputs as a row-major `[N, K]` buffer and K.
+    /// `progress` is called with the number of observations done after each chunk.
+    pub fn predict(
+        &self,
+        data: &[f32],
+        shape: [usize; 4],
+        batch_size: usize,
+        device: &Device,
+        mut progress: impl FnMut(usize),
+    ) -> (Vec<f32>, usize) {
+        let [n, c, h, w] = shape;
+        let per = c * h * w;
+        let batch_size = batch_size.max(1);
+        let mut out = Vec::new();
+        let mut k = 0;
+        for start in (0..n).step_by(batch_size) {
+            let end = (start + batch_size).min(n);
+            let x = Tensor::<4>::from_data(
+                TensorData::new(
+                    data[start * per..end * per].to_vec(),
+                    [end - start, c, h, w],
+                ),
+                device,
+            );
+            let y = self.forward_flat(x);
+            k = y.dims()[1];
+            out.extend(
+                y.into_data()
+                    .convert::<f32>()
+                    .into_vec::<f32>()
+                    .unwrap_or_default(),
+            );
+            progress(end);
+        }
+        (out, k)
+    }
+}

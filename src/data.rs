@@ -1,0 +1,440 @@
+//! Data in and out: images for `infer`, arrays for `predict` (`.npy`, `.mat`), atomic writes.
+
+use crate::mat::{MatFile, Value, permute_col_major};
+use image::{DynamicImage, ImageBuffer, Luma, Rgb, imageops::FilterType};
+use npyz::WriterBuilder;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum DataError {
+    #[error("{path}: {msg}")]
+    Image { path: String, msg: String },
+    #[error("{path}: {msg}")]
+    Array { path: String, msg: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("refusing to write {0}: it is one of the inputs")]
+    OverwriteInput(String),
+    #[error("{0} exists: pass --force to replace it")]
+    Exists(String),
+}
+
+/// A batch of observations as a row-major `[N, C, H, W]` f32 buffer.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub data: Vec<f32>,
+    pub shape: [usize; 4],
+}
+
+/// Image file extensions `infer` reads from a directory.
+pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "tif", "tiff"];
+
+/// Reads an image (PNG, JPEG, BMP, TIFF; 8 or 16 bit; gray, RGB or RGBA) and returns it as
+/// `[C, H, W]` f32 values on MATLAB's uint8 scale (0..255, 16-bit images divided by 257),
+/// converted to `channels` (RGB → gray with MATLAB's `rgb2gray` weights, gray → RGB by
+/// replication, alpha dropped) and resized to `h x w` with bilinear interpolation.
+pub fn load_image(path: &Path, h: usize, w: usize, channels: usize) -> Result<Vec<f32>, DataError> {
+    let err = |msg: String| DataError::Image {
+        path: path.display().to_string(),
+        msg,
+    };
+    let img = image::ImageReader::open(path)
+        .map_err(|e| DataError::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?
+        .with_guessed_format()
+        .map_err(|e| DataError::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?
+        .decode()
+        .map_err(|e| err(format!("not a readable image: {e}")))?;
+    let (iw, ih) = (img.width(), img.height());
+    if iw == 0 || ih == 0 {
+        return Err(err("the image is empty".into()));
+    }
+    let scale = match img {
+        DynamicImage::ImageLuma16(_)
+        | DynamicImage::ImageLumaA16(_)
+        | DynamicImage::ImageRgb16(_)
+        | DynamicImage::ImageRgba16(_) => 1.0 / 257.0,
+        DynamicImage::ImageRgb32F(_) | DynamicImage::ImageRgba32F(_) => 255.0,
+        _ => 1.0,
+    };
+    let has_color = img.color().has_color();
+    let rgb = img.to_rgb32f(); // values in [0,1] for 8-bit, raw/65535 for 16-bit
+    let max = if scale == 1.0 / 257.0 {
+        65535.0 / 257.0
+    } else {
+        255.0
+    };
+    let (w32, h32) = (w as u32, h as u32);
+    match channels {
+        1 => {
+            let gray: ImageBuffer<Luma<f32>, Vec<f32>> = ImageBuffer::from_fn(iw, ih, |x, y| {
+                let p = rgb.get_pixel(x, y).0;
+                let v = if has_color {
+                    0.298936 * p[0] + 0.587043 * p[1] + 0.114021 * p[2]
+                } else {
+                    p[0]
+                };
+                Luma([v * max])
+            });
+            let r = if (iw, ih) == (w32, h32) {
+                gray
+            } else {
+                image::imageops::resize(&gray, w32, h32, FilterType::Triangle)
+            };
+            Ok(r.into_raw())
+        }
+        3 => {
+            let scaled: ImageBuffer<Rgb<f32>, Vec<f32>> = ImageBuffer::from_fn(iw, ih, |x, y| {
+                let p = rgb.get_pixel(x, y).0;
+                Rgb([p[0] * max, p[1] * max, p[2] * max])
+            });
+            let r = if (iw, ih) == (w32, h32) {
+                scaled
+            } else {
+                image::imageops::resize(&scaled, w32, h32, FilterType::Triangle)
+            };
+            // HWC → CHW
+            let raw = r.into_raw();
+            let mut out = vec![0.0; raw.len()];
+            for (i, px) in raw.chunks_exact(3).enumerate() {
+                for c in 0..3 {
+                    out[c * h * w + i] = px[c];
+                }
+            }
+            Ok(out)
+        }
+        c => Err(err(format!(
+            "the network takes {c}-channel images; only 1- and 3-channel networks read image files"
+        ))),
+    }
+}
+
+/// Lists the images of a directory (sorted), or the given files.
+pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, DataError> {
+    let mut out = Vec::new();
+    for p in inputs {
+        if p.is_dir() {
+            let rd = std::fs::read_dir(p).map_err(|e| DataError::Io {
+                path: p.display().to_string(),
+                source: e,
+            })?;
+            let mut files: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| {
+                    f.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                        IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
+                    })
+                })
+                .collect();
+            files.sort();
+            out.extend(files);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Reads observations for `predict`.
+///
+/// - `FILE.mat:VAR`: a MATLAB array as MATLAB stores it: `H x W x C x N` for images (a single
+///   `H x W x C` image is N = 1), `C x N` for features.
+/// - `FILE.npy`: numpy arrays in PyTorch's layout, `[N, C, H, W]` for images (or `[N, H, W]`
+///   for one channel), `[N, C]` for features; any numeric dtype.
+///
+/// `spatial` says whether the network takes images; `input` is its `[H, W, C]` (features `[1, 1, C]`).
+pub fn load_array(spec: &str, input: [usize; 3], spatial: bool) -> Result<Batch, DataError> {
+    let [h, w, c] = input;
+    if let Some((file, var)) = split_mat_spec(spec) {
+        let err = |msg: String| DataError::Array {
+            path: format!("{file}:{var}"),
+            msg,
+        };
+        let mat = MatFile::read(file).map_err(|e| err(e.to_string()))?;
+        let v = mat.get(var).map_err(|e| err(e.to_string()))?;
+        let a = match v {
+            Value::Numeric(a) if a.imag.is_none() => a,
+            Value::Logical { .. } => {
+                return Err(err("a logical array is not network input".into()));
+            }
+            other => {
+                return Err(err(format!(
+                    "expected a real numeric array, found {}",
+                    other.class_name()
+                )));
+            }
+        };
+        let dims = &a.dims;
+        let vals = a.real.to_f32_vec();
+        if spatial {
+            let n = if dims.len() >= 4 { dims[3] } else { 1 };
+            let (ah, aw, ac) = (
+                dims[0],
+                dims.get(1).copied().unwrap_or(1),
+                dims.get(2).copied().unwrap_or(1),
+            );
+            if (ah, aw, ac) != (h, w, c) || dims.len() > 4 {
+                return Err(err(format!(
+                    "array of size {} does not match the network input {h}x{w}x{c}(xN)",
+                    crate::dump::size_str(dims)
+                )));
+            }
+            let (data, _) = permute_col_major(&vals, dims, &[3, 2, 0, 1]).map_err(err)?;
+            Ok(Batch {
+                data,
+                shape: [n, c, h, w],
+            })
+        } else {
+            if dims.len() != 2 || dims[0] != c {
+                return Err(err(format!(
+                    "array of size {} does not match the network's {c} features (C x N)",
+                    crate::dump::size_str(dims)
+                )));
+            }
+            let (data, _) = permute_col_major(&vals, dims, &[1, 0]).map_err(err)?;
+            Ok(Batch {
+                data,
+                shape: [dims[1], c, 1, 1],
+            })
+        }
+    } else {
+        let err = |msg: String| DataError::Array {
+            path: spec.to_string(),
+            msg,
+        };
+        let bytes = std::fs::read(spec).map_err(|e| DataError::Io {
+            path: spec.into(),
+            source: e,
+        })?;
+        let npy =
+            npyz::NpyFile::new(&bytes[..]).map_err(|e| err(format!("not a .npy file: {e}")))?;
+        let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+        let order = npy.order();
+        let total: usize = shape.iter().product();
+        if total.saturating_mul(1) > bytes.len() {
+            return Err(err(format!(
+                "header declares {total} elements, more than the file holds"
+            )));
+        }
+        let data = read_npy_f32(npy).map_err(err)?;
+        let data = if order == npyz::Order::Fortran {
+            let axes: Vec<usize> = (0..shape.len()).collect();
+            permute_col_major(&data, &shape, &axes).map_err(err)?.0
+        } else {
+            data
+        };
+        let shape4 = match (spatial, shape.as_slice()) {
+            (true, [n, ch, hh, ww]) if [*hh, *ww, *ch] == [h, w, c] => [*n, c, h, w],
+            (true, [n, hh, ww]) if c == 1 && [*hh, *ww] == [h, w] => [*n, 1, h, w],
+            (false, [n, ch]) if *ch == c => [*n, c, 1, 1],
+            _ => {
+                let want = if spatial {
+                    format!("[N, {c}, {h}, {w}]")
+                } else {
+                    format!("[N, {c}]")
+                };
+                return Err(err(format!(
+                    "array of shape {shape:?} does not match the network input {want}"
+                )));
+            }
+        };
+        Ok(Batch {
+            data,
+            shape: shape4,
+        })
+    }
+}
+
+fn read_npy_f32(npy: npyz::NpyFile<&[u8]>) -> Result<Vec<f32>, String> {
+    use npyz::{DType, TypeChar};
+    let dt = npy.dtype();
+    let (tc, size) = match &dt {
+        DType::Plain(t) => (t.type_char(), t.size_field()),
+        _ => return Err("structured .npy arrays are not supported".into()),
+    };
+    let e = |x: std::io::Error| x.to_string();
+    Ok(match (tc, size) {
+        (TypeChar::Float, 4) => npy.into_vec::<f32>().map_err(e)?,
+        (TypeChar::Float, 8) => npy
+            .into_vec::<f64>()
+            .map_err(e)?
+            .into_iter()
+            .map(|x| x as f32)
+            .collect(),
+        (TypeChar::Uint, 1) => npy
+            .into_vec::<u8>()
+            .map_err(e)?
+            .into_iter()
+            .map(|x| x as f32)
+            .collect(),
+        (TypeChar::Uint, 2) => npy
+            .into_vec::<u16>()
+            .map_err(e)?
+            .into_iter()
+            .map(|x| x as f32)
+            .collect(),
+        (TypeChar::Int, 4) => npy
+            .into_vec::<i32>()
+            .map_err(e)?
+            .into_iter()
+            .map(|x| x as f32)
+            .collect(),
+        (TypeChar::Int, 8) => npy
+            .into_vec::<i64>()
+            .map_err(e)?
+            .into_iter()
+            .map(|x| x as f32)
+            .collect(),
+        _ => return Err(format!("unsupported .npy dtype {dt:?}")),
+    })
+}
+
+/// Splits `FILE.mat:VAR`.
+pub fn split_mat_spec(spec: &str) -> Option<(&str, &str)> {
+    let i = spec.rfind(".mat:")?;
+    Some((&spec[..i + 4], &spec[i + 5..]))
+}
+
+/// Writes `bytes` to `path` atomically (a temporary file in the same folder, then a rename),
+/// refusing to replace any of `inputs`, and an existing file unless `force`.
+pub fn write_atomic(
+    path: &Path,
+    bytes: &[u8],
+    inputs: &[PathBuf],
+    force: bool,
+) -> Result<(), DataError> {
+    let io = |e: std::io::Error| DataError::Io {
+        path: path.display().to_string(),
+        source: e,
+    };
+    if let Ok(target) = path.canonicalize() {
+        if inputs
+            .iter()
+            .filter_map(|i| i.canonicalize().ok())
+            .any(|i| i == target)
+        {
+            return Err(DataError::OverwriteInput(path.display().to_string()));
+        }
+        if !force {
+            return Err(DataError::Exists(path.display().to_string()));
+        }
+    }
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    let r = f.write_all(bytes).and_then(|_| f.sync_all());
+    if let Err(e) = r {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(e));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })
+}
+
+/// A row-major f32 array as `.npy` bytes.
+pub fn npy_bytes(data: &[f32], shape: &[usize]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let shape64: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let mut w = npyz::WriteOptions::<f32>::new()
+        .default_dtype()
+        .shape(&shape64)
+        .writer(&mut out)
+        .begin_nd()
+        .expect("in-memory npy header");
+    w.extend(data.iter().copied()).expect("in-memory write");
+    w.finish().expect("in-memory write");
+    out
+}
+
+/// A row-major `[N, K]` f32 array as a v5 `.mat` file holding one single-precision variable
+/// `name` of size N x K (uncompressed).
+pub fn mat_bytes(name: &str, data: &[f32], rows: usize, cols: usize) -> Vec<u8> {
+    fn pad8(v: &mut Vec<u8>) {
+        while v.len() % 8 != 0 {
+            v.push(0);
+        }
+    }
+    let mut header = format!(
+        "MATLAB 5.0 MAT-file, written by matcnn {}",
+        env!("CARGO_PKG_VERSION")
+    )
+    .into_bytes();
+    header.resize(116, b' ');
+    header.extend_from_slice(&[0u8; 8]);
+    header.extend_from_slice(&0x0100u16.to_le_bytes());
+    header.extend_from_slice(b"IM");
+    let mut m = Vec::new();
+    let tag = |m: &mut Vec<u8>, ty: u32, n: usize| {
+        m.extend_from_slice(&ty.to_le_bytes());
+        m.extend_from_slice(&(n as u32).to_le_bytes());
+    };
+    tag(&mut m, 6, 8);
+    m.extend_from_slice(&[7, 0, 0, 0, 0, 0, 0, 0]); // single
+    tag(&mut m, 5, 8);
+    m.extend_from_slice(&(rows as i32).to_le_bytes());
+    m.extend_from_slice(&(cols as i32).to_le_bytes());
+    tag(&mut m, 1, name.len());
+    m.extend_from_slice(name.as_bytes());
+    pad8(&mut m);
+    tag(&mut m, 7, data.len() * 4);
+    // Column-major.
+    for c in 0..cols {
+        for r in 0..rows {
+            m.extend_from_slice(&data[r * cols + c].to_le_bytes());
+        }
+    }
+    pad8(&mut m);
+    let mut out = header;
+    out.extend_from_slice(&14u32.to_le_bytes());
+    out.extend_from_slice(&(m.len() as u32).to_le_bytes());
+    out.extend(m);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mat_output_reads_back() {
+        let data: Vec<f32> = (0..6).map(|x| x as f32 * 0.5).collect();
+        let bytes = mat_bytes("Y", &data, 2, 3);
+        let m = MatFile::from_bytes(&bytes).unwrap();
+        let a = m.get("Y").unwrap().as_numeric().unwrap();
+        assert_eq!(a.dims, [2, 3]);
+        let (row, _) = a.to_row_major(&[0, 1]).unwrap();
+        assert_eq!(row, data);
+    }
+
+    #[test]
+    fn npy_output_reads_back() {
+        let data = vec![1.0f32, 2.0, 3.0, 4.0];
+        let bytes = npy_bytes(&data, &[2, 2]);
+        let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+        assert_eq!(npy.shape(), &[2, 2]);
+        assert_eq!(npy.into_vec::<f32>().unwrap(), data);
+    }
+
+    #[test]
+    fn mat_spec_split() {
+        assert_eq!(split_mat_spec("a/b.mat:img_V"), Some(("a/b.mat", "img_V")));
+        assert_eq!(split_mat_spec("x.npy"), None);
+    }
+}
