@@ -237,8 +237,10 @@ impl Op {
                 })
             }
             LayerKind::BatchNorm(b) => {
+                // Burn requires epsilon > 0; MatConvNet's moments already include theirs (0 here).
+                let epsilon = if b.epsilon > 0.0 { b.epsilon } else { 1e-30 };
                 let mut bn = BatchNormConfig::new(b.channels)
-                    .with_epsilon(b.epsilon)
+                    .with_epsilon(epsilon)
                     .with_momentum(1.0 - b.mean_decay.clamp(0.0, 1.0))
                     .init(device);
                 bn.gamma = param::<1>(l, &b.scale, "Scale", device)?;

@@ -364,7 +364,10 @@ mod tests {
         // K = 1 drops the last dimension.
         let fc = fc_weights(&iota(&[2, 3, 4]), 1).unwrap();
         assert_eq!(fc.input_hwc, Some([2, 3, 4]));
-        assert_eq!(fc.weights.data[3 * 6 + 2 + 1], cm(&[2, 3, 4], &[0, 1, 3]));
+        assert_eq!(
+            fc.weights.data[3 * 6 + 1], /* c*H*W + h*W + w, h = 0 */
+            cm(&[2, 3, 4], &[0, 1, 3])
+        );
     }
 
     #[test]
