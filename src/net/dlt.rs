@@ -308,6 +308,8 @@ pub fn class_names(v: &Value) -> Vec<String> {
     match v {
         Value::Categorical(c) => c.categories.clone(),
         other if other.is_empty() => vec![],
+        // 'auto' in untrained output layers: the classes come from the training data.
+        other if other.as_string().as_deref() == Some("auto") => vec![],
         other => other.as_string_list().unwrap_or_default(),
     }
 }
@@ -406,7 +408,7 @@ fn nonzero_padding_value(f: &Fields) -> Option<String> {
         None => None,
         Some(v) if v.is_empty() => None,
         Some(v) => match v.as_f64() {
-            Some(x) if x == 0.0 => None,
+            Some(0.0) => None,
             Some(x) => Some(format!("{x}")),
             None => v.as_string().filter(|s| s != "zeros"),
         },

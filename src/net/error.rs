@@ -25,26 +25,18 @@ pub enum NetError {
     NotANetwork { variable: String, class: String },
 
     /// A stored property is missing or has the wrong type, size or value.
-    #[error(
-        "variable '{variable}', layer '{layer}' ({class}), property '{property}': expected {expected}, found {found}"
-    )]
+    #[error("{at}, property '{property}': expected {expected}, found {found}")]
     Property {
-        variable: String,
-        layer: String,
-        class: String,
+        at: Box<Ctx>,
         property: String,
         expected: String,
         found: String,
     },
 
     /// Shape inference disagrees with what the file declares, or the layer cannot take its input.
-    #[error(
-        "variable '{variable}', layer '{layer}' ({class}): {what}: expected {expected}, found {found}"
-    )]
+    #[error("{at}: {what}: expected {expected}, found {found}")]
     Shape {
-        variable: String,
-        layer: String,
-        class: String,
+        at: Box<Ctx>,
         what: String,
         expected: String,
         found: String,
@@ -67,12 +59,23 @@ fn list(items: &[String]) -> String {
     }
 }
 
-/// Where a layer sits: enough to build errors that name it.
-#[derive(Debug, Clone, Default)]
+/// Where a layer sits: the variable, the layer's name and its MATLAB class. Enough to build
+/// errors that name it.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Ctx {
     pub variable: String,
     pub layer: String,
     pub class: String,
+}
+
+impl std::fmt::Display for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "variable '{}', layer '{}' ({})",
+            self.variable, self.layer, self.class
+        )
+    }
 }
 
 impl Ctx {
@@ -91,9 +94,7 @@ impl Ctx {
         found: impl Into<String>,
     ) -> NetError {
         NetError::Property {
-            variable: self.variable.clone(),
-            layer: self.layer.clone(),
-            class: self.class.clone(),
+            at: Box::new(self.clone()),
             property: property.into(),
             expected: expected.into(),
             found: found.into(),
@@ -107,9 +108,7 @@ impl Ctx {
         found: impl Into<String>,
     ) -> NetError {
         NetError::Shape {
-            variable: self.variable.clone(),
-            layer: self.layer.clone(),
-            class: self.class.clone(),
+            at: Box::new(self.clone()),
             what: what.into(),
             expected: expected.into(),
             found: found.into(),

@@ -219,6 +219,9 @@ pub(crate) fn topo_order(inputs: &[Vec<usize>]) -> Result<Vec<usize>, usize> {
     Ok(order)
 }
 
+/// Layers, their declared sizes, and the output layers' indices.
+type Ordered = (Vec<Layer>, Vec<Declared>, Vec<usize>);
+
 /// Puts `layers` (whose `inputs` index the stored order) into topological order, remapping inputs
 /// and `outputs`. Returns the layers, their declared sizes and outputs in the new order.
 pub(crate) fn into_topological(
@@ -227,7 +230,7 @@ pub(crate) fn into_topological(
     layers: Vec<Layer>,
     declared: Vec<Declared>,
     outputs: Vec<usize>,
-) -> Result<(Vec<Layer>, Vec<Declared>, Vec<usize>), NetError> {
+) -> Result<Ordered, NetError> {
     let ins: Vec<Vec<usize>> = layers.iter().map(|l| l.inputs.clone()).collect();
     let order = topo_order(&ins).map_err(|i| NetError::Graph {
         variable: variable.into(),

@@ -284,7 +284,10 @@ fn layer_output(
                 && c.in_channels == 0
                 && x.c != 0
             {
-                if cpg == 0 || x.c % cpg != 0 || c.filters % (x.c / cpg).max(1) != 0 {
+                if cpg == 0
+                    || !x.c.is_multiple_of(cpg)
+                    || !c.filters.is_multiple_of((x.c / cpg).max(1))
+                {
                     return Err(ctx.shape(
                         "input channels",
                         format!("a multiple of the filters' depth {cpg} that divides the {} filters into groups", c.filters),
@@ -404,7 +407,7 @@ fn layer_output(
             if gn.groups == 0 {
                 gn.groups = x.c;
             }
-            if gn.groups == 0 || x.c % gn.groups != 0 {
+            if gn.groups == 0 || !x.c.is_multiple_of(gn.groups) {
                 return Err(ctx.shape(
                     "NumGroups",
                     format!("a divisor of the {} channels", x.c),
