@@ -3,9 +3,9 @@
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use matcnn::data;
-use matcnn::model::{Backend, MatNet, device_for};
+use matcnn::model::{Backend, device_for};
 use matcnn::net::{LayerKind, Network};
-use matcnn::source::load_network;
+use matcnn::source::{load, load_network};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -213,11 +213,12 @@ fn predict(
             output.display()
         );
     }
-    let net = load_network(net_args.model.as_deref(), net_args.var.as_deref())?;
-    let (shape, spatial) = input_shape(&net)?;
+    let loaded = load(net_args.model.as_deref(), net_args.var.as_deref())?;
+    let net = &loaded.net;
+    let (shape, spatial) = input_shape(net)?;
     let batch = data::load_array(input, shape, spatial)?;
     let device = device_for(backend)?;
-    let model = MatNet::from_network(&net, &device)?;
+    let model = loaded.build(&device)?;
     let pb = progress_bar(batch.shape[0], "observations");
     let (out, k) = model.predict(&batch.data, batch.shape, batch_size, &device, |done| {
         pb.set_position(done as u64)
@@ -255,8 +256,9 @@ fn infer(
     backend: Option<Backend>,
     json: bool,
 ) -> Result<()> {
-    let net = load_network(net_args.model.as_deref(), net_args.var.as_deref())?;
-    let ([h, w, c], spatial) = input_shape(&net)?;
+    let loaded = load(net_args.model.as_deref(), net_args.var.as_deref())?;
+    let net = &loaded.net;
+    let ([h, w, c], spatial) = input_shape(net)?;
     if !spatial {
         bail!("the network takes feature vectors, not images: use `matcnn predict`");
     }
@@ -272,7 +274,7 @@ fn infer(
         );
     }
     let device = device_for(backend)?;
-    let model = MatNet::from_network(&net, &device)?;
+    let model = loaded.build(&device)?;
     let has_softmax = net
         .layers
         .iter()

@@ -8,7 +8,11 @@ fn fixture(rel: &str) -> String {
 }
 
 fn matcnn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_matcnn")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_matcnn"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
 }
 
 fn stdout(o: &Output) -> String {
@@ -31,8 +35,16 @@ fn infer_with_the_built_in_demo_network() {
     for d in 0..10 {
         let o = matcnn(&["infer", &format!("data/digit{d}.png")]);
         assert!(o.status.success(), "{}", stderr(&o));
-        let best = stdout(&o).split('\t').nth(1).unwrap_or_default().to_string();
-        assert!(best.starts_with(&format!("Digit_{d} ")), "digit {d}: {}", stdout(&o));
+        let best = stdout(&o)
+            .split('\t')
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            best.starts_with(&format!("Digit_{d} ")),
+            "digit {d}: {}",
+            stdout(&o)
+        );
     }
     // A directory, as JSON, top 2.
     let o = matcnn(&["infer", "data", "--json", "--top", "2"]);
@@ -47,10 +59,22 @@ fn infer_with_the_built_in_demo_network() {
 #[test]
 fn infer_converts_colour_and_size() {
     // basheer's 28x28 gray network on colour photos of other sizes.
-    let o = matcnn(&["infer", "--model", &fixture("basheer-digit-bn/net.mat"), &fixture("basheer-digit-bn/pic1.JPG")]);
+    let o = matcnn(&[
+        "infer",
+        "--model",
+        &fixture("basheer-digit-bn/net.mat"),
+        &fixture("basheer-digit-bn/pic1.JPG"),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     // The fruit network (320x320x3) on a JPEG of another size.
-    let o = matcnn(&["infer", "--model", &fixture("vikas-fruit-tf/net.mat"), "--var", "net", &fixture("vikas-fruit-tf/Test_image.jpg")]);
+    let o = matcnn(&[
+        "infer",
+        "--model",
+        &fixture("vikas-fruit-tf/net.mat"),
+        "--var",
+        "net",
+        &fixture("vikas-fruit-tf/Test_image.jpg"),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("apple_"), "{}", stdout(&o));
 }
@@ -58,35 +82,77 @@ fn infer_converts_colour_and_size() {
 #[test]
 fn predict_writes_npy_and_mat() {
     let dir = tmpdir("predict");
-    let input = format!("{}:img_V", fixture("chandrachapa-mnist-bn/MNIST_Validation.mat"));
+    let input = format!(
+        "{}:img_V",
+        fixture("chandrachapa-mnist-bn/MNIST_Validation.mat")
+    );
     let npy = dir.join("out.npy");
-    let o = matcnn(&["predict", "--model", &fixture("chandrachapa-mnist-bn/net.mat"), "--input", &input, "--output", npy.to_str().unwrap(), "--batch-size", "500"]);
+    let o = matcnn(&[
+        "predict",
+        "--model",
+        &fixture("chandrachapa-mnist-bn/net.mat"),
+        "--input",
+        &input,
+        "--output",
+        npy.to_str().unwrap(),
+        "--batch-size",
+        "500",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let bytes = std::fs::read(&npy).unwrap();
     let f = npyz::NpyFile::new(&bytes[..]).unwrap();
     assert_eq!(f.shape(), &[2000, 10]);
     // Refuses to overwrite without --force, replaces with it.
-    let o = matcnn(&["predict", "--model", &fixture("chandrachapa-mnist-bn/net.mat"), "--input", &input, "--output", npy.to_str().unwrap()]);
+    let o = matcnn(&[
+        "predict",
+        "--model",
+        &fixture("chandrachapa-mnist-bn/net.mat"),
+        "--input",
+        &input,
+        "--output",
+        npy.to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
     // .mat output reads back as a 2000 x 10 single array.
     let mat = dir.join("out.mat");
-    let o = matcnn(&["predict", "--model", &fixture("chandrachapa-mnist-bn/net.mat"), "--input", &input, "--output", mat.to_str().unwrap()]);
+    let o = matcnn(&[
+        "predict",
+        "--model",
+        &fixture("chandrachapa-mnist-bn/net.mat"),
+        "--input",
+        &input,
+        "--output",
+        mat.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let m = matcnn::mat::MatFile::read(&mat).unwrap();
     let y = m.get("Y").unwrap().as_numeric().unwrap();
-    assert_eq!((y.class_name(), y.dims.as_slice()), ("single", &[2000usize, 10][..]));
+    assert_eq!(
+        (y.class_name(), y.dims.as_slice()),
+        ("single", &[2000usize, 10][..])
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn errors_are_clear_and_exit_non_zero() {
     // Unsupported layers are named.
-    let o = matcnn(&["infer", "--model", &fixture("mimo-detect/trainedNet_test.mat"), "data/digit1.png"]);
+    let o = matcnn(&[
+        "infer",
+        "--model",
+        &fixture("mimo-detect/trainedNet_test.mat"),
+        "data/digit1.png",
+    ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("sigmoidLayer"), "{}", stderr(&o));
     // A missing variable names the file's variables.
-    let o = matcnn(&["inspect", &fixture("vikas-fruit-tf/net.mat"), "--var", "nope"]);
+    let o = matcnn(&[
+        "inspect",
+        &fixture("vikas-fruit-tf/net.mat"),
+        "--var",
+        "nope",
+    ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("nope"), "{}", stderr(&o));
     // Not an image.
@@ -94,8 +160,19 @@ fn errors_are_clear_and_exit_non_zero() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("Cargo.toml"), "{}", stderr(&o));
     // A wrong input array names the expected size.
-    let input = format!("{}:img_V", fixture("chandrachapa-mnist-bn/MNIST_Validation.mat"));
-    let o = matcnn(&["predict", "--model", &fixture("vikas-fruit-tf/net.mat"), "--input", &input, "--output", "/tmp/never.npy"]);
+    let input = format!(
+        "{}:img_V",
+        fixture("chandrachapa-mnist-bn/MNIST_Validation.mat")
+    );
+    let o = matcnn(&[
+        "predict",
+        "--model",
+        &fixture("vikas-fruit-tf/net.mat"),
+        "--input",
+        &input,
+        "--output",
+        "/tmp/never.npy",
+    ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("320x320x3"), "{}", stderr(&o));
     assert!(!Path::new("/tmp/never.npy").exists());
@@ -105,7 +182,11 @@ fn errors_are_clear_and_exit_non_zero() {
     // Not a MAT file.
     let o = matcnn(&["dump", "Cargo.toml"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("Cargo.toml") && stderr(&o).contains("not a MAT file"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Cargo.toml") && stderr(&o).contains("not a MAT file"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -120,7 +201,13 @@ fn wgpu_without_the_feature_says_how_to_get_it() {
 
 #[test]
 fn dump_and_inspect_json() {
-    let o = matcnn(&["dump", &fixture("mw-workshop-mnist/MNIST_Network.mat"), "--json", "--depth", "3"]);
+    let o = matcnn(&[
+        "dump",
+        &fixture("mw-workshop-mnist/MNIST_Network.mat"),
+        "--json",
+        "--depth",
+        "3",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     let var = &v["variables"][0];
@@ -128,7 +215,12 @@ fn dump_and_inspect_json() {
     assert_eq!(var["class"], "SeriesNetwork");
     assert_eq!(var["size"], serde_json::json!([1, 1]));
 
-    let o = matcnn(&["inspect", "--model", &fixture("gender-audio/trainedNetwork_1.mat"), "--json"]);
+    let o = matcnn(&[
+        "inspect",
+        "--model",
+        &fixture("gender-audio/trainedNetwork_1.mat"),
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["layers"].as_array().unwrap().len(), 68);
@@ -136,6 +228,10 @@ fn dump_and_inspect_json() {
     assert_eq!(v["unsupported"].as_array().unwrap().len(), 0);
 
     let o = matcnn(&["inspect", &fixture("pac48-dlnet/dlnet.mat")]);
-    assert!(o.status.success(), "inspect shows unsupported layers and succeeds: {}", stderr(&o));
+    assert!(
+        o.status.success(),
+        "inspect shows unsupported layers and succeeds: {}",
+        stderr(&o)
+    );
     assert!(stdout(&o).contains("FunctionLayer"));
 }

@@ -906,3 +906,115 @@ fn network_held_in_a_struct_field() {
         11
     );
 }
+
+/// Applies `f` to the `any` struct of layer `idx` of the SeriesNetwork in variable `var`.
+fn edit_layer(
+    file: &mut MatFile,
+    var: &str,
+    idx: usize,
+    f: impl FnOnce(&mut matcnn::mat::StructArray),
+) {
+    fn any_of(v: &mut Value) -> &mut matcnn::mat::StructArray {
+        let Value::Object(arr) = v else {
+            panic!("not an object")
+        };
+        let obj = std::sync::Arc::make_mut(&mut arr.elements[0]);
+        match obj.props.iter_mut().find(|(n, _)| n == "any") {
+            Some((_, Value::Struct(s))) => s,
+            _ => panic!("no any"),
+        }
+    }
+    fn field<'a>(s: &'a mut matcnn::mat::StructArray, name: &str) -> &'a mut Value {
+        let i = s.fields.iter().position(|f| f == name).expect("field");
+        &mut s.elements[0][i]
+    }
+    let v = &mut file
+        .variables
+        .iter_mut()
+        .find(|v| v.name == var)
+        .expect("variable")
+        .value;
+    let Value::Object(layers) = field(any_of(v), "Layers") else {
+        panic!("Layers")
+    };
+    let layer = std::sync::Arc::make_mut(&mut layers.elements[idx]);
+    match layer.props.iter_mut().find(|(n, _)| n == "any") {
+        Some((_, Value::Struct(s))) => f(s),
+        _ => panic!("layer without any"),
+    }
+}
+
+#[test]
+fn errors_name_variable_layer_class_and_property() {
+    // Weights that do not match FilterSize/NumChannels/NumFilters.
+    let mut file = read("mw-workshop-mnist/MNIST_Network.mat");
+    edit_layer(&mut file, "MNISTnetwork", 5, |s| {
+        let i = s
+            .fields
+            .iter()
+            .position(|f| f == "FilterSize")
+            .expect("FilterSize");
+        s.elements[0][i] = Value::Numeric(matcnn::mat::NumericArray::new(
+            vec![1, 2],
+            matcnn::mat::NumData::F64(vec![5.0, 5.0]),
+        ));
+    });
+    let e = net::import(&file, None).unwrap_err();
+    match &e {
+        NetError::Property {
+            at,
+            property,
+            expected,
+            found,
+        } => {
+            assert_eq!(
+                (at.variable.as_str(), at.layer.as_str()),
+                ("MNISTnetwork", "conv_2")
+            );
+            assert_eq!(at.class, "nnet.cnn.layer.Convolution2DLayer");
+            assert_eq!(property, "Weights");
+            assert_eq!(expected, "5x5x16x32");
+            assert_eq!(found, "single 3x3x16x32");
+        }
+        other => panic!("{other}"),
+    }
+
+    // A stored NumChannels that disagrees with the inferred input.
+    let mut file = read("mw-workshop-mnist/MNIST_Network.mat");
+    edit_layer(&mut file, "MNISTnetwork", 6, |s| {
+        let i = s
+            .fields
+            .iter()
+            .position(|f| f == "NumChannels")
+            .expect("NumChannels");
+        s.elements[0][i] = Value::Numeric(matcnn::mat::NumericArray::new(
+            vec![1, 1],
+            matcnn::mat::NumData::F64(vec![16.0]),
+        ));
+        for name in ["TrainedMean", "TrainedVariance"] {
+            let i = s.fields.iter().position(|f| f == name).expect("stat");
+            s.elements[0][i] = Value::Numeric(matcnn::mat::NumericArray::new(
+                vec![1, 1, 16],
+                matcnn::mat::NumData::F32(vec![0.0; 16]),
+            ));
+        }
+        for name in ["Offset", "Scale"] {
+            let i = s.fields.iter().position(|f| f == name).expect("param");
+            s.elements[0][i] = Value::Numeric(matcnn::mat::NumericArray::new(
+                vec![1, 1, 16],
+                matcnn::mat::NumData::F32(vec![1.0; 16]),
+            ));
+        }
+    });
+    let msg = net::import(&file, None).unwrap_err().to_string();
+    for part in [
+        "'MNISTnetwork'",
+        "'batchnorm_2'",
+        "BatchNormalizationLayer",
+        "NumChannels",
+        "16",
+        "32",
+    ] {
+        assert!(msg.contains(part), "{msg}");
+    }
+}

@@ -114,10 +114,20 @@ fn tensor<const D: usize>(
     what: &str,
     device: &Device,
 ) -> Result<Tensor<D>, ModelError> {
-    if t.shape.len() != D || t.shape.iter().product::<usize>() != t.data.len() {
+    if t.shape.len() != D {
         return Err(err(
             l,
             format!("{what} has shape {:?}, expected {D} dimensions", t.shape),
+        ));
+    }
+    if t.data.is_empty() && t.numel() > 0 {
+        // A description read back without data: zeros until the Burn record is loaded.
+        return Ok(Tensor::zeros(t.shape.clone(), device));
+    }
+    if t.numel() != t.data.len() {
+        return Err(err(
+            l,
+            format!("{what} has {} values for shape {:?}", t.data.len(), t.shape),
         ));
     }
     Ok(Tensor::from_data(
@@ -143,14 +153,14 @@ fn constant4(v: &layer::Tensor, device: &Device) -> Tensor<4> {
     let shape = match s.len() {
         3 => [1, s[0], s[1], s[2]],
         1 => [1, s[0], 1, 1],
-        _ => [1, 1, 1, v.data.len().max(1)],
+        _ => [1, 1, 1, v.numel().max(1)],
     };
-    let data = if v.data.is_empty() {
-        vec![0.0]
-    } else {
-        v.data.clone()
-    };
-    Tensor::from_data(TensorData::new(data, shape), device)
+    if v.data.is_empty() {
+        // Unknown statistics, or a description read back without data (the record fills it).
+        let shape = if v.numel() == 0 { [1, 1, 1, 1] } else { shape };
+        return Tensor::zeros(shape, device);
+    }
+    Tensor::from_data(TensorData::new(v.data.clone(), shape), device)
 }
 
 fn frozen<const D: usize>(t: Tensor<D>) -> Param<Tensor<D>> {
@@ -402,6 +412,42 @@ impl Op {
                 }
                 _ => x,
             },
+        }
+    }
+}
+
+/// Restores a normalization's statistics from the module's `(x - shift) * scale` constants.
+pub(crate) fn write_back_normalization(n: &InputNorm, norm: &mut Normalization) {
+    let vals = |t: Tensor<4>| {
+        t.into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("f32 data")
+    };
+    let shift = vals(n.shift.val());
+    let scale = vals(n.scale.val());
+    let fill = |t: &mut layer::Tensor, v: Vec<f32>| {
+        if v.len() == t.numel() {
+            t.data = v;
+        }
+    };
+    match norm {
+        Normalization::None => {}
+        Normalization::ZeroCenter { mean } => fill(mean, shift),
+        Normalization::ZScore { mean, std } => {
+            fill(mean, shift);
+            fill(std, scale.iter().map(|s| 1.0 / s).collect());
+        }
+        Normalization::RescaleZeroOne { min, max } => {
+            let range: Vec<f32> = scale.iter().map(|s| 1.0 / s).collect();
+            fill(max, shift.iter().zip(&range).map(|(m, r)| m + r).collect());
+            fill(min, shift);
+        }
+        Normalization::RescaleSymmetric { min, max } => {
+            // shift = (max + min)/2, scale = 2/(max - min)
+            let half: Vec<f32> = scale.iter().map(|s| 1.0 / s).collect();
+            fill(min, shift.iter().zip(&half).map(|(c, h)| c - h).collect());
+            fill(max, shift.iter().zip(&half).map(|(c, h)| c + h).collect());
         }
     }
 }

@@ -26,8 +26,10 @@ impl Tensor {
         debug_assert_eq!(shape.iter().product::<usize>(), data.len());
         Tensor { shape, data }
     }
+    /// Element count from the shape (a tensor read from a saved description has its shape but
+    /// no data: the values come from the Burn record).
     pub fn numel(&self) -> usize {
-        self.data.len()
+        self.shape.iter().product()
     }
 }
 
