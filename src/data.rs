@@ -348,6 +348,53 @@ pub fn write_atomic(
     })
 }
 
+/// Writes `files` into the folder `dir` atomically (a temporary folder beside it, then a
+/// rename), refusing to replace any of `inputs`, and an existing folder unless `force`.
+pub fn write_folder_atomic(
+    dir: &Path,
+    files: &[(String, Vec<u8>)],
+    inputs: &[PathBuf],
+    force: bool,
+) -> Result<(), DataError> {
+    let io = |p: &Path, e: std::io::Error| DataError::Io {
+        path: p.display().to_string(),
+        source: e,
+    };
+    if let Ok(target) = dir.canonicalize() {
+        if inputs
+            .iter()
+            .filter_map(|i| i.canonicalize().ok())
+            .any(|i| i.starts_with(&target))
+        {
+            return Err(DataError::OverwriteInput(dir.display().to_string()));
+        }
+        if !force {
+            return Err(DataError::Exists(dir.display().to_string()));
+        }
+    }
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+    let tmp = parent.join(format!(".{name}.tmp{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let result = (|| {
+        std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+        for (f, bytes) in files {
+            std::fs::write(tmp.join(f), bytes).map_err(|e| io(&tmp.join(f), e))?;
+        }
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(|e| io(dir, e))?;
+        }
+        std::fs::rename(&tmp, dir).map_err(|e| io(dir, e))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
 /// A row-major f32 array as `.npy` bytes.
 pub fn npy_bytes(data: &[f32], shape: &[usize]) -> Vec<u8> {
     let mut out = Vec::new();

@@ -5,6 +5,7 @@
 
 pub mod data;
 pub mod dump;
+pub mod export;
 pub mod inspect;
 pub mod mat;
 pub mod model;

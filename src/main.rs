@@ -31,6 +31,14 @@ struct NetArgs {
     var: Option<String>,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExportFormat {
+    Onnx,
+    Pytorch,
+    Burn,
+    Rust,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Print a .mat file's value tree: variables, classes, sizes, objects and their properties.
@@ -78,6 +86,26 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Export the network: ONNX, PyTorch (model.py + weights), Burn (record + description), Rust source.
+    Export {
+        #[command(flatten)]
+        net: NetArgs,
+        /// onnx: one .onnx file; pytorch, burn, rust: a folder.
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// Output file (onnx) or folder (pytorch, burn, rust).
+        #[arg(long)]
+        output: PathBuf,
+        /// ONNX opset version.
+        #[arg(long, default_value_t = 17)]
+        opset: i64,
+        /// Leave the input normalization out of the exported graph (apply it yourself).
+        #[arg(long)]
+        no_normalization: bool,
+        /// Replace OUTPUT if it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Classify image files (PNG, JPEG, BMP, TIFF) or every image in a directory.
     Infer {
         #[command(flatten)]
@@ -112,6 +140,14 @@ fn main() {
         Command::Inspect { file, net, json } => {
             inspect(file.or(net.model).as_deref(), net.var.as_deref(), json)
         }
+        Command::Export {
+            net,
+            format,
+            output,
+            opset,
+            no_normalization,
+            force,
+        } => export(&net, format, &output, opset, !no_normalization, force),
         Command::Predict {
             net,
             input,
@@ -166,7 +202,11 @@ fn inspect(model: Option<&Path>, var: Option<&str>, json: bool) -> Result<()> {
             serde_json::to_string_pretty(&matcnn::inspect::json(&net))?
         );
     } else {
-        print!("{}", matcnn::inspect::text(&net));
+        let text = matcnn::inspect::text(&net);
+        print!("{text}");
+        if !text.ends_with('\n') {
+            println!();
+        }
     }
     Ok(())
 }
@@ -335,5 +375,56 @@ fn infer(
             println!("{}\t{}", f.display(), cols.join("\t"));
         }
     }
+    Ok(())
+}
+
+fn export(
+    net_args: &NetArgs,
+    format: ExportFormat,
+    output: &Path,
+    opset: i64,
+    normalization: bool,
+    force: bool,
+) -> Result<()> {
+    let loaded = load(net_args.model.as_deref(), net_args.var.as_deref())?;
+    let mut net = loaded.net.clone();
+    if !net.unsupported().is_empty() {
+        let list: Vec<String> = net
+            .unsupported()
+            .iter()
+            .map(|l| match &l.kind {
+                LayerKind::Unsupported { reason } => {
+                    format!("layer '{}' ({}): {reason}", l.name, l.class)
+                }
+                _ => l.name.clone(),
+            })
+            .collect();
+        bail!("{} cannot be exported: {}", loaded.label, list.join("; "));
+    }
+    // Weights of saved networks live in the record: build the module and copy them back.
+    let device = device_for(Some(Backend::Cpu))?;
+    let model = loaded.build(&device)?;
+    model.write_back(&mut net);
+    let opts = matcnn::export::ExportOptions {
+        opset,
+        normalization,
+    };
+    let inputs: Vec<PathBuf> = net_args.model.iter().cloned().collect();
+    match format {
+        ExportFormat::Onnx => {
+            let bytes = matcnn::export::onnx(&net, &opts)?;
+            data::write_atomic(output, &bytes, &inputs, force)?;
+        }
+        ExportFormat::Burn => matcnn::model::saved::save(&net, &model, output, force)?,
+        ExportFormat::Pytorch | ExportFormat::Rust => {
+            let files = if format == ExportFormat::Pytorch {
+                matcnn::export::pytorch(&net, &opts)?
+            } else {
+                matcnn::export::rust_source(&net, &opts)?
+            };
+            data::write_folder_atomic(output, &files, &inputs, force)?;
+        }
+    }
+    eprintln!("wrote {}", output.display());
     Ok(())
 }
