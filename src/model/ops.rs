@@ -278,12 +278,11 @@ impl Op {
                 Op::GroupNorm(gn)
             }
             LayerKind::Lrn(n) => {
-                // Burn computes x / (k + alpha * mean_window(x^2))^beta with MATLAB's window
-                // placement for even sizes; the description's alpha already includes 1/window
-                // for MATLAB layers, so multiply back.
+                // Burn computes x / (k + alpha * sum_window(x^2) / n)^beta with MATLAB's window
+                // placement for even sizes: the description's formula (tests/model.rs checks it).
                 Op::Lrn(
                     LocalResponseNormConfig::new(n.window)
-                        .with_alpha(n.alpha * n.window as f64)
+                        .with_alpha(n.alpha)
                         .with_beta(n.beta)
                         .with_k(n.k)
                         .init(),

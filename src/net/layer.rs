@@ -193,7 +193,7 @@ pub struct GroupNorm {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Lrn {
     pub window: usize,
-    /// Already divided by the window size for MATLAB layers; MatConvNet's alpha does not divide.
+    /// MATLAB's `Alpha`; MatConvNet's alpha (which the sum is not divided by) is stored times `n`.
     pub alpha: f64,
     pub beta: f64,
     pub k: f64,

@@ -1,0 +1,200 @@
+//! The Burn module on small hand-computed cases: DAG port order, concatenation, addition, LRN with
+//! MATLAB's even-window rule, MATLAB's flatten order, and saving/loading records.
+
+use burn::prelude::Device;
+use matcnn::model::{MatNet, saved};
+use matcnn::net::layer::*;
+
+fn t(shape: &[usize], data: &[f32]) -> Tensor_ {
+    Tensor_::new(shape.to_vec(), data.to_vec())
+}
+type Tensor_ = matcnn::net::layer::Tensor;
+
+fn p(shape: &[usize], data: &[f32]) -> Option<Param> {
+    Some(Param {
+        value: t(shape, data),
+        lr_factor: 1.0,
+        l2_factor: 1.0,
+    })
+}
+
+fn layer(name: &str, kind: LayerKind, inputs: Vec<usize>) -> Layer {
+    Layer {
+        name: name.into(),
+        class: "test".into(),
+        kind,
+        inputs,
+        output: None,
+    }
+}
+
+fn conv1x1(cin: usize, cout: usize, w: &[f32], b: &[f32]) -> LayerKind {
+    LayerKind::Conv2d(Conv2d {
+        filter: [1, 1],
+        in_channels: cin,
+        filters: cout,
+        stride: [1, 1],
+        dilation: [1, 1],
+        groups: 1,
+        padding: PaddingMode::Manual(Padding::default()),
+        weights: p(&[cout, cin, 1, 1], w),
+        bias: p(&[cout], b),
+    })
+}
+
+fn net(layers: Vec<Layer>) -> Network {
+    let out = layers.len() - 1;
+    Network {
+        variable: "t".into(),
+        source: SourceKind::DAGNetwork,
+        layers,
+        outputs: vec![out],
+        classes: vec![],
+    }
+}
+
+fn run(n: &Network, x: &[f32], shape: [usize; 4]) -> Vec<f32> {
+    let dev = Device::flex();
+    let m = MatNet::from_network(n, &dev).unwrap();
+    m.predict(x, shape, 8, &dev, |_| {}).0
+}
+
+fn input(h: usize, w: usize, c: usize) -> Layer {
+    layer(
+        "in",
+        LayerKind::ImageInput {
+            size: Shape::image(h, w, c),
+            normalization: Normalization::None,
+        },
+        vec![],
+    )
+}
+
+#[test]
+fn dag_concatenation_follows_port_order() {
+    // in → a (x → [x, -x + 10]) and b (x → 3x); concat(in1 = b, in2 = a) → [3x, x, 10 - x];
+    // then add(concat, concat) doubles it.
+    let n = net(vec![
+        input(1, 2, 1),
+        layer("a", conv1x1(1, 2, &[1.0, -1.0], &[0.0, 10.0]), vec![0]),
+        layer("b", conv1x1(1, 1, &[3.0], &[0.0]), vec![0]),
+        layer("cat", LayerKind::DepthConcat { inputs: 2 }, vec![2, 1]),
+        layer("add", LayerKind::Addition { inputs: 2 }, vec![3, 3]),
+    ]);
+    let x = [1.0, 2.0];
+    let y = run(&n, &x, [1, 1, 1, 2]);
+    // [N, C, H, W] flattened: channel 0 = 3x, 1 = x, 2 = 10 - x, all doubled.
+    assert_eq!(y, vec![6.0, 12.0, 2.0, 4.0, 18.0, 16.0]);
+}
+
+#[test]
+fn lrn_even_window_takes_one_channel_ahead() {
+    // MATLAB: window 2 covers channel c and c+1 (floor((2-1)/2) = 0 before, floor(2/2) = 1 after);
+    // y = x / (K + Alpha * sum / n)^Beta with K = 1, Alpha = 1, Beta = 1, n = 2.
+    let n = net(vec![
+        input(1, 1, 3),
+        layer(
+            "lrn",
+            LayerKind::Lrn(Lrn {
+                window: 2,
+                alpha: 1.0,
+                beta: 1.0,
+                k: 1.0,
+            }),
+            vec![0],
+        ),
+    ]);
+    let y = run(&n, &[1.0, 2.0, 3.0], [1, 3, 1, 1]);
+    let expected = [
+        1.0 / (1.0 + 5.0 / 2.0),
+        2.0 / (1.0 + 13.0 / 2.0),
+        3.0 / (1.0 + 9.0 / 2.0),
+    ];
+    for (a, b) in y.iter().zip(expected) {
+        assert!((a - b).abs() < 1e-6, "{y:?} vs {expected:?}");
+    }
+}
+
+#[test]
+fn flatten_uses_matlab_column_major_order() {
+    // A 2x2x2 image (H x W x C) flattened by MATLAB gives x(h,w,c) at h + 2w + 4c.
+    let n = net(vec![
+        input(2, 2, 2),
+        layer("flat", LayerKind::Flatten, vec![0]),
+    ]);
+    // NCHW input: value = 100c + 10h + w.
+    let mut x = vec![];
+    for c in 0..2 {
+        for h in 0..2 {
+            for w in 0..2 {
+                x.push((100 * c + 10 * h + w) as f32);
+            }
+        }
+    }
+    let y = run(&n, &x, [1, 2, 2, 2]);
+    let mut expected = vec![0.0; 8];
+    for c in 0..2 {
+        for h in 0..2 {
+            for w in 0..2 {
+                expected[h + 2 * w + 4 * c] = (100 * c + 10 * h + w) as f32;
+            }
+        }
+    }
+    assert_eq!(y, expected);
+}
+
+#[test]
+fn asymmetric_padding_and_pooling() {
+    // 1x1 conv of weight 1 with pads [top 1, bottom 0, left 0, right 2] on a 2x2 image.
+    let mut conv = conv1x1(1, 1, &[1.0], &[0.0]);
+    if let LayerKind::Conv2d(c) = &mut conv {
+        c.padding = PaddingMode::Manual(Padding {
+            top: 1,
+            bottom: 0,
+            left: 0,
+            right: 2,
+        });
+    }
+    let n = net(vec![input(2, 2, 1), layer("c", conv, vec![0])]);
+    let y = run(&n, &[1.0, 2.0, 3.0, 4.0], [1, 1, 2, 2]);
+    // 3 x 4 output: a zero row on top, two zero columns on the right.
+    assert_eq!(
+        y,
+        vec![0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 0.0, 0.0, 3.0, 4.0, 0.0, 0.0]
+    );
+}
+
+#[test]
+fn saved_network_round_trips_exactly() {
+    let file = matcnn::mat::MatFile::from_bytes(matcnn::source::DEMO_MODEL).unwrap();
+    let network = matcnn::net::import(&file, None).unwrap();
+    let dev = Device::flex();
+    let model = MatNet::from_network(&network, &dev).unwrap();
+    let dir = std::env::temp_dir().join(format!("matcnn-saved-{}", std::process::id()));
+    saved::save(&network, &model, &dir, true).unwrap();
+    assert!(
+        saved::save(&network, &model, &dir, false).is_err(),
+        "refuses to replace without force"
+    );
+    let (desc, record) = saved::load_description(&dir).unwrap();
+    assert_eq!(desc.layers.len(), network.layers.len());
+    assert_eq!(desc.classes, network.classes);
+    let loaded = saved::load_model(&desc, &record, &dev).unwrap();
+    let x: Vec<f32> = (0..2 * 784).map(|i| (i % 255) as f32).collect();
+    let a = model.predict(&x, [2, 1, 28, 28], 2, &dev, |_| {}).0;
+    let b = loaded.predict(&x, [2, 1, 28, 28], 2, &dev, |_| {}).0;
+    // Equal up to summation order (a transposed view vs a contiguous copy of the FC weight).
+    let d = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(d < 1e-6, "max difference {d}");
+    // The weights written back from the loaded module equal the imported ones.
+    let mut back = desc.clone();
+    loaded.write_back(&mut back);
+    for (x, y) in back.layers.iter().zip(&network.layers) {
+        assert_eq!(x.kind, y.kind, "layer {}", x.name);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
