@@ -11,3 +11,4 @@ pub mod mat;
 pub mod model;
 pub mod net;
 pub mod source;
+pub mod train;

@@ -112,16 +112,23 @@ impl MatNet {
     /// Runs the network on `[N, C, H, W]` input (features as `[N, C, 1, 1]`) and returns the
     /// output node's activation.
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        let mut acts: Vec<Option<Tensor<4>>> = vec![None; self.nodes.len()];
+        self.forward_node(input, self.output)
+    }
+
+    /// Runs the network up to node `target` and returns its activation (nodes after it, which
+    /// cannot feed it in topological order, are skipped).
+    pub fn forward_node(&self, input: Tensor<4>, target: usize) -> Tensor<4> {
+        let nodes = &self.nodes[..=target.min(self.nodes.len() - 1)];
+        let mut acts: Vec<Option<Tensor<4>>> = vec![None; nodes.len()];
         // How many consumers still need each activation, to free memory early.
-        let mut uses = vec![0usize; self.nodes.len()];
-        for n in &self.nodes {
+        let mut uses = vec![0usize; nodes.len()];
+        for n in nodes {
             for &i in &n.inputs {
                 uses[i] += 1;
             }
         }
-        uses[self.output] += 1;
-        for (k, node) in self.nodes.iter().enumerate() {
+        uses[nodes.len() - 1] += 1;
+        for (k, node) in nodes.iter().enumerate() {
             let ins: Vec<Tensor<4>> = if node.inputs.is_empty() {
                 vec![input.clone()]
             } else {
@@ -140,7 +147,24 @@ impl MatNet {
             };
             acts[k] = Some(node.op.forward(ins));
         }
-        acts[self.output].take().expect("output computed")
+        acts[nodes.len() - 1].take().expect("output computed")
+    }
+
+    /// The node whose output are the class scores before the softmax (the output node when the
+    /// network ends without a softmax), walking back over output layers.
+    pub fn logits_node(&self) -> usize {
+        let mut k = self.output;
+        loop {
+            match &self.nodes[k].op {
+                Op::Func(f) if f.code == ops::IDENTITY && self.nodes[k].inputs.len() == 1 => {
+                    k = self.nodes[k].inputs[0]
+                }
+                Op::Func(f) if f.code == ops::SOFTMAX && self.nodes[k].inputs.len() == 1 => {
+                    return self.nodes[k].inputs[0];
+                }
+                _ => return k,
+            }
+        }
     }
 
     /// Output as `[N, K]` for networks whose output is a vector per observation.

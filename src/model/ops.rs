@@ -61,7 +61,7 @@ pub enum Op {
 }
 
 // Func codes.
-const IDENTITY: usize = 0;
+pub(crate) const IDENTITY: usize = 0;
 const RELU: usize = 1;
 const LEAKY: usize = 2;
 const CLIPPED: usize = 3;
@@ -71,7 +71,7 @@ const SIGMOID: usize = 6;
 const SWISH: usize = 7;
 const GELU: usize = 8;
 const GELU_TANH: usize = 9;
-const SOFTMAX: usize = 10;
+pub(crate) const SOFTMAX: usize = 10;
 const GLOBAL_AVG: usize = 11;
 const GLOBAL_MAX: usize = 12;
 const ADD: usize = 13;
@@ -105,7 +105,8 @@ fn param<const D: usize>(
         property: what.into(),
     })?;
     let t = tensor::<D>(l, &p.value, what, device)?;
-    Ok(Param::from_tensor(t))
+    // A zero LearnRateFactor freezes the parameter (MATLAB's way of freezing layers).
+    Ok(Param::from_tensor(t).set_require_grad(p.lr_factor != 0.0))
 }
 
 fn tensor<const D: usize>(
@@ -237,7 +238,8 @@ impl Op {
             LayerKind::FullyConnected(f) => {
                 // Canonical [K, N]; Burn's Linear stores [N, K].
                 let w: Param<Tensor<2>> = param::<2>(l, &f.weights, "Weights", device)?;
-                let w = Param::from_tensor(w.val().transpose());
+                let trainable = f.weights.as_ref().is_some_and(|p| p.lr_factor != 0.0);
+                let w = Param::from_tensor(w.val().transpose()).set_require_grad(trainable);
                 let bias = match &f.bias {
                     Some(_) => Some(param::<1>(l, &f.bias, "Bias", device)?),
                     None => None,
@@ -249,9 +251,11 @@ impl Op {
             LayerKind::BatchNorm(b) => {
                 // Burn requires epsilon > 0; MatConvNet's moments already include theirs (0 here).
                 let epsilon = if b.epsilon > 0.0 { b.epsilon } else { 1e-30 };
+                // MATLAB: running = MeanDecay * batch + (1 - MeanDecay) * running, which is
+                // Burn's momentum.
                 let mut bn = BatchNormConfig::new(b.channels)
                     .with_epsilon(epsilon)
-                    .with_momentum(1.0 - b.mean_decay.clamp(0.0, 1.0))
+                    .with_momentum(b.mean_decay.clamp(0.0, 1.0))
                     .init(device);
                 bn.gamma = param::<1>(l, &b.scale, "Scale", device)?;
                 bn.beta = param::<1>(l, &b.offset, "Offset", device)?;

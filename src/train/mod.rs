@@ -1,0 +1,605 @@
+//! Fine-tuning imported networks: data sets, new classes, MATLAB's training options, logs,
+//! checkpoints.
+//!
+//! What is honoured from the `.mat`: each parameter's `LearnRateFactor` (0 freezes it; other
+//! values scale its gradient, which is exactly a per-parameter learning rate for sgdm and an
+//! approximation for adam/rmsprop) and `L2Factor` (its weight in the L2 penalty
+//! `l2/2 * factor * |w|^2`, as MATLAB's `L2Regularization`), batch-normalization statistics
+//! updated with the layer's `MeanDecay` (or frozen with `freeze_bn`), dropout active while
+//! training, and the loss of the output layer (cross-entropy for classification, half mean
+//! squared error for regression).
+
+pub mod dataset;
+pub mod plot;
+
+pub use dataset::Dataset;
+
+use crate::model::{MatNet, ModelError, saved};
+use crate::net::layer::{
+    FullyConnected, LayerKind, Network, Param as NetParam, Tensor as NetTensor,
+};
+use burn::module::{Module, ParamId};
+use burn::optim::{
+    AdamConfig, GradientsParams, RmsPropConfig, SgdConfig, momentum::MomentumConfig,
+};
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use std::io::Write;
+use std::path::Path;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("{0}")]
+    Setup(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Optimizer {
+    /// SGD with momentum (MATLAB 'sgdm').
+    Sgdm,
+    Adam,
+    Rmsprop,
+}
+
+/// Training options (MATLAB's `trainingOptions` names where they exist).
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub optimizer: Optimizer,
+    pub momentum: f64,
+    /// `L2Regularization`.
+    pub l2: f64,
+    /// Freeze every layer up to and including this one.
+    pub freeze_until: Option<String>,
+    /// Keep batch-normalization statistics and parameters as stored.
+    pub freeze_bn: bool,
+    pub seed: u64,
+    /// Random horizontal flips (`RandXReflection`).
+    pub flip: bool,
+    /// Random translations of up to this many pixels in x and y (`RandXTranslation`/`RandYTranslation`).
+    pub translate: usize,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            epochs: 5,
+            batch_size: 128,
+            lr: 0.01,
+            optimizer: Optimizer::Sgdm,
+            momentum: 0.9,
+            l2: 1e-4,
+            freeze_until: None,
+            freeze_bn: false,
+            seed: 0,
+            flip: false,
+            translate: 0,
+        }
+    }
+}
+
+/// One epoch's figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub val_loss: Option<f64>,
+    pub val_accuracy: Option<f64>,
+    pub seconds: f64,
+}
+
+/// A small deterministic generator (SplitMix64) for shuffling, augmentation and initialization.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x9e37_79b9_7f4a_7c15)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            v.swap(i, self.below(i + 1));
+        }
+    }
+}
+
+/// The index of the fully connected layer that produces the class scores.
+fn final_fc(net: &Network) -> Option<usize> {
+    let mut k = *net.outputs.first()?;
+    loop {
+        let l = &net.layers[k];
+        match &l.kind {
+            LayerKind::FullyConnected(_) => return Some(k),
+            LayerKind::Softmax
+            | LayerKind::ClassificationOutput { .. }
+            | LayerKind::Dropout { .. }
+                if l.inputs.len() == 1 =>
+            {
+                k = l.inputs[0]
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Adapts a classification network to `classes`: when they differ from the network's, the last
+/// fully connected layer is replaced by a new one with one output per class (Glorot-uniform
+/// weights, zero bias, MATLAB's defaults) and the class names are replaced, as MATLAB's
+/// transfer-learning recipe does. Returns whether the layer was replaced.
+pub fn adapt_classes(net: &mut Network, classes: &[String], seed: u64) -> Result<bool, TrainError> {
+    if net.classes == classes {
+        return Ok(false);
+    }
+    let k = final_fc(net).ok_or_else(|| {
+        TrainError::Setup(
+            "cannot find the fully connected layer that produces the class scores".into(),
+        )
+    })?;
+    let layer = &mut net.layers[k];
+    let LayerKind::FullyConnected(fc) = &layer.kind else {
+        unreachable!("final_fc returns a fully connected layer")
+    };
+    let inputs = fc
+        .weights
+        .as_ref()
+        .map(|w| w.value.shape[1])
+        .ok_or_else(|| {
+            TrainError::Setup(format!(
+                "layer '{}' has no weights to size the replacement from",
+                layer.name
+            ))
+        })?;
+    let n = classes.len();
+    let limit = (6.0 / (inputs + n) as f64).sqrt();
+    let mut rng = Rng::new(seed.wrapping_add(0xfc));
+    let w: Vec<f32> = (0..n * inputs)
+        .map(|_| ((rng.uniform() * 2.0 - 1.0) * limit) as f32)
+        .collect();
+    let (wf, bf) = (
+        fc.weights.as_ref().map(|p| (p.lr_factor, p.l2_factor)),
+        fc.bias.as_ref().map(|p| (p.lr_factor, p.l2_factor)),
+    );
+    let (wlr, wl2) = wf.unwrap_or((1.0, 1.0));
+    let (blr, bl2) = bf.unwrap_or((1.0, 0.0));
+    layer.kind = LayerKind::FullyConnected(FullyConnected {
+        outputs: n,
+        weights: Some(NetParam {
+            value: NetTensor::new(vec![n, inputs], w),
+            lr_factor: wlr,
+            l2_factor: wl2,
+        }),
+        bias: Some(NetParam {
+            value: NetTensor::new(vec![n], vec![0.0; n]),
+            lr_factor: blr,
+            l2_factor: bl2,
+        }),
+    });
+    layer.name = format!("{}_new", layer.name);
+    // The class scores flow from the replaced layer to the output: n channels all along.
+    let mut i = *net.outputs.first().unwrap_or(&k);
+    loop {
+        let l = &mut net.layers[i];
+        if let Some(out) = &mut l.output {
+            out.c = n;
+        }
+        if let LayerKind::ClassificationOutput { classes: c } = &mut l.kind {
+            *c = classes.to_vec();
+        }
+        if i == k || l.inputs.len() != 1 {
+            break;
+        }
+        i = l.inputs[0];
+    }
+    net.classes = classes.to_vec();
+    Ok(true)
+}
+
+/// (parameter id, rank, learn-rate factor, L2 factor) of every trainable parameter.
+struct Factor {
+    id: ParamId,
+    rank: usize,
+    lr: f32,
+}
+
+fn factors(model: &MatNet, net: &Network) -> Vec<Factor> {
+    use crate::model::Op;
+    let mut out = Vec::new();
+    let lr = |p: &Option<NetParam>| p.as_ref().map_or(1.0, |p| p.lr_factor);
+    for (node, l) in model.nodes.iter().zip(&net.layers) {
+        match (&node.op, &l.kind) {
+            (Op::Conv(c), LayerKind::Conv2d(d)) => {
+                out.push(Factor {
+                    id: c.weight.id,
+                    rank: 4,
+                    lr: lr(&d.weights),
+                });
+                if let Some(b) = &c.bias {
+                    out.push(Factor {
+                        id: b.id,
+                        rank: 1,
+                        lr: lr(&d.bias),
+                    });
+                }
+            }
+            (Op::Fc(f), LayerKind::FullyConnected(d)) => {
+                out.push(Factor {
+                    id: f.linear.weight.id,
+                    rank: 2,
+                    lr: lr(&d.weights),
+                });
+                if let Some(b) = &f.linear.bias {
+                    out.push(Factor {
+                        id: b.id,
+                        rank: 1,
+                        lr: lr(&d.bias),
+                    });
+                }
+            }
+            (Op::BatchNorm(b), LayerKind::BatchNorm(d)) => {
+                out.push(Factor {
+                    id: b.gamma.id,
+                    rank: 1,
+                    lr: lr(&d.scale),
+                });
+                out.push(Factor {
+                    id: b.beta.id,
+                    rank: 1,
+                    lr: lr(&d.offset),
+                });
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `sum over weights of l2/2 * L2Factor * |w|^2`.
+fn l2_penalty(model: &MatNet, net: &Network, l2: f64, device: &Device) -> Option<Tensor<1>> {
+    use crate::model::Op;
+    if l2 == 0.0 {
+        return None;
+    }
+    let l2f = |p: &Option<NetParam>| p.as_ref().map_or(0.0, |p| p.l2_factor as f64);
+    let mut terms: Vec<Tensor<1>> = Vec::new();
+    let mut add = |t: Tensor<1>, f: f64| {
+        if f != 0.0 {
+            terms.push(t.mul_scalar(l2 * f / 2.0));
+        }
+    };
+    for (node, l) in model.nodes.iter().zip(&net.layers) {
+        match (&node.op, &l.kind) {
+            (Op::Conv(c), LayerKind::Conv2d(d)) => {
+                add(c.weight.val().powf_scalar(2.0).sum(), l2f(&d.weights));
+                if let Some(b) = &c.bias {
+                    add(b.val().powf_scalar(2.0).sum(), l2f(&d.bias));
+                }
+            }
+            (Op::Fc(f), LayerKind::FullyConnected(d)) => {
+                add(
+                    f.linear.weight.val().powf_scalar(2.0).sum(),
+                    l2f(&d.weights),
+                );
+                if let Some(b) = &f.linear.bias {
+                    add(b.val().powf_scalar(2.0).sum(), l2f(&d.bias));
+                }
+            }
+            (Op::BatchNorm(b), LayerKind::BatchNorm(d)) => {
+                add(b.gamma.val().powf_scalar(2.0).sum(), l2f(&d.scale));
+                add(b.beta.val().powf_scalar(2.0).sum(), l2f(&d.offset));
+            }
+            _ => {}
+        }
+    }
+    let _ = device;
+    terms.into_iter().reduce(|a, b| a + b)
+}
+
+fn scale_grads(grads: &mut GradientsParams, factors: &[Factor]) {
+    for f in factors {
+        if f.lr == 1.0 {
+            continue;
+        }
+        macro_rules! scale {
+            ($d:literal) => {
+                if let Some(g) = grads.remove::<$d>(f.id) {
+                    if f.lr != 0.0 {
+                        grads.register::<$d>(f.id, g.mul_scalar(f.lr as f64));
+                    }
+                }
+            };
+        }
+        match f.rank {
+            4 => scale!(4),
+            2 => scale!(2),
+            _ => scale!(1),
+        }
+    }
+}
+
+/// Freezes layers `0..=until` (weights and batch-norm statistics) and, with `freeze_bn`, every
+/// batch normalization.
+fn apply_freezing(
+    mut model: MatNet,
+    net: &Network,
+    opts: &TrainOptions,
+) -> Result<MatNet, TrainError> {
+    let until =
+        match &opts.freeze_until {
+            Some(name) => Some(net.layers.iter().position(|l| &l.name == name).ok_or_else(
+                || {
+                    TrainError::Setup(format!(
+                        "--freeze-until: no layer named '{name}' (layers: {})",
+                        net.layers
+                            .iter()
+                            .map(|l| l.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                },
+            )?),
+            None => None,
+        };
+    let nodes = std::mem::take(&mut model.nodes);
+    model.nodes = nodes
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut n)| {
+            let is_bn = matches!(n.op, crate::model::Op::BatchNorm(_));
+            if until.is_some_and(|u| i <= u) || (opts.freeze_bn && is_bn) {
+                n.op = n.op.freeze();
+            }
+            n
+        })
+        .collect();
+    Ok(model)
+}
+
+/// Loss and correct count of one batch (classification when `targets` are class indices).
+fn batch_loss(
+    model: &MatNet,
+    logits_node: usize,
+    x: Tensor<4>,
+    y: &[usize],
+    classes: usize,
+    device: &Device,
+) -> (Tensor<1>, usize) {
+    let out = model.forward_node(x, logits_node);
+    let [n, c, h, w] = out.dims();
+    let logits: Tensor<2> = out.reshape([n, c * h * w]);
+    let k = c * h * w;
+    let pred = logits
+        .clone()
+        .argmax(1)
+        .into_data()
+        .convert::<i64>()
+        .try_to_vec::<i64>()
+        .unwrap_or_default();
+    let correct = pred
+        .iter()
+        .zip(y)
+        .filter(|(p, t)| **p as usize == **t)
+        .count();
+    let onehot: Vec<f32> = y
+        .iter()
+        .flat_map(|&t| (0..k).map(move |j| if j == t { 1.0 } else { 0.0 }))
+        .collect();
+    let target = Tensor::<2>::from_data(TensorData::new(onehot, [n, k]), device);
+    let _ = classes;
+    // Cross-entropy of the softmax, computed stably from the logits.
+    let loss = (log_softmax(logits, 1) * target)
+        .sum()
+        .neg()
+        .div_scalar(n as f64);
+    (loss, correct)
+}
+
+/// Loss and accuracy on a data set without training (inference mode).
+pub fn evaluate(model: &MatNet, data: &Dataset, batch_size: usize, device: &Device) -> (f64, f64) {
+    let inf = model.clone().valid();
+    let node = inf.logits_node();
+    let (mut loss, mut correct) = (0.0, 0);
+    for idx in (0..data.len())
+        .collect::<Vec<_>>()
+        .chunks(batch_size.max(1))
+    {
+        let (x, y) = data.batch(idx, device, None);
+        let (l, c) = batch_loss(&inf, node, x, &y, data.classes.len(), device);
+        loss += l.into_scalar::<f32>() as f64 * idx.len() as f64;
+        correct += c;
+    }
+    (
+        loss / data.len().max(1) as f64,
+        correct as f64 / data.len().max(1) as f64,
+    )
+}
+
+/// What the caller sees of training.
+pub trait Progress {
+    fn epoch_start(&mut self, _epoch: usize, _batches: usize) {}
+    fn batch(&mut self, _loss: f64, _accuracy: f64) {}
+    fn epoch_end(&mut self, _log: &EpochLog) {}
+}
+
+impl Progress for () {}
+
+/// Fine-tunes `net` on `train`, validating on `val` each epoch. Writes into `out_dir`:
+/// `training_log.csv`, `training_curve.png` and `checkpoints/epoch-NNN/` (saved networks). With
+/// `start_epoch > 1` training resumes after a checkpoint. Returns the trained module (on the
+/// training device) and the log.
+#[allow(clippy::too_many_arguments)]
+pub fn finetune(
+    net: &Network,
+    model: MatNet,
+    train: &Dataset,
+    val: Option<&Dataset>,
+    opts: &TrainOptions,
+    device: &Device,
+    out_dir: &Path,
+    start_epoch: usize,
+    mut history: Vec<EpochLog>,
+    progress: &mut dyn Progress,
+) -> Result<(MatNet, Vec<EpochLog>), TrainError> {
+    if train.is_empty() {
+        return Err(TrainError::Setup("the training set is empty".into()));
+    }
+    if train.classes.len() != net.classes.len() {
+        return Err(TrainError::Setup(format!(
+            "the data has {} classes, the network {}",
+            train.classes.len(),
+            net.classes.len()
+        )));
+    }
+    device.seed(opts.seed);
+    let mut model = apply_freezing(model, net, opts)?;
+    let factors = factors(&model, net);
+    let node = model.logits_node();
+    let mut optim = match opts.optimizer {
+        Optimizer::Sgdm => SgdConfig::new()
+            .with_momentum(Some(
+                MomentumConfig::new()
+                    .with_momentum(opts.momentum)
+                    .with_dampening(0.0),
+            ))
+            .init(),
+        Optimizer::Adam => AdamConfig::new().init(),
+        Optimizer::Rmsprop => RmsPropConfig::new().init(),
+    };
+    let io = |p: &Path, e: std::io::Error| TrainError::Io {
+        path: p.display().to_string(),
+        source: e,
+    };
+    std::fs::create_dir_all(out_dir.join("checkpoints")).map_err(|e| io(out_dir, e))?;
+    let mut rng = Rng::new(opts.seed);
+    // Advance the shuffling generator past the epochs already done.
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    for _ in 1..start_epoch {
+        rng.shuffle(&mut order);
+    }
+    for epoch in start_epoch..=opts.epochs {
+        let t0 = std::time::Instant::now();
+        rng.shuffle(&mut order);
+        let batches: Vec<&[usize]> = order.chunks(opts.batch_size.max(1)).collect();
+        progress.epoch_start(epoch, batches.len());
+        let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
+        for idx in batches {
+            let aug = dataset::Augment {
+                flip: opts.flip,
+                translate: opts.translate,
+            };
+            let (x, y) = train.batch(idx, device, Some((&aug, &mut rng)));
+            let (loss, c) = batch_loss(&model, node, x, &y, train.classes.len(), device);
+            let total = match l2_penalty(&model, net, opts.l2, device) {
+                Some(p) => loss.clone() + p,
+                None => loss.clone(),
+            };
+            let mut grads = GradientsParams::from_grads(total.backward(), &model);
+            scale_grads(&mut grads, &factors);
+            model = optim.step(opts.lr, model, grads);
+            let l = loss.into_scalar::<f32>() as f64;
+            loss_sum += l * idx.len() as f64;
+            correct += c;
+            seen += idx.len();
+            progress.batch(l, c as f64 / idx.len() as f64);
+        }
+        let (val_loss, val_accuracy) = match val {
+            Some(v) if !v.is_empty() => {
+                let (l, a) = evaluate(&model, v, opts.batch_size, device);
+                (Some(l), Some(a))
+            }
+            _ => (None, None),
+        };
+        let log = EpochLog {
+            epoch,
+            train_loss: loss_sum / seen as f64,
+            train_accuracy: correct as f64 / seen as f64,
+            val_loss,
+            val_accuracy,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        progress.epoch_end(&log);
+        history.push(log);
+        // Checkpoint, log and curve after every epoch.
+        let mut described = net.clone();
+        let inference = model.clone().valid();
+        inference.write_back(&mut described);
+        let ckpt = out_dir
+            .join("checkpoints")
+            .join(format!("epoch-{epoch:03}"));
+        saved::save(&described, &inference, &ckpt, true)?;
+        write_log(&out_dir.join("training_log.csv"), &history).map_err(|e| io(out_dir, e))?;
+        plot::training_curve(&history, &out_dir.join("training_curve.png"))
+            .map_err(|e| io(out_dir, e))?;
+    }
+    Ok((model, history))
+}
+
+/// Writes the CSV log (header + one row per epoch).
+pub fn write_log(path: &Path, history: &[EpochLog]) -> std::io::Result<()> {
+    let mut f = std::fs::File::create(path)?;
+    writeln!(
+        f,
+        "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds"
+    )?;
+    let opt = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
+    for l in history {
+        writeln!(
+            f,
+            "{},{:.6},{:.6},{},{},{:.3}",
+            l.epoch,
+            l.train_loss,
+            l.train_accuracy,
+            opt(l.val_loss),
+            opt(l.val_accuracy),
+            l.seconds
+        )?;
+    }
+    Ok(())
+}
+
+/// Reads a CSV log written by [`write_log`] (for `--resume`).
+pub fn read_log(path: &Path) -> std::io::Result<Vec<EpochLog>> {
+    let text = std::fs::read_to_string(path)?;
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() < 6 {
+            continue;
+        }
+        let num = |s: &str| s.parse::<f64>().ok();
+        out.push(EpochLog {
+            epoch: f[0].parse().unwrap_or(0),
+            train_loss: num(f[1]).unwrap_or(f64::NAN),
+            train_accuracy: num(f[2]).unwrap_or(f64::NAN),
+            val_loss: num(f[3]),
+            val_accuracy: num(f[4]),
+            seconds: num(f[5]).unwrap_or(0.0),
+        });
+    }
+    Ok(out)
+}
