@@ -413,45 +413,51 @@ pub fn npy_bytes(data: &[f32], shape: &[usize]) -> Vec<u8> {
 /// A row-major `[N, K]` f32 array as a v5 `.mat` file holding one single-precision variable
 /// `name` of size N x K (uncompressed).
 pub fn mat_bytes(name: &str, data: &[f32], rows: usize, cols: usize) -> Vec<u8> {
+    let (col_major, _) = permute_col_major(data, &[cols, rows], &[1, 0]).expect("N x K buffer");
+    mat_file_bytes(&[(name, &[rows, cols], &col_major)])
+}
+
+/// A v5 `.mat` file (uncompressed) holding single-precision variables `(name, MATLAB dims,
+/// column-major data)`.
+pub fn mat_file_bytes(vars: &[(&str, &[usize], &[f32])]) -> Vec<u8> {
     fn pad8(v: &mut Vec<u8>) {
         while v.len() % 8 != 0 {
             v.push(0);
         }
     }
-    let mut header = format!(
+    fn tag(m: &mut Vec<u8>, ty: u32, n: usize) {
+        m.extend_from_slice(&ty.to_le_bytes());
+        m.extend_from_slice(&(n as u32).to_le_bytes());
+    }
+    let mut out = format!(
         "MATLAB 5.0 MAT-file, written by matcnn {}",
         env!("CARGO_PKG_VERSION")
     )
     .into_bytes();
-    header.resize(116, b' ');
-    header.extend_from_slice(&[0u8; 8]);
-    header.extend_from_slice(&0x0100u16.to_le_bytes());
-    header.extend_from_slice(b"IM");
-    let mut m = Vec::new();
-    let tag = |m: &mut Vec<u8>, ty: u32, n: usize| {
-        m.extend_from_slice(&ty.to_le_bytes());
-        m.extend_from_slice(&(n as u32).to_le_bytes());
-    };
-    tag(&mut m, 6, 8);
-    m.extend_from_slice(&[7, 0, 0, 0, 0, 0, 0, 0]); // single
-    tag(&mut m, 5, 8);
-    m.extend_from_slice(&(rows as i32).to_le_bytes());
-    m.extend_from_slice(&(cols as i32).to_le_bytes());
-    tag(&mut m, 1, name.len());
-    m.extend_from_slice(name.as_bytes());
-    pad8(&mut m);
-    tag(&mut m, 7, data.len() * 4);
-    // Column-major.
-    for c in 0..cols {
-        for r in 0..rows {
-            m.extend_from_slice(&data[r * cols + c].to_le_bytes());
+    out.resize(116, b' ');
+    out.extend_from_slice(&[0u8; 8]);
+    out.extend_from_slice(&0x0100u16.to_le_bytes());
+    out.extend_from_slice(b"IM");
+    for (name, dims, data) in vars {
+        let mut m = Vec::new();
+        tag(&mut m, 6, 8);
+        m.extend_from_slice(&[7, 0, 0, 0, 0, 0, 0, 0]); // single
+        tag(&mut m, 5, 4 * dims.len());
+        for d in *dims {
+            m.extend_from_slice(&(*d as i32).to_le_bytes());
         }
+        pad8(&mut m);
+        tag(&mut m, 1, name.len());
+        m.extend_from_slice(name.as_bytes());
+        pad8(&mut m);
+        tag(&mut m, 7, data.len() * 4);
+        for v in *data {
+            m.extend_from_slice(&v.to_le_bytes());
+        }
+        pad8(&mut m);
+        tag(&mut out, 14, m.len());
+        out.extend(m);
     }
-    pad8(&mut m);
-    let mut out = header;
-    out.extend_from_slice(&14u32.to_le_bytes());
-    out.extend_from_slice(&(m.len() as u32).to_le_bytes());
-    out.extend(m);
     out
 }
 

@@ -1,6 +1,7 @@
-//! Inputs the fuzzer (`fuzz/fuzz_targets/mat_reader.rs`) found, kept as regressions, plus a few
-//! small seeds. Every file in `tests/fuzz_regressions/` goes through the same steps as the fuzz
-//! target (read, then dump and network import when the read succeeds) and must not panic.
+//! Inputs that broke the reader, found by the fuzzer (`fuzz/fuzz_targets/mat_reader.rs`) or made by
+//! hand while auditing what it reaches, kept as regressions, plus a few small seeds. Every file in
+//! `tests/fuzz_regressions/` goes through the same steps as the fuzz target (read, then dump and
+//! network import when the read succeeds) and must not panic (nor abort on a huge allocation).
 
 use matcnn::mat::MatFile;
 use std::path::Path;

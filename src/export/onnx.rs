@@ -344,7 +344,7 @@ fn layer(g: &mut Graph, plan: &Plan, names: &Names, i: usize) -> Result<(), Expo
     let out = names.layer[i].clone();
     let input_val = |k: usize| plan.value[l.inputs[k]];
     // Input k, as `[N, C, H, W]` when `four`.
-    let mut arg = |g: &mut Graph, k: usize, four: bool| -> String {
+    let arg = |g: &mut Graph, k: usize, four: bool| -> String {
         let v = names.of(input_val(k)).to_string();
         if four && plan.in_rank(i, k) == 2 {
             let axes = g.axes_2_3();
@@ -546,20 +546,86 @@ fn layer(g: &mut Graph, plan: &Plan, names: &Names, i: usize) -> Result<(), Expo
             g.node("Add", name, &[&scaled, &b], &out, vec![]);
         }
         LayerKind::Lrn(n) => {
-            // ONNX divides alpha by the window; the description's alpha already is.
+            // MATLAB's formula x / (k + alpha * sum_window(x^2) / n)^beta is ONNX's LRN, and
+            // ONNX's window [c - floor((n-1)/2), c + ceil((n-1)/2)] is MATLAB's for even n too.
             let x = arg(g, 0, true);
-            g.node(
-                "LRN",
-                name,
-                &[&x],
-                &out,
-                vec![
-                    a_int("size", n.window as i64),
-                    a_float("alpha", n.alpha * n.window as f64),
-                    a_float("beta", n.beta),
-                    a_float("bias", n.k),
-                ],
-            );
+            if n.window % 2 == 1 {
+                g.node(
+                    "LRN",
+                    name,
+                    &[&x],
+                    &out,
+                    vec![
+                        a_int("size", n.window as i64),
+                        a_float("alpha", n.alpha),
+                        a_float("beta", n.beta),
+                        a_float("bias", n.k),
+                    ],
+                );
+            } else {
+                // onnxruntime implements odd sizes only: the same formula from basic ops, the
+                // window mean as a 3-D average pool over [N, 1, C, H, W].
+                let t = |s: &str| format!("{name}/{s}");
+                let before = (n.window - 1) / 2;
+                let after = n.window / 2;
+                let axis1 = g.i64_init(&t("axis1"), &[1], &[1]);
+                let pads = g.i64_init(
+                    &t("channel_pads"),
+                    &[10],
+                    &[0, 0, before as i64, 0, 0, 0, 0, after as i64, 0, 0],
+                );
+                let alpha = g.scalar(n.alpha as f32);
+                let k = g.scalar(n.k as f32);
+                let beta = g.scalar(n.beta as f32);
+                g.node("Mul", &t("square"), &[&x, &x], &t("square"), vec![]);
+                g.node(
+                    "Unsqueeze",
+                    &t("unsqueeze"),
+                    &[&t("square"), &axis1],
+                    &t("unsqueeze"),
+                    vec![],
+                );
+                g.node(
+                    "Pad",
+                    &t("pad"),
+                    &[&t("unsqueeze"), &pads],
+                    &t("pad"),
+                    vec![],
+                );
+                g.node(
+                    "AveragePool",
+                    &t("window_mean"),
+                    &[&t("pad")],
+                    &t("window_mean"),
+                    vec![
+                        a_ints("kernel_shape", &[n.window as i64, 1, 1]),
+                        a_ints("strides", &[1, 1, 1]),
+                    ],
+                );
+                g.node(
+                    "Squeeze",
+                    &t("squeeze"),
+                    &[&t("window_mean"), &axis1],
+                    &t("squeeze"),
+                    vec![],
+                );
+                g.node(
+                    "Mul",
+                    &t("scaled"),
+                    &[&t("squeeze"), &alpha],
+                    &t("scaled"),
+                    vec![],
+                );
+                g.node(
+                    "Add",
+                    &t("shifted"),
+                    &[&t("scaled"), &k],
+                    &t("shifted"),
+                    vec![],
+                );
+                g.node("Pow", &t("pow"), &[&t("shifted"), &beta], &t("pow"), vec![]);
+                g.node("Div", name, &[&x, &t("pow")], &out, vec![]);
+            }
         }
         LayerKind::Activation(a) => {
             let x = arg(g, 0, false);

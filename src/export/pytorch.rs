@@ -157,7 +157,7 @@ fn model_py(plan: &Plan) -> Result<String, ExportError> {
     let mut init = String::new();
     let mut fwd = String::new();
     let mut helpers: Vec<&str> = Vec::new();
-    let mut need = |h: &'static str, helpers: &mut Vec<&str>| {
+    let need = |h: &'static str, helpers: &mut Vec<&str>| {
         if !helpers.contains(&h) {
             helpers.push(h);
         }
@@ -319,8 +319,8 @@ fn model_py(plan: &Plan) -> Result<String, ExportError> {
                 );
             }
             LayerKind::Lrn(n) => {
-                // The description's alpha is divided by the window already; PyTorch divides.
-                let alpha = float_lit(n.alpha * n.window as f64);
+                // x / (k + alpha * sum_window(x^2) / n)^beta: MATLAB's formula and PyTorch's.
+                let alpha = float_lit(n.alpha);
                 let decl = if n.window % 2 == 1 {
                     format!(
                         "nn.LocalResponseNorm({}, alpha={alpha}, beta={}, k={})",

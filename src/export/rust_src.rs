@@ -93,7 +93,7 @@ fn model_rs(plan: &Plan) -> Result<String, ExportError> {
         let cls = pytorch::short_class(&l.class);
         let doc = format!("    /// '{}' ({cls})\n", l.name.replace('\n', " "));
         // Input k (consumes one use).
-        let mut take = |k: usize, uses: &mut Vec<usize>, input_uses: &mut usize| -> String {
+        let take = |k: usize, uses: &mut Vec<usize>, input_uses: &mut usize| -> String {
             let j = l.inputs[k];
             let (name, left) = match holder[j] {
                 None => {
@@ -111,7 +111,7 @@ fn model_rs(plan: &Plan) -> Result<String, ExportError> {
                 name
             }
         };
-        let mut arg = |k: usize, four: bool, uses: &mut Vec<usize>, input_uses: &mut usize| {
+        let arg = |k: usize, four: bool, uses: &mut Vec<usize>, input_uses: &mut usize| {
             let e = take(k, uses, input_uses);
             if four && plan.in_rank(i, k) == 2 {
                 format!("lift({e})")
@@ -220,7 +220,7 @@ fn model_rs(plan: &Plan) -> Result<String, ExportError> {
                     format!("self.{id}.forward({x})")
                 } else {
                     format!(
-                        "{{\n            // MATLAB's cropping [top bottom left right] = [{} {} {} {}]\n            let y = self.{id}.forward({x});\n            let [_, _, h, w] = y.dims();\n            y.slice([0..usize::MAX, 0..usize::MAX, {}..h - {}, {}..w - {}])\n        }}",
+                        "{{\n            // MATLAB's cropping [top bottom left right] = [{} {} {} {}]\n            let y = self.{id}.forward({x});\n            let [n, c, h, w] = y.dims();\n            y.slice([0..n, 0..c, {}..h - {}, {}..w - {}])\n        }}",
                         crop.top,
                         crop.bottom,
                         crop.left,
@@ -285,13 +285,13 @@ fn model_rs(plan: &Plan) -> Result<String, ExportError> {
             }
             LayerKind::Lrn(lrn) => {
                 imports.insert("use burn::nn::norm::{LocalResponseNorm, LocalResponseNormConfig};");
-                // Burn computes x / (k + alpha * mean_window(x^2))^beta, MATLAB's window placement.
+                // Burn computes x / (k + alpha * mean_window(x^2))^beta with MATLAB's window placement.
                 field(
                     "LocalResponseNorm",
                     format!(
                         "LocalResponseNormConfig::new({}).with_alpha({}).with_beta({}).with_k({}).init()",
                         lrn.window,
-                        f64_lit(lrn.alpha * lrn.window as f64),
+                        f64_lit(lrn.alpha),
                         f64_lit(lrn.beta),
                         f64_lit(lrn.k)
                     ),

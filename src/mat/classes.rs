@@ -41,7 +41,7 @@ fn string(o: &Object) -> Option<StringArray> {
         .map(|&d| d as usize)
         .collect();
     let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
-    let counts = words.get(2 + ndims..2 + ndims + n)?;
+    let counts = words.get(2 + ndims..(2 + ndims).checked_add(n)?)?;
     let units: Vec<u16> = words[2 + ndims + n..]
         .iter()
         .flat_map(|w| (0..4).map(move |k| (w >> (16 * k)) as u16))

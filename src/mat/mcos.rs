@@ -302,7 +302,7 @@ impl<'a> Resolver<'a> {
             .iter()
             .try_fold(1usize, |a, &d| a.checked_mul(d))
             .unwrap_or(usize::MAX);
-        if r.len() != 2 + ndims + n + 1 {
+        if n > r.len() || r.len() != 2 + ndims + n + 1 {
             return Err(mcos(format!(
                 "object reference of dims {dims:?} has {} words, expected {}",
                 r.len(),

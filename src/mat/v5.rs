@@ -37,6 +37,9 @@ const MX_OPAQUE: u8 = 17;
 pub const MAX_DEPTH: usize = 200;
 /// zlib cannot expand data by more than about 1032:1; anything claiming more is refused.
 pub const MAX_INFLATE_RATIO: u64 = 1100;
+/// Most elements of a struct array without fields: they hold no data, so nothing in the file
+/// bounds their number.
+pub const MAX_FIELDLESS_ELEMENTS: usize = 1 << 20;
 
 /// A raw top-level element: a variable, or the subsystem blob.
 pub(crate) struct TopElement {
@@ -567,6 +570,14 @@ fn struct_body(c: &mut Cursor, dims: Vec<usize>, depth: usize) -> Result<StructA
     let fields: Vec<String> = names.chunks_exact(flen).map(text).collect();
     let nfields = fields.len();
     let n = numel(c, &dims, if nfields == 0 { 0 } else { 8 * nfields })?;
+    if nfields == 0 && n > MAX_FIELDLESS_ELEMENTS {
+        return Err(MatError::TooLarge {
+            what: format!("struct array of dims {dims:?} without fields"),
+            requested: n as u64,
+            limit: MAX_FIELDLESS_ELEMENTS as u64,
+            context: c.origin.to_string(),
+        });
+    }
     let mut elements = Vec::with_capacity(n);
     for i in 0..n {
         let mut vals = Vec::with_capacity(nfields);

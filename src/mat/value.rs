@@ -215,7 +215,9 @@ impl CharArray {
     /// The rows of a char matrix as strings (a 1xN char gives one string).
     pub fn rows(&self) -> Vec<String> {
         let nrows = self.dims.first().copied().unwrap_or(0);
-        if nrows == 0 {
+        // More rows than characters only happens for hostile dims ([2^31-1, 0]): no rows rather
+        // than billions of empty strings.
+        if nrows == 0 || nrows > self.data.len().max(1) {
             return vec![];
         }
         let ncols = self.data.len() / nrows;

@@ -239,7 +239,8 @@ impl Op {
                 // Canonical [K, N]; Burn's Linear stores [N, K].
                 let w: Param<Tensor<2>> = param::<2>(l, &f.weights, "Weights", device)?;
                 let trainable = f.weights.as_ref().is_some_and(|p| p.lr_factor != 0.0);
-                let w = Param::from_tensor(w.val().transpose()).set_require_grad(trainable);
+                let w =
+                    Param::from_tensor(w.val().transpose().detach()).set_require_grad(trainable);
                 let bias = match &f.bias {
                     Some(_) => Some(param::<1>(l, &f.bias, "Bias", device)?),
                     None => None,

@@ -150,7 +150,7 @@ fn final_fc(net: &Network) -> Option<usize> {
 
 /// Adapts a classification network to `classes`: when they differ from the network's, the last
 /// fully connected layer is replaced by a new one with one output per class (Glorot-uniform
-/// weights, zero bias, MATLAB's defaults) and the class names are replaced, as MATLAB's
+/// weights, zero bias, learn-rate factors 10: MATLAB's defaults and recipe) and the class names are replaced, as MATLAB's
 /// transfer-learning recipe does. Returns whether the layer was replaced.
 pub fn adapt_classes(net: &mut Network, classes: &[String], seed: u64) -> Result<bool, TrainError> {
     if net.classes == classes {
@@ -185,8 +185,10 @@ pub fn adapt_classes(net: &mut Network, classes: &[String], seed: u64) -> Result
         fc.weights.as_ref().map(|p| (p.lr_factor, p.l2_factor)),
         fc.bias.as_ref().map(|p| (p.lr_factor, p.l2_factor)),
     );
-    let (wlr, wl2) = wf.unwrap_or((1.0, 1.0));
-    let (blr, bl2) = bf.unwrap_or((1.0, 0.0));
+    // MATLAB's transfer-learning recipe gives the new layer 10x learn-rate factors
+    // (fullyConnectedLayer(n, 'WeightLearnRateFactor', 10, 'BiasLearnRateFactor', 10)).
+    let (wlr, wl2) = (10.0, wf.map_or(1.0, |f| f.1));
+    let (blr, bl2) = (10.0, bf.map_or(0.0, |f| f.1));
     layer.kind = LayerKind::FullyConnected(FullyConnected {
         outputs: n,
         weights: Some(NetParam {
