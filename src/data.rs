@@ -413,7 +413,7 @@ pub fn npy_bytes(data: &[f32], shape: &[usize]) -> Vec<u8> {
 /// A row-major `[N, K]` f32 array as a v5 `.mat` file holding one single-precision variable
 /// `name` of size N x K (uncompressed).
 pub fn mat_bytes(name: &str, data: &[f32], rows: usize, cols: usize) -> Vec<u8> {
-    let (col_major, _) = permute_col_major(data, &[cols, rows], &[1, 0]).expect("N x K buffer");
+    let (col_major, _) = permute_col_major(data, &[cols, rows], &[0, 1]).expect("N x K buffer");
     mat_file_bytes(&[(name, &[rows, cols], &col_major)])
 }
 

@@ -65,6 +65,7 @@ fn run_py(py: &Path, name: &str, args: &[&str]) -> String {
 
 /// A fresh scratch folder.
 fn scratch(name: &str) -> PathBuf {
+    let name = name.replace(['/', '='], "_");
     let d = std::env::temp_dir().join(format!("matcnn-export-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();

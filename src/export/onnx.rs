@@ -6,6 +6,9 @@
 //! `StringStringEntryProto`, tensor type and dimension) are reached through the generated
 //! accessors and `Default::default()`.
 
+// Protobuf messages are built field by field.
+#![allow(clippy::field_reassign_with_default)]
+
 use super::{
     ExportError, ExportOptions, Plan, Val, bn_epsilon, concat_axis, layer_err, pads, param, values,
 };

@@ -191,7 +191,7 @@ fn model_py(plan: &Plan) -> Result<String, ExportError> {
                     Some(n) => {
                         let shape: Vec<String> = n.shape.iter().map(|d| d.to_string()).collect();
                         module(
-                            format!("InputNormalization(({},))", shape.join(", ")),
+                            format!("InputNormalization(({}))", shape.join(", ")),
                             format!("self.{id}(x)"),
                         );
                         var[i] = id.clone();

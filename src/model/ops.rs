@@ -365,12 +365,12 @@ impl Op {
             Op::Conv(c) => c.forward(x),
             Op::ConvT(c) => {
                 let y = c.conv.forward(x);
-                let [_, _, h, w] = y.dims();
+                let [n, ch, h, w] = y.dims();
                 let [t, b, l, r] = c.crop;
                 if t + b + l + r == 0 {
                     y
                 } else {
-                    y.slice([0..usize::MAX, 0..usize::MAX, t..h - b, l..w - r])
+                    y.slice([0..n, 0..ch, t..h - b, l..w - r])
                 }
             }
             Op::Fc(f) => {
