@@ -147,8 +147,11 @@ fn damaged_and_hostile_files_give_errors_not_panics() {
             b[at] ^= (state >> 32) as u8 | 1;
             let r = std::panic::catch_unwind(|| parse_measured(&b));
             let (_, peak) = r.unwrap_or_else(|_| panic!("{f}: panic with byte {at} flipped"));
+            // A flipped byte inside compressed data may make it inflate to more, up to zlib's
+            // ratio (the reader's documented bound); header sizes are checked by the tests below.
+            let limit = bound.max(matcnn::mat::v5::MAX_INFLATE_RATIO as usize * n);
             assert!(
-                peak <= bound.max(64 * n),
+                peak <= limit,
                 "{f}: byte {at} flipped made it allocate {peak} bytes"
             );
         }
