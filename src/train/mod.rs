@@ -282,7 +282,7 @@ fn factors(model: &MatNet, net: &Network) -> Vec<Factor> {
 }
 
 /// `sum over weights of l2/2 * L2Factor * |w|^2`.
-fn l2_penalty(model: &MatNet, net: &Network, l2: f64, device: &Device) -> Option<Tensor<1>> {
+fn l2_penalty(model: &MatNet, net: &Network, l2: f64) -> Option<Tensor<1>> {
     use crate::model::Op;
     if l2 == 0.0 {
         return None;
@@ -318,7 +318,6 @@ fn l2_penalty(model: &MatNet, net: &Network, l2: f64, device: &Device) -> Option
             _ => {}
         }
     }
-    let _ = device;
     terms.into_iter().reduce(|a, b| a + b)
 }
 
@@ -388,7 +387,6 @@ fn batch_loss(
     logits_node: usize,
     x: Tensor<4>,
     y: &[usize],
-    classes: usize,
     device: &Device,
 ) -> (Tensor<1>, usize) {
     let out = model.forward_node(x, logits_node);
@@ -412,7 +410,6 @@ fn batch_loss(
         .flat_map(|&t| (0..k).map(move |j| if j == t { 1.0 } else { 0.0 }))
         .collect();
     let target = Tensor::<2>::from_data(TensorData::new(onehot, [n, k]), device);
-    let _ = classes;
     // Cross-entropy of the softmax, computed stably from the logits.
     let loss = (log_softmax(logits, 1) * target)
         .sum()
@@ -431,7 +428,7 @@ pub fn evaluate(model: &MatNet, data: &Dataset, batch_size: usize, device: &Devi
         .chunks(batch_size.max(1))
     {
         let (x, y) = data.batch(idx, device, None);
-        let (l, c) = batch_loss(&inf, node, x, &y, data.classes.len(), device);
+        let (l, c) = batch_loss(&inf, node, x, &y, device);
         loss += l.into_scalar::<f32>() as f64 * idx.len() as f64;
         correct += c;
     }
@@ -515,8 +512,8 @@ pub fn finetune(
                 translate: opts.translate,
             };
             let (x, y) = train.batch(idx, device, Some((&aug, &mut rng)));
-            let (loss, c) = batch_loss(&model, node, x, &y, train.classes.len(), device);
-            let total = match l2_penalty(&model, net, opts.l2, device) {
+            let (loss, c) = batch_loss(&model, node, x, &y, device);
+            let total = match l2_penalty(&model, net, opts.l2) {
                 Some(p) => loss.clone() + p,
                 None => loss.clone(),
             };
