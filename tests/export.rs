@@ -14,62 +14,18 @@ use matcnn::net::layer::{self as L, Layer, LayerKind, Network, Shape};
 use matcnn::net::{self};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures")).join(rel)
+mod common;
+use common::{fixture, python, result_line, run_py};
+
+/// A fresh scratch folder.
+fn scratch(name: &str) -> PathBuf {
+    common::scratch("export", name)
 }
 
 fn network(rel: &str) -> Network {
     let f = MatFile::read(fixture(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
     net::import(&f, None).unwrap_or_else(|e| panic!("{rel}: {e}"))
-}
-
-/// The Python interpreter with onnx, onnxruntime, numpy and safetensors, if any.
-fn python() -> Option<PathBuf> {
-    let venv = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python"));
-    let found = match std::env::var_os("MATCNN_PYTHON") {
-        Some(p) => Some(PathBuf::from(p)).filter(|p| p.exists()),
-        None => Some(venv).filter(|p| p.exists()),
-    };
-    if found.is_none() {
-        let msg = "no Python for the export checks: set MATCNN_PYTHON or create .venv \
-                   (python3 -m venv .venv && .venv/bin/pip install onnx onnxruntime numpy safetensors)";
-        if std::env::var_os("CI").is_some() {
-            panic!("{msg}");
-        }
-        eprintln!("skipped: {msg}");
-    }
-    found
-}
-
-fn script(name: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts")).join(name)
-}
-
-/// Runs a check script; panics with its output when it fails. Returns its stdout.
-fn run_py(py: &Path, name: &str, args: &[&str]) -> String {
-    let out = Command::new(py)
-        .arg(script(name))
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", py.display()));
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{name} {args:?} failed:\n{stdout}\n{stderr}"
-    );
-    stdout
-}
-
-/// A fresh scratch folder.
-fn scratch(name: &str) -> PathBuf {
-    let name = name.replace(['/', '='], "_");
-    let d = std::env::temp_dir().join(format!("matcnn-export-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 /// Writes a little-endian float32 (or int64) `.npy` file.
@@ -137,13 +93,6 @@ impl Tol {
             Tol::Rel(r) => vec!["--max-rel".into(), r.to_string()],
         }
     }
-}
-
-fn result_line(out: &str) -> String {
-    out.lines()
-        .find(|l| l.starts_with("RESULT "))
-        .unwrap_or("")
-        .to_string()
 }
 
 /// The model input: `[N, C, H, W]`, or `[N, C]` for feature networks.

@@ -1,43 +1,12 @@
 //! Fine-tuning imported networks on real data, through the command line.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures")).join(rel)
-}
-
-fn matcnn(args: &[&str]) -> std::process::Output {
-    let o = Command::new(env!("CARGO_BIN_EXE_matcnn"))
-        .args(args)
-        .output()
-        .unwrap();
-    if !o.status.success() {
-        panic!(
-            "matcnn {args:?} failed:\n{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
-    o
-}
+mod common;
+use common::{fixture, matcnn_ok as matcnn, mnist_t10k as mnist_test, python, result_line, run_py};
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("matcnn-ft-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn mnist_test() -> (Vec<u8>, Vec<u8>) {
-    let mut raw = Vec::new();
-    flate2::read::GzDecoder::new(
-        std::fs::File::open(fixture("mw-workshop-mnist/t10k-images-idx3-ubyte.gz")).unwrap(),
-    )
-    .read_to_end(&mut raw)
-    .unwrap();
-    let labels = std::fs::read(fixture("mw-workshop-mnist/t10k-labels-idx1-ubyte")).unwrap();
-    (raw[16..].to_vec(), labels[8..].to_vec())
+    common::scratch("ft", name)
 }
 
 /// Writes MNIST digits `range` as PNGs into `dir/lt5` and `dir/ge5`.
@@ -88,7 +57,7 @@ fn new_two_class_task_from_mnist_digits() {
         "--optimizer",
         "adam",
         "--lr",
-        "0.0003",
+        "0.0001",
         "--freeze-until",
         "relu_1",
         "--seed",
@@ -109,7 +78,10 @@ fn new_two_class_task_from_mnist_digits() {
         .collect();
     assert_eq!(rows.len(), 2, "{log}");
     assert!(rows[1][1] < rows[0][1], "training loss did not fall: {log}");
-    // The issue asks for 97 %; 2 epochs reach about 95 % here (see the closing note).
+    // 2 epochs reach 95.1 % held out (seed 1). The issue asked for 97 %: MATLAB's recipe (a new,
+    // randomly initialized last layer) does not get there in 2 epochs on 2000 images, in matcnn
+    // or in PyTorch (88-93 % there with the same recipe); a linear classifier on the frozen
+    // features tops out at 96 %. See DESIGN.md, "Fine-tuning".
     assert!(rows[1][4] >= 0.94, "held-out accuracy {}", rows[1][4]);
     assert!(out.join("training_curve.png").is_file());
     assert!(out.join("checkpoints/epoch-001/weights.bpk").is_file());
@@ -142,6 +114,56 @@ fn new_two_class_task_from_mnist_digits() {
         })
         .count();
     assert!(correct >= 940, "{correct}/1000 held-out digits right");
+    assert_eq!(
+        correct,
+        (rows[1][4] * 1000.0).round() as usize,
+        "infer disagrees with the validation accuracy in the log"
+    );
+
+    // The fine-tuned network exports to ONNX, and onnxruntime gives matcnn's outputs.
+    let held: Vec<f32> = images[2000 * 784..3000 * 784]
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    let x = dir.join("heldout.npy");
+    std::fs::write(&x, matcnn::data::npy_bytes(&held, &[1000, 1, 28, 28])).unwrap();
+    let expected = dir.join("expected.npy");
+    let onnx = dir.join("tuned.onnx");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    matcnn(&[
+        "predict",
+        "--model",
+        &s(&out),
+        "--input",
+        &s(&x),
+        "--output",
+        &s(&expected),
+    ]);
+    matcnn(&[
+        "export",
+        "--model",
+        &s(&out),
+        "--format",
+        "onnx",
+        "--output",
+        &s(&onnx),
+    ]);
+    if let Some(py) = python() {
+        let r = run_py(
+            &py,
+            "onnx_check.py",
+            &[
+                &s(&onnx),
+                &s(&x),
+                &s(&expected),
+                "--max-abs",
+                "1e-4",
+                "--classes",
+                "2",
+            ],
+        );
+        eprintln!("fine-tuned network, ONNX: {}", result_line(&r));
+    }
 
     // Frozen layers are bit-identical; trained ones moved.
     let original = matcnn::net::import(
@@ -175,7 +197,7 @@ fn new_two_class_task_from_mnist_digits() {
         "--optimizer",
         "adam",
         "--lr",
-        "0.0003",
+        "0.0001",
         "--freeze-until",
         "relu_1",
         "--resume",
@@ -274,4 +296,70 @@ fn same_class_finetuning_keeps_accuracy_and_zero_learn_rate_freezes() {
     }
     assert_eq!(frozen, 1);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The gradients the training step uses are right: for the largest-gradient weights of every
+/// convolution of the MNIST network (batch normalization in training mode), autodiff equals
+/// central finite differences of the loss.
+#[test]
+fn gradients_equal_finite_differences() {
+    use burn::prelude::*;
+    use burn::tensor::activation::log_softmax;
+    use matcnn::model::{MatNet, Op};
+    let (raw, labels) = mnist_test();
+    let net = matcnn::net::import(
+        &matcnn::mat::MatFile::from_bytes(matcnn::source::DEMO_MODEL).unwrap(),
+        None,
+    )
+    .unwrap();
+    let dev = Device::flex().autodiff();
+    let model = MatNet::from_network(&net, &dev).unwrap();
+    let n = 16;
+    let x: Vec<f32> = raw[..n * 784].iter().map(|&v| v as f32).collect();
+    let x = Tensor::<4>::from_data(TensorData::new(x, [n, 1, 28, 28]), &dev);
+    // Cross-entropy against the true digits, from the logits.
+    let onehot: Vec<f32> = labels[..n]
+        .iter()
+        .flat_map(|&t| (0..10).map(move |j| if j == t as usize { 1.0 } else { 0.0 }))
+        .collect();
+    let target = Tensor::<2>::from_data(TensorData::new(onehot, [n, 10]), &dev);
+    let loss = |m: &MatNet| -> Tensor<1> {
+        let o = m.forward_node(x.clone(), m.logits_node()).reshape([n, 10]);
+        (log_softmax(o, 1) * target.clone())
+            .sum()
+            .neg()
+            .div_scalar(n as f64)
+    };
+    let grads = loss(&model).backward();
+    let mut checked = 0;
+    for (i, node) in model.nodes.iter().enumerate() {
+        let Op::Conv(c) = &node.op else { continue };
+        let dims = c.weight.val().dims();
+        let g: Vec<f32> = c.weight.grad(&grads).unwrap().into_data().to_vec().unwrap();
+        let mut idx: Vec<usize> = (0..g.len()).collect();
+        idx.sort_by(|a, b| g[*b].abs().total_cmp(&g[*a].abs()));
+        for &j in &idx[..3] {
+            let h = 1e-2f32;
+            let mut fd = [0f32; 2];
+            for (s, sign) in [1f32, -1.0].into_iter().enumerate() {
+                let mut m = model.clone();
+                if let Op::Conv(c) = &mut m.nodes[i].op {
+                    let mut d = vec![0f32; g.len()];
+                    d[j] = sign * h;
+                    let d = Tensor::<4>::from_data(TensorData::new(d, dims), &dev);
+                    c.weight = c.weight.clone().map(|t| t + d);
+                }
+                fd[s] = loss(&m).into_scalar::<f32>();
+            }
+            let fd = (fd[0] - fd[1]) / (2.0 * h);
+            assert!(
+                (fd - g[j]).abs() <= 0.1 * g[j].abs(),
+                "{} weight {j}: autodiff {} finite differences {fd}",
+                node.name,
+                g[j]
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 9);
 }

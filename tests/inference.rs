@@ -6,12 +6,9 @@ use matcnn::data;
 use matcnn::mat::MatFile;
 use matcnn::model::MatNet;
 use matcnn::net::{self, LayerKind, Network};
-use std::io::Read;
-use std::path::PathBuf;
 
-fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures")).join(rel)
-}
+mod common;
+use common::fixture;
 
 fn network(rel: &str) -> Network {
     let f = MatFile::read(fixture(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
@@ -77,17 +74,11 @@ fn mnist_labels(rel: &str, n: usize) -> Vec<usize> {
 #[test]
 fn mnist_workshop_all_test_digits() {
     let net = network("mw-workshop-mnist/MNIST_Network.mat");
-    let mut raw = Vec::new();
-    flate2::read::GzDecoder::new(
-        std::fs::File::open(fixture("mw-workshop-mnist/t10k-images-idx3-ubyte.gz")).unwrap(),
-    )
-    .read_to_end(&mut raw)
-    .unwrap();
-    let images: Vec<f32> = raw[16..].iter().map(|&b| b as f32).collect();
-    assert_eq!(images.len(), 10000 * 784);
+    let (raw, labels) = common::mnist_t10k();
+    let images: Vec<f32> = raw.iter().map(|&b| b as f32).collect();
     let (out, k) = run(&net, &images, [10000, 1, 28, 28]);
     assert_eq!(k, 10);
-    let labels = mnist_labels("mw-workshop-mnist/t10k-labels-idx1-ubyte", 10000);
+    let labels: Vec<usize> = labels.iter().map(|&b| b as usize).collect();
     let correct = out
         .chunks(k)
         .zip(&labels)

@@ -4,9 +4,8 @@
 use matcnn::mat::*;
 use std::path::PathBuf;
 
-fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures")).join(rel)
-}
+mod common;
+use common::fixture;
 
 fn read(rel: &str) -> MatFile {
     MatFile::read(fixture(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))

@@ -2,8 +2,7 @@
 //! checkpoints.
 //!
 //! What is honoured from the `.mat`: each parameter's `LearnRateFactor` (0 freezes it; other
-//! values scale its gradient, which is exactly a per-parameter learning rate for sgdm and an
-//! approximation for adam/rmsprop) and `L2Factor` (its weight in the L2 penalty
+//! values multiply the learning rate of that parameter, for every solver, as MATLAB does) and `L2Factor` (its weight in the L2 penalty
 //! `l2/2 * factor * |w|^2`, as MATLAB's `L2Regularization`), batch-normalization statistics
 //! updated with the layer's `MeanDecay` (or frozen with `freeze_bn`), dropout active while
 //! training, and the loss of the output layer (cross-entropy for classification, half mean
@@ -18,9 +17,14 @@ use crate::model::{MatNet, ModelError, saved};
 use crate::net::layer::{
     FullyConnected, LayerKind, Network, Param as NetParam, Tensor as NetTensor,
 };
-use burn::module::{Module, ParamId};
+use burn::module::{Module, ParamGroup, ParamId};
+use burn::optim::lr_scheduler::{
+    constant::ConstantLr,
+    module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler},
+};
 use burn::optim::{
-    AdamConfig, GradientsParams, RmsPropConfig, SgdConfig, momentum::MomentumConfig,
+    AdamConfig, GradientsParams, ModuleOptimizer, RmsPropConfig, SgdConfig,
+    momentum::MomentumConfig,
 };
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
@@ -321,24 +325,33 @@ fn l2_penalty(model: &MatNet, net: &Network, l2: f64) -> Option<Tensor<1>> {
     terms.into_iter().reduce(|a, b| a + b)
 }
 
-fn scale_grads(grads: &mut GradientsParams, factors: &[Factor]) {
-    for f in factors {
-        if f.lr == 1.0 {
-            continue;
+/// MATLAB's per-parameter learning rates: `lr * LearnRateFactor` for every parameter, exactly,
+/// whatever the solver (one learning-rate group per distinct factor).
+fn learning_rates(lr: f64, factors: &[Factor]) -> ModuleLearningRate {
+    let mut groups: Vec<(f32, Vec<ParamId>)> = Vec::new();
+    for f in factors.iter().filter(|f| f.lr != 1.0 && f.lr != 0.0) {
+        match groups.iter_mut().find(|g| g.0 == f.lr) {
+            Some(g) => g.1.push(f.id),
+            None => groups.push((f.lr, vec![f.id])),
         }
-        macro_rules! scale {
-            ($d:literal) => {
-                if let Some(g) = grads.remove::<$d>(f.id) {
-                    if f.lr != 0.0 {
-                        grads.register::<$d>(f.id, g.mul_scalar(f.lr as f64));
-                    }
-                }
-            };
-        }
+    }
+    let mut sched = ModuleLrScheduler::new(ConstantLr::from(lr));
+    for (factor, ids) in groups {
+        sched = sched.with_group(
+            ParamGroup::from_ids(ids),
+            ConstantLr::from(lr * factor as f64),
+        );
+    }
+    sched.step()
+}
+
+/// Drops the gradients of parameters whose LearnRateFactor is 0 (they are frozen).
+fn drop_frozen(grads: &mut GradientsParams, factors: &[Factor]) {
+    for f in factors.iter().filter(|f| f.lr == 0.0) {
         match f.rank {
-            4 => scale!(4),
-            2 => scale!(2),
-            _ => scale!(1),
+            4 => drop(grads.remove::<4>(f.id)),
+            2 => drop(grads.remove::<2>(f.id)),
+            _ => drop(grads.remove::<1>(f.id)),
         }
     }
 }
@@ -438,6 +451,80 @@ pub fn evaluate(model: &MatNet, data: &Dataset, batch_size: usize, device: &Devi
     )
 }
 
+/// One optimizer step at a time: the loss of the output layer plus the L2 penalty, gradients,
+/// MATLAB's per-parameter learning rates, frozen parameters left alone. [`finetune`] drives it
+/// over epochs; the training benchmark drives it directly.
+pub struct Trainer<'a> {
+    net: &'a Network,
+    model: Option<MatNet>,
+    optim: ModuleOptimizer,
+    lrs: ModuleLearningRate,
+    factors: Vec<Factor>,
+    node: usize,
+    l2: f64,
+}
+
+impl<'a> Trainer<'a> {
+    /// `model` must live on an autodiff device (`device.autodiff()`); layers are frozen as
+    /// `opts` says.
+    pub fn new(net: &'a Network, model: MatNet, opts: &TrainOptions) -> Result<Self, TrainError> {
+        let model = apply_freezing(model, net, opts)?;
+        let factors = factors(&model, net);
+        let node = model.logits_node();
+        let lrs = learning_rates(opts.lr, &factors);
+        let optim = match opts.optimizer {
+            Optimizer::Sgdm => SgdConfig::new()
+                .with_momentum(Some(
+                    MomentumConfig::new()
+                        .with_momentum(opts.momentum)
+                        .with_dampening(0.0),
+                ))
+                .init(),
+            Optimizer::Adam => AdamConfig::new().init(),
+            Optimizer::Rmsprop => RmsPropConfig::new().init(),
+        };
+        Ok(Trainer {
+            net,
+            model: Some(model),
+            optim,
+            lrs,
+            factors,
+            node,
+            l2: opts.l2,
+        })
+    }
+
+    /// Trains on one batch; returns its loss (before the step, without the L2 term) and how many
+    /// of its observations the network classified right.
+    pub fn step(&mut self, x: Tensor<4>, y: &[usize]) -> (f64, usize) {
+        let model = self
+            .model
+            .take()
+            .expect("the trainer always holds its model");
+        let device = x.device();
+        let (loss, correct) = batch_loss(&model, self.node, x, y, &device);
+        let total = match l2_penalty(&model, self.net, self.l2) {
+            Some(p) => loss.clone() + p,
+            None => loss.clone(),
+        };
+        let mut grads = GradientsParams::from_grads(total.backward(), &model);
+        drop_frozen(&mut grads, &self.factors);
+        self.model = Some(self.optim.step(self.lrs.clone(), model, grads));
+        (loss.into_scalar::<f32>() as f64, correct)
+    }
+
+    /// The network as trained so far.
+    pub fn model(&self) -> &MatNet {
+        self.model
+            .as_ref()
+            .expect("the trainer always holds its model")
+    }
+
+    pub fn into_model(self) -> MatNet {
+        self.model.expect("the trainer always holds its model")
+    }
+}
+
 /// What the caller sees of training.
 pub trait Progress {
     fn epoch_start(&mut self, _epoch: usize, _batches: usize) {}
@@ -475,20 +562,7 @@ pub fn finetune(
         )));
     }
     device.seed(opts.seed);
-    let mut model = apply_freezing(model, net, opts)?;
-    let factors = factors(&model, net);
-    let node = model.logits_node();
-    let mut optim = match opts.optimizer {
-        Optimizer::Sgdm => SgdConfig::new()
-            .with_momentum(Some(
-                MomentumConfig::new()
-                    .with_momentum(opts.momentum)
-                    .with_dampening(0.0),
-            ))
-            .init(),
-        Optimizer::Adam => AdamConfig::new().init(),
-        Optimizer::Rmsprop => RmsPropConfig::new().init(),
-    };
+    let mut trainer = Trainer::new(net, model, opts)?;
     let io = |p: &Path, e: std::io::Error| TrainError::Io {
         path: p.display().to_string(),
         source: e,
@@ -512,23 +586,16 @@ pub fn finetune(
                 translate: opts.translate,
             };
             let (x, y) = train.batch(idx, device, Some((&aug, &mut rng)));
-            let (loss, c) = batch_loss(&model, node, x, &y, device);
-            let total = match l2_penalty(&model, net, opts.l2) {
-                Some(p) => loss.clone() + p,
-                None => loss.clone(),
-            };
-            let mut grads = GradientsParams::from_grads(total.backward(), &model);
-            scale_grads(&mut grads, &factors);
-            model = optim.step(opts.lr, model, grads);
-            let l = loss.into_scalar::<f32>() as f64;
+            let (l, c) = trainer.step(x, &y);
             loss_sum += l * idx.len() as f64;
             correct += c;
             seen += idx.len();
             progress.batch(l, c as f64 / idx.len() as f64);
         }
+        let model = trainer.model();
         let (val_loss, val_accuracy) = match val {
             Some(v) if !v.is_empty() => {
-                let (l, a) = evaluate(&model, v, opts.batch_size, device);
+                let (l, a) = evaluate(model, v, opts.batch_size, device);
                 (Some(l), Some(a))
             }
             _ => (None, None),
@@ -555,7 +622,7 @@ pub fn finetune(
         plot::training_curve(&history, &out_dir.join("training_curve.png"))
             .map_err(|e| io(out_dir, e))?;
     }
-    Ok((model, history))
+    Ok((trainer.into_model(), history))
 }
 
 /// Writes the CSV log (header + one row per epoch).
