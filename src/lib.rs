@@ -3,6 +3,7 @@
 //! The flow: `.mat` bytes → [`mat`] (MATLAB values) → network description → Burn module →
 //! inference, fine-tuning, export.
 
+pub mod bench;
 pub mod data;
 pub mod dump;
 pub mod export;

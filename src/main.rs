@@ -107,6 +107,32 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Time loading the network and its forward pass (median of repetitions), for comparisons.
+    Bench {
+        #[command(flatten)]
+        net: NetArgs,
+        /// Batch sizes to time (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "1,32")]
+        batch: Vec<usize>,
+        /// Timed forward passes per batch size.
+        #[arg(long, default_value_t = 10)]
+        repeat: usize,
+        /// Untimed forward passes first.
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        /// Input observations from FILE.npy or FILE.mat:VAR (as `predict`); default: seeded noise.
+        #[arg(long)]
+        input: Option<String>,
+        /// Backend: cpu or wgpu (default: $BURN_DEVICE, else cpu).
+        #[arg(long, value_enum)]
+        backend: Option<Backend>,
+        /// Time loading only (reading, importing, building the module): no forward pass.
+        #[arg(long)]
+        load_only: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Fine-tune the network on labelled images (one sub-folder per class) or a .mat with X and Y.
     Finetune {
         #[command(flatten)]
@@ -257,6 +283,27 @@ fn main() {
             backend,
             force,
         } => predict(&net, &input, &output, batch_size, backend, force),
+        Command::Bench {
+            net,
+            batch,
+            repeat,
+            warmup,
+            input,
+            backend,
+            load_only,
+            json,
+        } => {
+            let batch = if load_only { vec![] } else { batch };
+            bench(
+                &net,
+                &batch,
+                repeat,
+                warmup,
+                input.as_deref(),
+                backend,
+                json,
+            )
+        }
         Command::Infer {
             net,
             images,
@@ -323,6 +370,86 @@ fn input_shape(net: &Network) -> Result<([usize; 3], bool)> {
         }
         _ => bail!("unexpected input layer '{}'", input.name),
     })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn bench(
+    net_args: &NetArgs,
+    batches: &[usize],
+    repeat: usize,
+    warmup: usize,
+    input: Option<&str>,
+    backend: Option<Backend>,
+    json: bool,
+) -> Result<()> {
+    let device = device_for(backend)?;
+    // Loading: reading the file, importing the network and building the module on the device.
+    let t0 = std::time::Instant::now();
+    let loaded = load(net_args.model.as_deref(), net_args.var.as_deref())?;
+    let read_import_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let model = loaded
+        .build(&device)
+        .with_context(|| format!("building {}", loaded.label))?;
+    let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let (shape, spatial) = input_shape(&loaded.net)?;
+    let [h, w, c] = shape;
+    let data = match input {
+        Some(spec) => Some(
+            data::load_array(spec, shape, spatial)
+                .with_context(|| format!("reading --input {spec}"))?
+                .data,
+        ),
+        None => None,
+    };
+    if batches.contains(&0) {
+        bail!("--batch: expected positive batch sizes");
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(threads);
+    let results: Vec<_> = batches
+        .iter()
+        .map(|&b| {
+            matcnn::bench::forward(
+                &model,
+                [c, h, w],
+                b,
+                repeat,
+                warmup,
+                data.as_deref(),
+                &device,
+            )
+        })
+        .collect();
+    if json {
+        let v = json!({
+            "model": loaded.label,
+            "backend": format!("{device:?}"),
+            "threads": threads,
+            "read_import_ms": read_import_ms,
+            "load_ms": load_ms,
+            "forward": results,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("{} on {device:?}, {threads} threads", loaded.label);
+        println!(
+            "load (read + import + build): {load_ms:.1} ms (read + import {read_import_ms:.1} ms)"
+        );
+        for r in &results {
+            println!(
+                "batch {:>4}: median {:>9.2} ms over {} runs, {:>9.1} observations/s",
+                r.batch,
+                r.median_ms,
+                r.times_ms.len(),
+                r.throughput
+            );
+        }
+    }
+    Ok(())
 }
 
 fn progress_bar(n: usize, what: &str) -> indicatif::ProgressBar {

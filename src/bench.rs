@@ -1,0 +1,80 @@
+//! `matcnn bench`: wall-clock timings of loading a network and of its forward pass, for
+//! comparison scripts (`scripts/compare.py`). Criterion benches live in `benches/`; this is the
+//! same measurement from the command line, on any network file, so it can be interleaved with
+//! another runtime's.
+
+use crate::model::MatNet;
+use crate::train::Rng;
+use burn::prelude::*;
+use serde::Serialize;
+use std::time::Instant;
+
+/// Timings of one batch size.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForwardTimes {
+    pub batch: usize,
+    /// Milliseconds per forward pass (input upload, forward and output download), one per repetition.
+    pub times_ms: Vec<f64>,
+    pub median_ms: f64,
+    /// Observations per second at the median.
+    pub throughput: f64,
+}
+
+/// The median of `v` (0 for an empty slice).
+pub fn median(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let m = s.len() / 2;
+    if s.len() % 2 == 1 {
+        s[m]
+    } else {
+        (s[m - 1] + s[m]) / 2.0
+    }
+}
+
+/// Times `repeat` forward passes of `model` on `batch` observations of shape `[C, H, W]` (after
+/// `warmup` untimed ones). The input is `data` when given (observations are taken cyclically),
+/// else seeded uniform noise in [0, 255].
+pub fn forward(
+    model: &MatNet,
+    shape: [usize; 3],
+    batch: usize,
+    repeat: usize,
+    warmup: usize,
+    data: Option<&[f32]>,
+    device: &Device,
+) -> ForwardTimes {
+    let per: usize = shape.iter().product();
+    let x: Vec<f32> = match data {
+        Some(d) if !d.is_empty() => d.iter().copied().cycle().take(batch * per).collect(),
+        _ => {
+            let mut rng = Rng::new(batch as u64);
+            (0..batch * per)
+                .map(|_| (rng.uniform() * 255.0) as f32)
+                .collect()
+        }
+    };
+    let [c, h, w] = shape;
+    let run = || {
+        let t0 = Instant::now();
+        let input = Tensor::<4>::from_data(TensorData::new(x.clone(), [batch, c, h, w]), device);
+        let out = model.forward(input);
+        // Reading the output back waits for the backend to finish.
+        let _ = out.into_data();
+        t0.elapsed().as_secs_f64() * 1e3
+    };
+    for _ in 0..warmup {
+        run();
+    }
+    let times_ms: Vec<f64> = (0..repeat.max(1)).map(|_| run()).collect();
+    let median_ms = median(&times_ms);
+    ForwardTimes {
+        batch,
+        throughput: batch as f64 / (median_ms / 1e3),
+        median_ms,
+        times_ms,
+    }
+}
