@@ -388,7 +388,7 @@ fn bench(
     let loaded = load(net_args.model.as_deref(), net_args.var.as_deref())?;
     let read_import_ms = t0.elapsed().as_secs_f64() * 1e3;
     let model = loaded
-        .build(&device)
+        .build_for_inference(&device)
         .with_context(|| format!("building {}", loaded.label))?;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
     let (shape, spatial) = input_shape(&loaded.net)?;
@@ -486,7 +486,7 @@ fn predict(
     let (shape, spatial) = input_shape(net)?;
     let batch = data::load_array(input, shape, spatial)?;
     let device = device_for(backend)?;
-    let model = loaded.build(&device)?;
+    let model = loaded.build_for_inference(&device)?;
     let pb = progress_bar(batch.shape[0], "observations");
     let (out, k) = model.predict(&batch.data, batch.shape, batch_size, &device, |done| {
         pb.set_position(done as u64)
@@ -542,7 +542,7 @@ fn infer(
         );
     }
     let device = device_for(backend)?;
-    let model = loaded.build(&device)?;
+    let model = loaded.build_for_inference(&device)?;
     let has_softmax = net
         .layers
         .iter()

@@ -30,6 +30,12 @@ impl Loaded {
         };
         Ok(m)
     }
+
+    /// The module for inference only: as [`build`](Self::build), with batch normalization
+    /// folded into the layers that feed it.
+    pub fn build_for_inference(&self, device: &Device) -> Result<MatNet> {
+        Ok(self.build(device)?.fold_batch_norm().0)
+    }
 }
 
 /// Reads and imports the network in `model` (or the built-in demo network when `None`).

@@ -58,10 +58,30 @@ fn softmax_rows(v: &mut [f32], k: usize) {
     }
 }
 
+/// Runs the network as built, and checks that the inference build (batch normalization folded
+/// into the layers before it) gives the same outputs.
 fn run(net: &Network, data: &[f32], shape: [usize; 4]) -> (Vec<f32>, usize) {
     let dev = device();
     let m = MatNet::from_network(net, &dev).unwrap_or_else(|e| panic!("{e}"));
-    m.predict(data, shape, 100, &dev, |_| {})
+    let (out, k) = m.predict(data, shape, 100, &dev, |_| {});
+    let bn = net
+        .layers
+        .iter()
+        .filter(|l| matches!(l.kind, LayerKind::BatchNorm(_)))
+        .count();
+    let (folded, n) = m.fold_batch_norm();
+    assert!(n <= bn);
+    if n > 0 {
+        let (out2, _) = folded.predict(data, shape, 100, &dev, |_| {});
+        let scale = out.iter().fold(0f32, |a, v| a.max(v.abs())).max(1e-6);
+        let d = out
+            .iter()
+            .zip(&out2)
+            .fold(0f32, |a, (p, q)| a.max((p - q).abs()));
+        eprintln!("{n} of {bn} batch norms folded, max |difference| {d:e}");
+        assert!(d <= 1e-5 * scale.max(1.0), "folded network differs by {d}");
+    }
+    (out, k)
 }
 
 fn mnist_labels(rel: &str, n: usize) -> Vec<usize> {

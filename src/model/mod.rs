@@ -5,6 +5,7 @@
 //! feature vectors are `[N, C, 1, 1]`. Layers run in the description's topological order.
 
 pub mod backend;
+mod fold;
 mod ops;
 pub mod saved;
 

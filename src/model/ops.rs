@@ -61,7 +61,7 @@ pub enum Op {
 }
 
 // Func codes.
-pub(crate) const IDENTITY: usize = 0;
+pub const IDENTITY: usize = 0;
 const RELU: usize = 1;
 const LEAKY: usize = 2;
 const CLIPPED: usize = 3;
