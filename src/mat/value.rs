@@ -174,24 +174,43 @@ pub fn permute_col_major<T: Copy>(
     if total == 0 {
         return Ok((out, shape));
     }
-    let n = shape.len();
-    let mut idx = vec![0usize; n];
+    // Drop unit axes (they do not move anything); the identity order is a plain copy.
+    let (shape_nz, strides_nz): (Vec<usize>, Vec<usize>) = shape
+        .iter()
+        .zip(&strides)
+        .filter(|(d, _)| **d != 1)
+        .map(|(d, s)| (*d, *s))
+        .unzip();
+    let n = shape_nz.len();
+    if n == 0 || strides_nz.windows(2).all(|w| w[0] > w[1]) && strides_nz[n - 1] == 1 {
+        // Row-major order with decreasing strides ending in 1 is the storage order itself.
+        out.extend_from_slice(data);
+        return Ok((out, shape));
+    }
+    // Odometer over the outer axes, a strided inner loop over the last one.
+    let (inner, inner_stride) = (shape_nz[n - 1], strides_nz[n - 1]);
+    let outer = &shape_nz[..n - 1];
+    let ostrides = &strides_nz[..n - 1];
+    let mut idx = vec![0usize; outer.len()];
     let mut offset = 0usize;
     loop {
-        out.push(data[offset]);
-        // Increment the row-major index (last axis fastest).
-        let mut k = n;
+        if inner_stride == 1 {
+            out.extend_from_slice(&data[offset..offset + inner]);
+        } else {
+            out.extend((0..inner).map(|i| data[offset + i * inner_stride]));
+        }
+        let mut k = outer.len();
         loop {
             if k == 0 {
                 return Ok((out, shape));
             }
             k -= 1;
             idx[k] += 1;
-            offset += strides[k];
-            if idx[k] < shape[k] {
+            offset += ostrides[k];
+            if idx[k] < outer[k] {
                 break;
             }
-            offset -= strides[k] * shape[k];
+            offset -= ostrides[k] * outer[k];
             idx[k] = 0;
         }
     }
@@ -506,6 +525,52 @@ pub struct Variable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every axis order of several shapes (unit axes included) against the definition.
+    #[test]
+    fn permute_equals_the_definition() {
+        let perms4 = |n: usize| -> Vec<Vec<usize>> {
+            let mut out = vec![];
+            let mut p: Vec<usize> = (0..n).collect();
+            fn rec(k: usize, p: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
+                if k == p.len() {
+                    out.push(p.clone());
+                    return;
+                }
+                for i in k..p.len() {
+                    p.swap(k, i);
+                    rec(k + 1, p, out);
+                    p.swap(k, i);
+                }
+            }
+            rec(0, &mut p, &mut out);
+            out
+        };
+        for dims in [
+            vec![2, 3, 4, 5],
+            vec![3, 1, 4, 2],
+            vec![1, 1, 6, 1],
+            vec![7, 7, 1, 3],
+        ] {
+            let total: usize = dims.iter().product();
+            let data: Vec<u32> = (0..total as u32).collect();
+            for axes in perms4(4) {
+                let (out, shape) = permute_col_major(&data, &dims, &axes).unwrap();
+                assert_eq!(shape, axes.iter().map(|&a| dims[a]).collect::<Vec<_>>());
+                // Row-major index over `shape` -> MATLAB subscripts -> column-major offset.
+                for (r, v) in out.iter().enumerate() {
+                    let mut rem = r;
+                    let mut sub = [0usize; 4];
+                    for k in (0..4).rev() {
+                        sub[axes[k]] = rem % shape[k];
+                        rem /= shape[k];
+                    }
+                    let off = sub[0] + dims[0] * (sub[1] + dims[1] * (sub[2] + dims[2] * sub[3]));
+                    assert_eq!(*v as usize, off, "dims {dims:?} axes {axes:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn row_major_permutes_column_major_image() {

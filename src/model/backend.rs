@@ -11,6 +11,8 @@ pub enum Backend {
     Cpu,
     /// GPU through wgpu (Vulkan, Metal, DX12); needs the `wgpu` cargo feature.
     Wgpu,
+    /// Burn's older ndarray CPU backend, for comparisons; needs the `ndarray` cargo feature.
+    Ndarray,
 }
 
 /// The device for `backend`; without one, `BURN_DEVICE` (`flex`/`cpu` or `wgpu`) decides, and
@@ -24,11 +26,12 @@ pub fn device_for(backend: Option<Backend>) -> Result<Device, ModelError> {
             .map(str::to_ascii_lowercase)
             .as_deref()
         {
-            None | Some("") | Some("flex") | Some("cpu") | Some("ndarray") => Backend::Cpu,
+            None | Some("") | Some("flex") | Some("cpu") => Backend::Cpu,
+            Some("ndarray") => Backend::Ndarray,
             Some("wgpu") | Some("vulkan") | Some("gpu") => Backend::Wgpu,
             Some(other) => {
                 return Err(ModelError::Backend(format!(
-                    "BURN_DEVICE={other} is not a backend matcnn offers (cpu, wgpu)"
+                    "BURN_DEVICE={other} is not a backend matcnn offers (cpu, wgpu, ndarray)"
                 )));
             }
         },
@@ -36,7 +39,21 @@ pub fn device_for(backend: Option<Backend>) -> Result<Device, ModelError> {
     match backend {
         Backend::Cpu => Ok(Device::flex()),
         Backend::Wgpu => wgpu_device(),
+        Backend::Ndarray => ndarray_device(),
     }
+}
+
+#[cfg(feature = "ndarray")]
+#[allow(deprecated)]
+fn ndarray_device() -> Result<Device, ModelError> {
+    Ok(Device::ndarray())
+}
+
+#[cfg(not(feature = "ndarray"))]
+fn ndarray_device() -> Result<Device, ModelError> {
+    Err(ModelError::Backend(
+        "this matcnn was built without the ndarray backend (kept only for comparisons): rebuild with `--features ndarray`".into(),
+    ))
 }
 
 #[cfg(feature = "wgpu")]

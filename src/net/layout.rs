@@ -55,8 +55,11 @@ fn permute(a: &NumericArray, expected: &[usize], axes: &[usize]) -> Result<Tenso
     if !dims_match(&a.dims, expected) {
         return Err(err());
     }
-    let (data, shape) =
-        permute_col_major(&a.real.to_f32_vec(), expected, axes).map_err(|_| err())?;
+    let (data, shape) = match &a.real {
+        crate::mat::value::NumData::F32(v) => permute_col_major(v, expected, axes),
+        other => permute_col_major(&other.to_f32_vec(), expected, axes),
+    }
+    .map_err(|_| err())?;
     Ok(Tensor::new(shape, data))
 }
 
