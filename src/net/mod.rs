@@ -426,6 +426,32 @@ impl Network {
             .collect()
     }
 
+    /// Whether the network takes sequences (its input is a `sequenceInputLayer`): activations
+    /// are then `[N, C, 1, T]` and fully connected layers apply to each time step.
+    pub fn is_sequence(&self) -> bool {
+        matches!(
+            self.input().map(|l| &l.kind),
+            Some(LayerKind::SequenceInput { .. })
+        )
+    }
+
+    /// Whether the network's output is a sequence (a recurrent layer with OutputMode 'sequence'
+    /// and no 'last' one after it on the way to the output).
+    pub fn outputs_sequence(&self) -> bool {
+        if !self.is_sequence() {
+            return false;
+        }
+        // In a series of layers, the last recurrent layer decides.
+        self.layers
+            .iter()
+            .rev()
+            .find_map(|l| match &l.kind {
+                LayerKind::Lstm(r) | LayerKind::Gru(r) => Some(r.return_sequence),
+                _ => None,
+            })
+            .unwrap_or(true)
+    }
+
     /// The (first) input layer.
     pub fn input(&self) -> Option<&Layer> {
         self.layers.iter().find(|l| {
