@@ -579,3 +579,210 @@ fn pytorch_export_refuses_what_torch_cannot_compute() {
         .to_string();
     assert!(e.contains("'rnn'") && e.contains("softsign"), "{e}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Bad sequence input: clear errors naming the file, the variable and the element, never a panic.
+
+/// A MATLAB value for the hand-written v5 files.
+enum M {
+    /// dims, column-major values
+    Double(Vec<usize>, Vec<f64>),
+    Char(String),
+    Cell(Vec<usize>, Vec<M>),
+}
+
+fn pad8(v: &mut Vec<u8>) {
+    while v.len() % 8 != 0 {
+        v.push(0);
+    }
+}
+
+fn tag(v: &mut Vec<u8>, ty: u32, n: usize) {
+    v.extend_from_slice(&ty.to_le_bytes());
+    v.extend_from_slice(&(n as u32).to_le_bytes());
+}
+
+/// One miMATRIX element (uncompressed v5).
+fn element(name: &str, m: &M) -> Vec<u8> {
+    let (class, dims) = match m {
+        M::Double(d, _) => (6u32, d.clone()),
+        M::Char(s) => (4, vec![1, s.len()]),
+        M::Cell(d, _) => (1, d.clone()),
+    };
+    let mut b = Vec::new();
+    tag(&mut b, 6, 8);
+    b.extend_from_slice(&class.to_le_bytes());
+    b.extend_from_slice(&0u32.to_le_bytes());
+    tag(&mut b, 5, 4 * dims.len());
+    for d in &dims {
+        b.extend_from_slice(&(*d as i32).to_le_bytes());
+    }
+    pad8(&mut b);
+    tag(&mut b, 1, name.len());
+    b.extend_from_slice(name.as_bytes());
+    pad8(&mut b);
+    match m {
+        M::Double(_, v) => {
+            tag(&mut b, 9, 8 * v.len());
+            for x in v {
+                b.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        M::Char(s) => {
+            tag(&mut b, 4, 2 * s.len());
+            for ch in s.encode_utf16() {
+                b.extend_from_slice(&ch.to_le_bytes());
+            }
+        }
+        M::Cell(_, items) => {
+            for it in items {
+                b.extend(element("", it));
+            }
+        }
+    }
+    pad8(&mut b);
+    let mut out = Vec::new();
+    tag(&mut out, 14, b.len());
+    out.extend(b);
+    out
+}
+
+fn write_mat(path: &Path, name: &str, m: &M) {
+    let mut out = b"MATLAB 5.0 MAT-file, written by the matcnn tests".to_vec();
+    out.resize(116, b' ');
+    out.extend_from_slice(&[0u8; 8]);
+    out.extend_from_slice(&0x0100u16.to_le_bytes());
+    out.extend_from_slice(b"IM");
+    out.extend(element(name, m));
+    std::fs::write(path, out).unwrap();
+}
+
+fn seq(c: usize, t: usize) -> M {
+    M::Double(
+        vec![c, t],
+        values(c * t, (c * 31 + t) as u64, 1.0)
+            .iter()
+            .map(|&v| v as f64)
+            .collect(),
+    )
+}
+
+#[test]
+fn bad_sequence_input_gives_clear_errors() {
+    let dir = scratch("sequence", "bad-input");
+    let model = fixture(&format!("{FAULT}/TrainedModel.mat"))
+        .display()
+        .to_string();
+    let cases: Vec<(&str, M, Vec<&str>)> = vec![
+        (
+            "wrong_channels",
+            M::Cell(vec![1, 2], vec![seq(10, 5), seq(9, 5)]),
+            vec!["element {2}", "9x5", "10 x T"],
+        ),
+        ("empty_cell", M::Cell(vec![0, 0], vec![]), vec!["empty"]),
+        (
+            "not_numeric",
+            M::Cell(vec![1, 2], vec![M::Char("abc".into()), seq(10, 3)]),
+            vec!["element {1}", "char"],
+        ),
+        (
+            "no_time_steps",
+            M::Cell(vec![2, 1], vec![seq(10, 4), M::Double(vec![10, 0], vec![])]),
+            vec!["element {2}", "10x0"],
+        ),
+        ("matrix_channels", seq(3, 7), vec!["3x7", "10 x T"]),
+    ];
+    for (var, value, needles) in cases {
+        let file = dir.join(format!("{var}.mat"));
+        write_mat(&file, var, &value);
+        let spec = format!("{}:{var}", file.display());
+        // The library: a typed error naming the file and the variable.
+        let e = data::load_sequences(&spec, 10)
+            .err()
+            .unwrap_or_else(|| panic!("{var}: accepted"))
+            .to_string();
+        assert!(e.contains(&spec), "{var}: {e}");
+        for n in &needles {
+            assert!(e.contains(n), "{var}: '{n}' not in: {e}");
+        }
+        // The CLI: exit status 1 with that message, no panic, no output file.
+        let out = dir.join(format!("{var}.npy"));
+        let o = run_cli(&[
+            "predict",
+            "--model",
+            &model,
+            "--input",
+            &spec,
+            "--output",
+            &out.display().to_string(),
+        ]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{var}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{var}: {stderr}");
+        assert!(
+            stderr.contains(var) && stderr.contains(needles[0]),
+            "{var}: {stderr}"
+        );
+        assert!(!out.exists(), "{var}");
+    }
+    // .npy with the wrong channel count.
+    let npy = dir.join("wrong.npy");
+    write_npy(&npy, &[2, 9, 4], &[0.0; 72]);
+    let e = data::load_sequences(&npy.display().to_string(), 10)
+        .err()
+        .expect("9 channels refused")
+        .to_string();
+    assert!(e.contains("wrong.npy") && e.contains("[2, 9, 4]"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sequence_output_mode_through_the_cli() {
+    // A GRU with OutputMode 'sequence', saved by matcnn, on sequences of different lengths.
+    let net = tiny_net(&spec(true, false, true), 5);
+    let dir = scratch("sequence", "cli-sequence");
+    let dev = device();
+    let model = MatNet::from_network(&net, &dev).unwrap();
+    let saved = dir.join("tiny");
+    matcnn::model::saved::save(&net, &model, &saved, true).unwrap();
+    let file = dir.join("seqs.mat");
+    write_mat(&file, "X", &M::Cell(vec![1, 2], vec![seq(3, 4), seq(3, 2)]));
+    let spec_x = format!("{}:X", file.display());
+    let seqs = data::load_sequences(&spec_x, 3).unwrap();
+    assert_eq!(seqs.iter().map(|s| s.steps).collect::<Vec<_>>(), vec![4, 2]);
+    let out = dir.join("y.mat");
+    let args = |o: &Path| {
+        vec![
+            "predict".to_string(),
+            "--model".into(),
+            saved.display().to_string(),
+            "--input".into(),
+            spec_x.clone(),
+            "--output".into(),
+            o.display().to_string(),
+        ]
+    };
+    let a = args(&out);
+    matcnn_ok(&a.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    let m = MatFile::read(&out).unwrap();
+    let y = m.get("Y").unwrap().as_numeric().unwrap();
+    assert_eq!(y.dims, [6, 2]);
+    let (rows, _) = y.to_row_major(&[0, 1]).unwrap();
+    let lengths = m.get("SequenceLengths").unwrap().as_numeric().unwrap();
+    assert_eq!(lengths.real.to_f64_vec(), vec![4.0, 2.0]);
+    let mut want = reference(&net, &seqs[0].data, 3, 4);
+    want.extend(reference(&net, &seqs[1].data, 3, 2));
+    let worst = rows
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (*a as f64 - b).abs())
+        .fold(0.0, f64::max);
+    assert!(worst < 1e-5, "{worst}");
+    // .npy needs equal lengths: a clear refusal.
+    let a = args(&dir.join("y.npy"));
+    let o = run_cli(&a.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("different lengths"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
