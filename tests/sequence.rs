@@ -562,8 +562,7 @@ fn pytorch_export_refuses_what_torch_cannot_compute() {
         ..spec(true, false, true)
     };
     let e = export::pytorch(&tiny_net(&before, 1), &ExportOptions::default())
-        .err()
-        .expect("before-multiplication is refused")
+        .expect_err("before-multiplication is refused")
         .to_string();
     assert!(
         e.contains("'rnn'") && e.contains("before-multiplication"),
@@ -574,8 +573,7 @@ fn pytorch_export_refuses_what_torch_cannot_compute() {
         ..spec(false, true, true)
     };
     let e = export::pytorch(&tiny_net(&soft, 1), &ExportOptions::default())
-        .err()
-        .expect("softsign is refused")
+        .expect_err("softsign is refused")
         .to_string();
     assert!(e.contains("'rnn'") && e.contains("softsign"), "{e}");
 }
@@ -592,7 +590,7 @@ enum M {
 }
 
 fn pad8(v: &mut Vec<u8>) {
-    while v.len() % 8 != 0 {
+    while !v.len().is_multiple_of(8) {
         v.push(0);
     }
 }
@@ -729,8 +727,7 @@ fn bad_sequence_input_gives_clear_errors() {
     let npy = dir.join("wrong.npy");
     write_npy(&npy, &[2, 9, 4], &[0.0; 72]);
     let e = data::load_sequences(&npy.display().to_string(), 10)
-        .err()
-        .expect("9 channels refused")
+        .expect_err("9 channels refused")
         .to_string();
     assert!(e.contains("wrong.npy") && e.contains("[2, 9, 4]"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
