@@ -71,10 +71,13 @@ enum Command {
         #[command(flatten)]
         net: NetArgs,
         /// The input: FILE.mat:VAR (H x W x C x N images or C x N features, as MATLAB stores
-        /// them) or FILE.npy ([N, C, H, W] images or [N, C] features).
+        /// them; for sequence networks a cell array of C x T sequences or one C x T matrix) or
+        /// FILE.npy ([N, C, H, W] images, [N, C] features, [N, C, T] sequences).
         #[arg(long)]
         input: String,
         /// Where to write the outputs: OUT.npy (float32 [N, K]) or OUT.mat (single N x K, variable Y).
+        /// Sequence networks with OutputMode 'sequence': OUT.npy [N, T, K] (equal lengths) or
+        /// OUT.mat with Y (total time steps x K, sequence after sequence) and SequenceLengths.
         #[arg(long)]
         output: PathBuf,
         /// Observations per forward pass.

@@ -783,3 +783,30 @@ fn sequence_output_mode_through_the_cli() {
     assert!(stderr.contains("different lengths"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn inspect_shows_sequence_shapes() {
+    let model = fixture(&format!("{FAULT}/TrainedModel.mat"))
+        .display()
+        .to_string();
+    let o = matcnn_ok(&["inspect", "--model", &model]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    let row = |name: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(name))
+            .unwrap_or_else(|| panic!("no row {name} in:\n{text}"))
+            .to_string()
+    };
+    assert!(row("lstm_1").contains("output mode sequence") && row("lstm_1").contains("100 x T"));
+    assert!(row("lstm_2").contains("output mode last") && !row("lstm_2").contains("x T"));
+    assert!(row("dropout").contains("100 x T"), "{text}");
+    let o = matcnn_ok(&["inspect", "--json", "--model", &model]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let seq: Vec<bool> = v["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["sequence"].as_bool().unwrap())
+        .collect();
+    assert_eq!(seq, [true, true, true, false, false, false, false]);
+}

@@ -435,21 +435,34 @@ impl Network {
         )
     }
 
-    /// Whether the network's output is a sequence (a recurrent layer with OutputMode 'sequence'
-    /// and no 'last' one after it on the way to the output).
-    pub fn outputs_sequence(&self) -> bool {
+    /// Per layer, whether its output is a sequence (time steps kept): true from a sequence
+    /// input until a recurrent layer with OutputMode 'last'. All false in other networks.
+    pub fn sequence_outputs(&self) -> Vec<bool> {
+        let mut seq = vec![false; self.layers.len()];
         if !self.is_sequence() {
-            return false;
+            return seq;
         }
-        // In a series of layers, the last recurrent layer decides.
-        self.layers
-            .iter()
-            .rev()
-            .find_map(|l| match &l.kind {
-                LayerKind::Lstm(r) | LayerKind::Gru(r) => Some(r.return_sequence),
-                _ => None,
-            })
-            .unwrap_or(true)
+        for (i, l) in self.layers.iter().enumerate() {
+            seq[i] = match &l.kind {
+                LayerKind::SequenceInput { .. } => true,
+                LayerKind::Lstm(r) | LayerKind::Gru(r) => r.return_sequence,
+                _ => l
+                    .inputs
+                    .iter()
+                    .any(|&j| seq.get(j).copied().unwrap_or(false)),
+            };
+        }
+        seq
+    }
+
+    /// Whether the network's output is a sequence.
+    pub fn outputs_sequence(&self) -> bool {
+        let out = self
+            .outputs
+            .first()
+            .copied()
+            .unwrap_or(self.layers.len().saturating_sub(1));
+        self.sequence_outputs().get(out).copied().unwrap_or(false)
     }
 
     /// The (first) input layer.
