@@ -322,7 +322,10 @@ fn input_shape(net: &Network) -> Result<([usize; 3], bool)> {
         LayerKind::ImageInput { size, .. } => ([size.h, size.w, size.c], true),
         LayerKind::FeatureInput { size, .. } => ([1, 1, *size], false),
         LayerKind::SequenceInput { .. } => {
-            bail!("sequence networks cannot run yet (layer '{}')", input.name)
+            bail!(
+                "'{}' takes sequences: use `matcnn predict` with a cell array of C x T sequences (fine-tuning and `infer` take images or features only)",
+                input.name
+            )
         }
         _ => bail!("unexpected input layer '{}'", input.name),
     })
