@@ -810,3 +810,43 @@ fn inspect_shows_sequence_shapes() {
         .collect();
     assert_eq!(seq, [true, true, true, false, false, false, false]);
 }
+
+#[test]
+fn fault_lstm_imports_states_and_modes() {
+    let net = fault_net();
+    assert!(net.is_sequence() && !net.outputs_sequence());
+    let recurrent: Vec<&Recurrent> = net
+        .layers
+        .iter()
+        .filter_map(|l| match &l.kind {
+            LayerKind::Lstm(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(recurrent.len(), 2);
+    for (r, seq, c) in [(recurrent[0], true, 10), (recurrent[1], false, 100)] {
+        assert_eq!((r.hidden, r.input_size, r.return_sequence), (100, c, seq));
+        assert!(!r.bidirectional);
+        assert_eq!(
+            (r.state_activation.as_str(), r.gate_activation.as_str()),
+            ("tanh", "sigmoid")
+        );
+        assert_eq!(
+            r.hidden_state.as_ref().map(|t| t.shape.clone()),
+            Some(vec![100])
+        );
+        assert_eq!(
+            r.cell_state.as_ref().map(|t| t.shape.clone()),
+            Some(vec![100])
+        );
+        assert_eq!(r.bias.as_ref().unwrap().value.shape, [400]);
+        // MATLAB's unit-forget-gate initializer: the trained forget block (i, f, g, o) stays near 1.
+        let b = &r.bias.as_ref().unwrap().value.data;
+        let mean = |k: usize| b[k * 100..(k + 1) * 100].iter().sum::<f32>() / 100.0;
+        assert!(
+            mean(1) > 0.5 && mean(1) > mean(0) && mean(1) > mean(2),
+            "{:?}",
+            (0..4).map(mean).collect::<Vec<_>>()
+        );
+    }
+}
