@@ -730,6 +730,19 @@ fn bad_sequence_input_gives_clear_errors() {
         .expect_err("9 channels refused")
         .to_string();
     assert!(e.contains("wrong.npy") && e.contains("[2, 9, 4]"), "{e}");
+    // The library refuses a wrong channel count too (no panic inside the matmul).
+    let dev = device();
+    let model = MatNet::from_network(&fault_net(), &dev).unwrap();
+    let bad = Sequence {
+        data: vec![0.0; 9 * 4],
+        channels: 9,
+        steps: 4,
+    };
+    let e = model
+        .predict_sequences(&[bad], 1, &dev, |_| {})
+        .expect_err("9 channels refused")
+        .to_string();
+    assert!(e.contains("[10, T]") && e.contains("[9, 4]"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

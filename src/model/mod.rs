@@ -235,6 +235,19 @@ impl MatNet {
         device: &Device,
         mut progress: impl FnMut(usize),
     ) -> Result<Vec<SequenceOutput>, ModelError> {
+        // The first recurrent layer fixes the channel count (layers before it work per element).
+        let channels = self.nodes.iter().find_map(|n| match &n.op {
+            Op::Rnn(r) => Some(r.input_weights.dims()[1]),
+            _ => None,
+        });
+        for s in seqs {
+            if s.data.len() != s.channels * s.steps || channels.is_some_and(|c| c != s.channels) {
+                return Err(ModelError::InputShape {
+                    expected: format!("[{}, T]", channels.unwrap_or(s.channels)),
+                    found: vec![s.channels, s.steps],
+                });
+            }
+        }
         let mut order: Vec<usize> = (0..seqs.len()).collect();
         order.sort_by_key(|&i| (seqs[i].steps, seqs[i].channels, i));
         let mut out: Vec<Option<SequenceOutput>> = vec![None; seqs.len()];
