@@ -5,10 +5,11 @@
                   [--reference OTHER.onnx] [--classes N] [--no-normalization]
 
 - onnx.checker.check_model(full_check=True) (includes shape inference);
-- the interface matcnn promises: producer "matcnn", one input "input" [batch, C, (H, W)] and
+- the interface matcnn promises: producer "matcnn", one input "input" [batch, C, (H, W)] (or
+  [batch, C, time] for sequence networks) and
   one output "output" [batch, ...] float32 with a symbolic batch dimension, `classes` metadata
   (a JSON array of N names) when --classes N is given;
-- onnxruntime on INPUT (matcnn's input, NCHW or [N, C]) gives EXPECTED (matcnn's output, any
+- onnxruntime on INPUT (matcnn's input, NCHW, [N, C] or [N, C, T]) gives EXPECTED (matcnn's output, any
   shape with the same number of values): max |difference| <= A, or <= R * max |EXPECTED|;
 - with --reference, OTHER.onnx (any single-input model, e.g. MATLAB's own export) gives the
   same outputs on INPUT, within the same tolerance.

@@ -1,6 +1,7 @@
 //! Data in and out: images for `infer`, arrays for `predict` (`.npy`, `.mat`), atomic writes.
 
 use crate::mat::{MatFile, Value, permute_col_major};
+use crate::model::Sequence;
 use image::{DynamicImage, ImageBuffer, Luma, Rgb, imageops::FilterType};
 use npyz::WriterBuilder;
 use std::io::Write;
@@ -254,6 +255,133 @@ pub fn load_array(spec: &str, input: [usize; 3], spatial: bool) -> Result<Batch,
             shape: shape4,
         })
     }
+}
+
+/// Reads the input of a sequence network with `channels` features per time step, as row-major
+/// `[C, T]` sequences:
+///
+/// - `FILE.mat:VAR`: a cell array of `C x T` numeric matrices (lengths may differ), as MATLAB's
+///   `predict`/`classify` take them, or a single `C x T` matrix;
+/// - `FILE.npy`: `[N, C, T]` (N sequences of equal length) or `[C, T]` (one sequence).
+///
+/// Errors name the file, the variable and the cell element (1-based, as MATLAB counts).
+pub fn load_sequences(spec: &str, channels: usize) -> Result<Vec<Sequence>, DataError> {
+    let c = channels;
+    if let Some((file, var)) = split_mat_spec(spec) {
+        let err = |msg: String| DataError::Array {
+            path: format!("{file}:{var}"),
+            msg,
+        };
+        let mat = MatFile::read(file).map_err(|e| err(e.to_string()))?;
+        let v = mat.get(var).map_err(|e| err(e.to_string()))?;
+        // One C x T matrix; `what` names it in errors.
+        let matrix = |v: &Value, what: &str| -> Result<Sequence, DataError> {
+            let a = match v {
+                Value::Numeric(a) if a.imag.is_none() => a,
+                Value::Numeric(_) => {
+                    return Err(err(format!(
+                        "{what} is complex, expected a real C x T matrix"
+                    )));
+                }
+                other => {
+                    return Err(err(format!(
+                        "{what} is a {} {}, expected a real numeric {c} x T matrix",
+                        other.class_name(),
+                        crate::dump::size_str(&other.dims())
+                    )));
+                }
+            };
+            let dims = &a.dims;
+            let extra = dims.iter().skip(2).any(|&d| d != 1);
+            if dims.len() < 2 || extra || dims[0] != c || dims[1] == 0 {
+                return Err(err(format!(
+                    "{what} has size {}, expected {c} x T (the network takes {c} features per time step, T >= 1)",
+                    crate::dump::size_str(dims)
+                )));
+            }
+            let t = dims[1];
+            let vals = a.real.to_f32_vec();
+            let (data, _) = permute_col_major(&vals, &[c, t], &[0, 1]).map_err(err)?;
+            Ok(Sequence {
+                data,
+                channels: c,
+                steps: t,
+            })
+        };
+        match v {
+            Value::Cell(cell) => {
+                if cell.data.is_empty() {
+                    return Err(err(
+                        "the cell array is empty: no sequences to predict".into()
+                    ));
+                }
+                cell.data
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| matrix(e, &format!("element {{{}}}", i + 1)))
+                    .collect()
+            }
+            other => Ok(vec![matrix(other, "the array")?]),
+        }
+    } else {
+        let err = |msg: String| DataError::Array {
+            path: spec.to_string(),
+            msg,
+        };
+        let (shape, data) = read_npy(spec)?;
+        let (n, t) = match shape.as_slice() {
+            [n, ch, t] if *ch == c && *t > 0 => (*n, *t),
+            [ch, t] if *ch == c && *t > 0 => (1, *t),
+            _ => {
+                return Err(err(format!(
+                    "array of shape {shape:?} does not match the network input [N, {c}, T] or [{c}, T] (T >= 1)"
+                )));
+            }
+        };
+        if n == 0 {
+            return Err(err("the array holds no sequences".into()));
+        }
+        Ok(data
+            .chunks_exact(c * t)
+            .map(|s| Sequence {
+                data: s.to_vec(),
+                channels: c,
+                steps: t,
+            })
+            .collect())
+    }
+}
+
+/// A `.npy` file as a row-major f32 buffer and its shape.
+fn read_npy(spec: &str) -> Result<(Vec<usize>, Vec<f32>), DataError> {
+    let err = |msg: String| DataError::Array {
+        path: spec.to_string(),
+        msg,
+    };
+    let bytes = std::fs::read(spec).map_err(|e| DataError::Io {
+        path: spec.into(),
+        source: e,
+    })?;
+    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| err(format!("not a .npy file: {e}")))?;
+    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let order = npy.order();
+    let total = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| err(format!("shape {shape:?} overflows")))?;
+    if total > bytes.len() {
+        return Err(err(format!(
+            "header declares {total} elements, more than the file holds"
+        )));
+    }
+    let data = read_npy_f32(npy).map_err(err)?;
+    let data = if order == npyz::Order::Fortran {
+        let axes: Vec<usize> = (0..shape.len()).collect();
+        permute_col_major(&data, &shape, &axes).map_err(err)?.0
+    } else {
+        data
+    };
+    Ok((shape, data))
 }
 
 fn read_npy_f32(npy: npyz::NpyFile<&[u8]>) -> Result<Vec<f32>, String> {

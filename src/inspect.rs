@@ -16,7 +16,9 @@
 //!   `Conv2d`, `Relu`, `LeakyRelu`, ..., `Unsupported`), `description` (as in the text report),
 //!   `inputs` (names of the producing layers, in port order), `output_size` (`[H, W, C]` for image
 //!   data, `[C]` for feature/sequence data, `null` when unknown; an unknown height or width, as in
-//!   MatConvNet networks that accept any size, is `null` inside the array) and `learnables`;
+//!   MatConvNet networks that accept any size, is `null` inside the array), `sequence` (true when
+//!   the output is a sequence of time steps: `output_size` is then per time step) and
+//!   `learnables`;
 //! * `learnables_total` (number);
 //! * `classes` (array of strings, empty unless the network classifies);
 //! * `unsupported` (array of `{name, class, reason}`);
@@ -227,20 +229,29 @@ pub fn description(layer: &Layer) -> String {
             ),
         },
         K::RegressionOutput => "mean-squared-error".into(),
-        K::Lstm(r) | K::Gru(r) => format!(
-            "{} with {} hidden units, output mode {}",
-            match (&layer.kind, r.bidirectional) {
-                (K::Gru(_), _) => "GRU",
-                (_, true) => "BiLSTM",
-                _ => "LSTM",
-            },
-            r.hidden,
-            if r.return_sequence {
-                "sequence"
-            } else {
-                "last"
+        K::Lstm(r) | K::Gru(r) => {
+            let mut d = format!(
+                "{} with {} hidden units, output mode {}",
+                match (&layer.kind, r.bidirectional) {
+                    (K::Gru(_), _) => "GRU",
+                    (_, true) => "BiLSTM",
+                    _ => "LSTM",
+                },
+                r.hidden,
+                if r.return_sequence {
+                    "sequence"
+                } else {
+                    "last"
+                }
+            );
+            if r.state_activation != "tanh" || r.gate_activation != "sigmoid" {
+                d += &format!(", {}/{}", r.state_activation, r.gate_activation);
             }
-        ),
+            if matches!(layer.kind, K::Gru(_)) && r.reset_gate_mode != "after-multiplication" {
+                d += &format!(", reset gate {}", r.reset_gate_mode);
+            }
+            d
+        }
         K::Unsupported { reason } => format!("unsupported: {reason}"),
     }
 }
@@ -336,13 +347,18 @@ pub fn text(net: &Network) -> String {
         header.insert(4, "Inputs");
     }
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    let seq = net.sequence_outputs();
+    let size = |i: usize, l: &Layer| {
+        let s = crate::net::shape::describe(&l.output);
+        if seq[i] { format!("{s} x T") } else { s }
+    };
     for (i, l) in net.layers.iter().enumerate() {
         let mut row = vec![
             (i + 1).to_string(),
             l.name.clone(),
             class_short(&l.class).to_string(),
             description(l),
-            crate::net::shape::describe(&l.output),
+            size(i, l),
             net.layer_learnables(i).to_string(),
         ];
         if !chain {
@@ -391,8 +407,8 @@ pub fn text(net: &Network) -> String {
     let outputs: Vec<String> = net
         .outputs
         .iter()
-        .filter_map(|&o| net.layers.get(o))
-        .map(|l| format!("{} ({})", l.name, crate::net::shape::describe(&l.output)))
+        .filter_map(|&o| net.layers.get(o).map(|l| (o, l)))
+        .map(|(o, l)| format!("{} ({})", l.name, size(o, l)))
         .collect();
     out += &format!(
         "Outputs: {}\n",
@@ -428,6 +444,7 @@ pub fn text(net: &Network) -> String {
 
 /// The report as JSON (schema in the module documentation).
 pub fn json(net: &Network) -> Json {
+    let seq = net.sequence_outputs();
     let layers: Vec<Json> = net
         .layers
         .iter()
@@ -442,6 +459,7 @@ pub fn json(net: &Network) -> Json {
                 "description": description(l),
                 "inputs": input_names(net, l),
                 "output_size": output_json(&l.output),
+                "sequence": seq[i],
                 "learnables": net.layer_learnables(i),
             })
         })

@@ -6,7 +6,9 @@
 //! - activations are `[N, C, H, W]` until a fully connected or flatten layer makes them `[N, K]`
 //!   (the module keeps `[N, K, 1, 1]`; a later layer that needs four dimensions gets them back);
 //! - dropout and output (loss) layers compute nothing at inference;
-//! - the output is `[N, K]` when the output layer's activation is `1 x 1 x K`, else `[N, C, H, W]`.
+//! - the output is `[N, K]` when the output layer's activation is `1 x 1 x K`, else `[N, C, H, W]`;
+//! - sequence networks take `[N, C, T]`; activations stay `[N, C, T]` (rank 3) until a recurrent
+//!   layer with OutputMode 'last' makes them `[N, C]`; fully connected layers apply per time step.
 //!
 //! [`Plan`] holds these decisions once for all formats.
 
@@ -166,14 +168,13 @@ pub(crate) fn layer_err(l: &Layer, msg: impl Into<String>) -> ExportError {
 fn unsupported_reason(l: &Layer, first_input: bool) -> Option<String> {
     match &l.kind {
         LayerKind::Unsupported { reason } => Some(reason.clone()),
-        LayerKind::Lstm(_) | LayerKind::Gru(_) => {
-            Some("recurrent layers are not supported by the exporters yet".into())
-        }
+        LayerKind::Lstm(r) | LayerKind::Gru(r) => recurrent_reason(r),
         LayerKind::Resize2d { .. } => Some("resize2d is not supported by the exporters yet".into()),
-        LayerKind::SequenceInput { .. } => {
-            Some("sequence input is not supported by the exporters".into())
-        }
-        LayerKind::ImageInput { .. } | LayerKind::FeatureInput { .. } if !first_input => {
+        LayerKind::ImageInput { .. }
+        | LayerKind::FeatureInput { .. }
+        | LayerKind::SequenceInput { .. }
+            if !first_input =>
+        {
             Some("networks with several inputs are not supported by the exporters".into())
         }
         LayerKind::Concat { dim, .. } if !(1..=3).contains(dim) => Some(format!(
@@ -191,6 +192,126 @@ fn unsupported_reason(l: &Layer, first_input: bool) -> Option<String> {
             Some("'same' padding could not be resolved (unknown input size)".into())
         }
         _ => None,
+    }
+}
+
+/// Why a recurrent layer cannot be exported (by any format), if it cannot.
+fn recurrent_reason(r: &layer::Recurrent) -> Option<String> {
+    if !matches!(r.state_activation.as_str(), "tanh" | "softsign") {
+        return Some(format!(
+            "StateActivationFunction '{}' is not supported",
+            r.state_activation
+        ));
+    }
+    if !matches!(r.gate_activation.as_str(), "sigmoid" | "hard-sigmoid") {
+        return Some(format!(
+            "GateActivationFunction '{}' is not supported",
+            r.gate_activation
+        ));
+    }
+    if !matches!(
+        r.reset_gate_mode.as_str(),
+        "" | "after-multiplication"
+            | "before-multiplication"
+            | "recurrent-bias-after-multiplication"
+    ) {
+        return Some(format!(
+            "ResetGateMode '{}' is not supported",
+            r.reset_gate_mode
+        ));
+    }
+    None
+}
+
+/// Recurrent weights for ONNX and PyTorch: per direction, the input weights `[G*H, C]`, the
+/// recurrent weights `[G*H, H]`, the input bias `[G*H]` and the recurrent bias `[G*H]` (zeros
+/// unless a GRU stores recurrent biases), gate blocks in MATLAB's order; and the initial states
+/// `[H]` per direction (zeros when not stored; the cell state for LSTMs only).
+pub(crate) struct RecurrentWeights {
+    pub hidden: usize,
+    pub input_size: usize,
+    pub w: Vec<Vec<f32>>,
+    pub r: Vec<Vec<f32>>,
+    pub wb: Vec<Vec<f32>>,
+    pub rb: Vec<Vec<f32>>,
+    pub h0: Vec<Vec<f32>>,
+    pub c0: Vec<Vec<f32>>,
+}
+
+impl RecurrentWeights {
+    pub fn new(l: &Layer, r: &layer::Recurrent, gates: usize) -> Result<Self, ExportError> {
+        let h = r.hidden;
+        let dirs = r.directions();
+        let g = gates * h;
+        let w = param(l, &r.input_weights, "InputWeights")?;
+        let rw = param(l, &r.recurrent_weights, "RecurrentWeights")?;
+        let b = param(l, &r.bias, "Bias")?;
+        let c = w.shape.get(1).copied().unwrap_or(0);
+        if w.shape != [g * dirs, c] || rw.shape != [g * dirs, h] || c == 0 {
+            return Err(layer_err(
+                l,
+                format!(
+                    "weights of shapes {:?} and {:?} do not fit {gates} gates of {h} hidden units",
+                    w.shape, rw.shape
+                ),
+            ));
+        }
+        let two_bias = r.reset_gate_mode == "recurrent-bias-after-multiplication";
+        let want = if two_bias { 2 * g } else { g * dirs };
+        if b.numel() != want {
+            return Err(layer_err(
+                l,
+                format!("Bias has {} values, expected {want}", b.numel()),
+            ));
+        }
+        let state = |t: &Option<layer::Tensor>, what: &str| -> Result<Vec<f32>, ExportError> {
+            match t {
+                None => Ok(vec![0.0; h * dirs]),
+                Some(t) => Ok(values(l, Some(t), what)?.data.clone()),
+            }
+        };
+        let hs = state(&r.hidden_state, "HiddenState")?;
+        let cs = state(&r.cell_state, "CellState")?;
+        if hs.len() != h * dirs || cs.len() != h * dirs {
+            return Err(layer_err(l, "the stored states do not fit the hidden size"));
+        }
+        let mut out = RecurrentWeights {
+            hidden: h,
+            input_size: c,
+            w: vec![],
+            r: vec![],
+            wb: vec![],
+            rb: vec![],
+            h0: vec![],
+            c0: vec![],
+        };
+        for d in 0..dirs {
+            out.w.push(w.data[d * g * c..(d + 1) * g * c].to_vec());
+            out.r.push(rw.data[d * g * h..(d + 1) * g * h].to_vec());
+            out.wb.push(b.data[d * g..(d + 1) * g].to_vec());
+            out.rb.push(if two_bias {
+                b.data[g..2 * g].to_vec()
+            } else {
+                vec![0.0; g]
+            });
+            out.h0.push(hs[d * h..(d + 1) * h].to_vec());
+            out.c0.push(cs[d * h..(d + 1) * h].to_vec());
+        }
+        Ok(out)
+    }
+
+    pub fn directions(&self) -> usize {
+        self.w.len()
+    }
+
+    /// `rows` (gate blocks of `cols` values per row, `hidden` rows each) reordered: block `k`
+    /// of the result is block `order[k]` of MATLAB's.
+    pub fn reorder(&self, m: &[f32], cols: usize, order: &[usize]) -> Vec<f32> {
+        let block = self.hidden * cols;
+        order
+            .iter()
+            .flat_map(|&k| m[k * block..(k + 1) * block].iter().copied())
+            .collect()
     }
 }
 
@@ -439,6 +560,9 @@ fn norm_shape(stat: &layer::Tensor, rank: usize) -> Vec<usize> {
     if rank == 2 {
         return vec![1, stat.numel()];
     }
+    if rank == 3 {
+        return vec![1, stat.numel(), 1];
+    }
     match s.len() {
         3 => vec![1, s[0], s[1], s[2]],
         1 => vec![1, s[0], 1, 1],
@@ -540,6 +664,7 @@ impl<'a> Plan<'a> {
         let (input_rank, normalization) = match &in_layer.kind {
             LayerKind::ImageInput { normalization, .. } => (4, normalization),
             LayerKind::FeatureInput { normalization, .. } => (2, normalization),
+            LayerKind::SequenceInput { normalization, .. } => (3, normalization),
             _ => {
                 return Err(ExportError::Unsupported(format!(
                     "the first layer '{}' ({}) is not an input layer",
@@ -571,7 +696,9 @@ impl<'a> Plan<'a> {
             }
             let in_rank = |k: usize| rank[l.inputs[k]];
             match &l.kind {
-                LayerKind::ImageInput { .. } | LayerKind::FeatureInput { .. } => {
+                LayerKind::ImageInput { .. }
+                | LayerKind::FeatureInput { .. }
+                | LayerKind::SequenceInput { .. } => {
                     if norm.is_some() {
                         value[i] = Val::Layer(i);
                         computes[i] = true;
@@ -587,7 +714,20 @@ impl<'a> Plan<'a> {
                 kind => {
                     value[i] = Val::Layer(i);
                     computes[i] = true;
+                    if in_rank(0) == 3 && needs_rank4(kind) {
+                        return Err(layer_err(
+                            l,
+                            "this layer cannot follow sequence data in the exporters",
+                        ));
+                    }
                     rank[i] = match kind {
+                        LayerKind::Lstm(r) | LayerKind::Gru(r) => {
+                            if in_rank(0) != 3 {
+                                return Err(layer_err(l, "a recurrent layer needs sequence input"));
+                            }
+                            if r.return_sequence { 3 } else { 2 }
+                        }
+                        LayerKind::FullyConnected(_) if in_rank(0) == 3 => 3,
                         LayerKind::FullyConnected(_) | LayerKind::Flatten => 2,
                         k if needs_rank4(k) => 4,
                         LayerKind::Addition { .. }
@@ -638,7 +778,7 @@ impl<'a> Plan<'a> {
     pub fn input_channels(&self) -> usize {
         match &self.net.layers[self.input].kind {
             LayerKind::ImageInput { size, .. } => size.c,
-            LayerKind::FeatureInput { size, .. } => *size,
+            LayerKind::FeatureInput { size, .. } | LayerKind::SequenceInput { size, .. } => *size,
             _ => 0,
         }
     }
@@ -651,7 +791,7 @@ impl<'a> Plan<'a> {
         }
     }
 
-    /// Output dimensions after the batch: `[K]` or `[C, H, W]` (0 = any).
+    /// Output dimensions after the batch: `[K]`, `[K, T]` (sequences) or `[C, H, W]` (0 = any).
     pub fn output_dims(&self) -> Vec<usize> {
         let s = self.net.layers[self.output_layer].output;
         let rank = if self.out_flatten {
@@ -660,6 +800,8 @@ impl<'a> Plan<'a> {
             self.rank[self.output_layer]
         };
         match (rank, s) {
+            (3, Some(s)) => vec![s.numel(), 0],
+            (3, None) => vec![0, 0],
             (2, Some(s)) => vec![s.numel()],
             (2, None) => vec![0],
             (_, Some(s)) => vec![s.c, s.h, s.w],
@@ -679,7 +821,9 @@ impl<'a> Plan<'a> {
                 ));
             };
             match &l.kind {
-                LayerKind::ImageInput { .. } | LayerKind::FeatureInput { .. } => {
+                LayerKind::ImageInput { .. }
+                | LayerKind::FeatureInput { .. }
+                | LayerKind::SequenceInput { .. } => {
                     if let Some(n) = &self.norm {
                         out.push((
                             format!("{id}.shift"),
@@ -740,6 +884,40 @@ impl<'a> Plan<'a> {
                 LayerKind::GroupNorm(g) => {
                     put("weight", param(l, &g.scale, "Scale")?, None);
                     put("bias", param(l, &g.offset, "Offset")?, None);
+                }
+                LayerKind::Lstm(r) | LayerKind::Gru(r) => {
+                    // nn.LSTM (i, f, g, o) and nn.GRU (r, z, n) use MATLAB's gate order.
+                    let gates = if matches!(l.kind, LayerKind::Lstm(_)) {
+                        4
+                    } else {
+                        3
+                    };
+                    let rw = RecurrentWeights::new(l, r, gates)?;
+                    let (g, c, h) = (gates * rw.hidden, rw.input_size, rw.hidden);
+                    let dirs = rw.directions();
+                    for d in 0..dirs {
+                        let sfx = if d == 0 { "l0" } else { "l0_reverse" };
+                        let mut blob = |name: &str, shape: Vec<usize>, v: &[f32]| {
+                            out.push((
+                                format!("{id}.rnn.{name}_{sfx}"),
+                                Blob::f32(shape, v.to_vec()),
+                            ));
+                        };
+                        blob("weight_ih", vec![g, c], &rw.w[d]);
+                        blob("weight_hh", vec![g, h], &rw.r[d]);
+                        blob("bias_ih", vec![g], &rw.wb[d]);
+                        blob("bias_hh", vec![g], &rw.rb[d]);
+                    }
+                    out.push((
+                        format!("{id}.h0"),
+                        Blob::f32(vec![dirs, 1, h], rw.h0.concat()),
+                    ));
+                    if gates == 4 {
+                        out.push((
+                            format!("{id}.c0"),
+                            Blob::f32(vec![dirs, 1, h], rw.c0.concat()),
+                        ));
+                    }
                 }
                 _ => {}
             }

@@ -10,7 +10,8 @@
 #![allow(clippy::field_reassign_with_default)]
 
 use super::{
-    ExportError, ExportOptions, Plan, Val, bn_epsilon, concat_axis, layer_err, pads, param, values,
+    ExportError, ExportOptions, Plan, RecurrentWeights, Val, bn_epsilon, concat_axis, layer_err,
+    pads, param, values,
 };
 use crate::net::layer::{Activation, LayerKind, Network};
 use onnx_ir::{
@@ -250,7 +251,13 @@ pub fn export(net: &Network, opts: &ExportOptions) -> Result<Vec<u8>, ExportErro
     }
 
     let [h, w] = plan.input_hw();
-    let in_dims = if plan.input_rank == 4 {
+    let in_dims = if plan.input_rank == 3 {
+        vec![
+            Dim::Named("batch"),
+            Dim::Fixed(plan.input_channels()),
+            Dim::Named("time"),
+        ]
+    } else if plan.input_rank == 4 {
         vec![
             Dim::Named("batch"),
             Dim::Fixed(plan.input_channels()),
@@ -262,6 +269,9 @@ pub fn export(net: &Network, opts: &ExportOptions) -> Result<Vec<u8>, ExportErro
     };
     let od = plan.output_dims();
     let mut out_dims = vec![Dim::Named("batch"), dim(od[0], "channels")];
+    if od.len() == 2 {
+        out_dims.push(Dim::Named("time"));
+    }
     if od.len() == 3 {
         out_dims.push(dim(od[1], "height"));
         out_dims.push(dim(od[2], "width"));
@@ -286,19 +296,19 @@ pub fn export(net: &Network, opts: &ExportOptions) -> Result<Vec<u8>, ExportErro
         "MATLAB network '{}' ({}), exported by matcnn. Input 'input': float32 {}; {}. Output 'output': {}.",
         net.variable,
         crate::net::source_name(net.source),
-        if plan.input_rank == 4 {
-            "[N, C, H, W] (H = image rows)"
-        } else {
-            "[N, C]"
+        match plan.input_rank {
+            4 => "[N, C, H, W] (H = image rows)",
+            3 => "[N, C, T] (sequences)",
+            _ => "[N, C]",
         },
         match &plan.norm {
             Some(n) => format!("input normalization '{}' included", n.kind),
             None => "no input normalization in the graph".into(),
         },
-        if od.len() == 1 {
-            "[N, K]"
-        } else {
-            "[N, C, H, W]"
+        match od.len() {
+            1 => "[N, K]",
+            2 => "[N, K, T]",
+            _ => "[N, C, H, W]",
         }
     );
     model.opset_import.push(Default::default());
@@ -365,7 +375,9 @@ fn layer(g: &mut Graph, plan: &Plan, names: &Names, i: usize) -> Result<(), Expo
         }
     };
     match &l.kind {
-        LayerKind::ImageInput { .. } | LayerKind::FeatureInput { .. } => {
+        LayerKind::ImageInput { .. }
+        | LayerKind::FeatureInput { .. }
+        | LayerKind::SequenceInput { .. } => {
             let n = plan
                 .norm
                 .as_ref()
@@ -452,6 +464,46 @@ fn layer(g: &mut Graph, plan: &Plan, names: &Names, i: usize) -> Result<(), Expo
                 let axes = g.axes_2_3();
                 g.node("Slice", name, &[&full, &starts, &ends, &axes], &out, vec![]);
             }
+        }
+        LayerKind::FullyConnected(f) if plan.in_rank(i, 0) == 3 => {
+            // Per time step: [N, C, T] → [N, T, C] · W^T + b → [N, K, T].
+            let x = arg(g, 0, false);
+            let wt = param(l, &f.weights, "Weights")?;
+            let (k, c) = (wt.shape[0], wt.shape.get(1).copied().unwrap_or(0));
+            let mut wtt = vec![0.0f32; k * c];
+            for r in 0..k {
+                for j in 0..c {
+                    wtt[j * k + r] = wt.data[r * c + j];
+                }
+            }
+            let w = g.f32_init(&format!("{name}.weight_t"), &[c, k], &wtt);
+            let t = |s: &str| format!("{name}/{s}");
+            g.node(
+                "Transpose",
+                &t("to_ntc"),
+                &[&x],
+                &t("ntc"),
+                vec![a_ints("perm", &[0, 2, 1])],
+            );
+            g.node("MatMul", &t("matmul"), &[&t("ntc"), &w], &t("ntk"), vec![]);
+            let mut y = t("ntk");
+            if f.bias.is_some() {
+                let b = param(l, &f.bias, "Bias")?;
+                let b = g.f32_init(&format!("{name}.bias"), &b.shape, &b.data);
+                g.node("Add", &t("add"), &[&y, &b], &t("biased"), vec![]);
+                y = t("biased");
+            }
+            g.node(
+                "Transpose",
+                name,
+                &[&y],
+                &out,
+                vec![a_ints("perm", &[0, 2, 1])],
+            );
+        }
+        LayerKind::Lstm(r) | LayerKind::Gru(r) => {
+            let x = arg(g, 0, false);
+            recurrent(g, l, &x, &out, r)?;
         }
         LayerKind::FullyConnected(f) => {
             let mut x = arg(g, 0, false);
@@ -729,6 +781,173 @@ fn layer(g: &mut Graph, plan: &Plan, names: &Names, i: usize) -> Result<(), Expo
                 format!("{other:?} cannot be exported to ONNX"),
             ));
         }
+    }
+    Ok(())
+}
+
+/// ONNX's name of a MATLAB gate or state activation. ONNX's HardSigmoid defaults
+/// (alpha 0.2, beta 0.5) are MATLAB's hard sigmoid, `max(0, min(1, 0.2 x + 0.5))`.
+fn rnn_activation(name: &str) -> &'static str {
+    match name {
+        "hard-sigmoid" => "HardSigmoid",
+        "softsign" => "Softsign",
+        "tanh" => "Tanh",
+        _ => "Sigmoid",
+    }
+}
+
+/// An LSTM/BiLSTM/GRU layer on `[N, C, T]` → `[N, H*D, T]` ('sequence') or `[N, H*D]` ('last').
+fn recurrent(
+    g: &mut Graph,
+    l: &crate::net::layer::Layer,
+    x: &str,
+    out: &str,
+    r: &crate::net::layer::Recurrent,
+) -> Result<(), ExportError> {
+    let name = l.name.as_str();
+    let lstm = matches!(l.kind, LayerKind::Lstm(_));
+    let gates = if lstm { 4 } else { 3 };
+    let rw = RecurrentWeights::new(l, r, gates)?;
+    let (h, c, dirs) = (rw.hidden, rw.input_size, rw.directions());
+    // ONNX gate orders: LSTM (i, o, f, c) from MATLAB's (i, f, g, o); GRU (z, r, h) from
+    // MATLAB's (r, z, h).
+    let order: &[usize] = if lstm { &[0, 3, 1, 2] } else { &[1, 0, 2] };
+    let mut w = Vec::new();
+    let mut rr = Vec::new();
+    let mut b = Vec::new();
+    for d in 0..dirs {
+        w.extend(rw.reorder(&rw.w[d], c, order));
+        rr.extend(rw.reorder(&rw.r[d], h, order));
+        b.extend(rw.reorder(&rw.wb[d], 1, order));
+        b.extend(rw.reorder(&rw.rb[d], 1, order));
+    }
+    let gh = gates * h;
+    let t = |s: &str| format!("{name}/{s}");
+    let w = g.f32_init(&format!("{name}.W"), &[dirs, gh, c], &w);
+    let rr = g.f32_init(&format!("{name}.R"), &[dirs, gh, h], &rr);
+    let b = g.f32_init(&format!("{name}.B"), &[dirs, 2 * gh], &b);
+    g.node(
+        "Transpose",
+        &t("to_tnc"),
+        &[x],
+        &t("tnc"),
+        vec![a_ints("perm", &[2, 0, 1])],
+    );
+    let mut ins: Vec<String> = vec![t("tnc"), w, rr, b];
+    // Stored initial states, broadcast over the batch: [D, 1, H] expanded to [D, N, H].
+    let h0: Vec<f32> = rw.h0.concat();
+    let c0: Vec<f32> = rw.c0.concat();
+    let nonzero = h0.iter().any(|&v| v != 0.0) || (lstm && c0.iter().any(|&v| v != 0.0));
+    if nonzero {
+        g.node("Shape", &t("shape"), &[&t("tnc")], &t("shape"), vec![]);
+        let idx = g.i64_init(&format!("{name}.batch_index"), &[1], &[1]);
+        g.node(
+            "Gather",
+            &t("batch"),
+            &[&t("shape"), &idx],
+            &t("batch"),
+            vec![a_int("axis", 0)],
+        );
+        let dd = g.i64_init(&format!("{name}.directions"), &[1], &[dirs as i64]);
+        let hh = g.i64_init(&format!("{name}.hidden"), &[1], &[h as i64]);
+        g.node(
+            "Concat",
+            &t("state_shape"),
+            &[&dd, &t("batch"), &hh],
+            &t("state_shape"),
+            vec![a_int("axis", 0)],
+        );
+        let h0 = g.f32_init(&format!("{name}.initial_h"), &[dirs, 1, h], &h0);
+        g.node(
+            "Expand",
+            &t("expand_h"),
+            &[&h0, &t("state_shape")],
+            &t("initial_h"),
+            vec![],
+        );
+        ins.push(String::new()); // sequence_lens
+        ins.push(t("initial_h"));
+        if lstm {
+            let c0 = g.f32_init(&format!("{name}.initial_c"), &[dirs, 1, h], &c0);
+            g.node(
+                "Expand",
+                &t("expand_c"),
+                &[&c0, &t("state_shape")],
+                &t("initial_c"),
+                vec![],
+            );
+            ins.push(t("initial_c"));
+        }
+    }
+    let state = rnn_activation(&r.state_activation);
+    let gate = rnn_activation(&r.gate_activation);
+    let per_dir: Vec<&str> = if lstm {
+        vec![gate, state, state]
+    } else {
+        vec![gate, state]
+    };
+    let mut acts = per_dir.clone();
+    if dirs == 2 {
+        acts.extend(per_dir);
+    }
+    let mut a_acts = attr("activations", AttributeType::STRINGS);
+    a_acts.strings = acts.iter().map(|s| s.as_bytes().to_vec().into()).collect();
+    let mut attrs = vec![
+        a_int("hidden_size", h as i64),
+        a_str(
+            "direction",
+            if dirs == 2 {
+                "bidirectional"
+            } else {
+                "forward"
+            },
+        ),
+        a_acts,
+    ];
+    if !lstm {
+        let before = r.reset_gate_mode == "before-multiplication";
+        attrs.push(a_int("linear_before_reset", if before { 0 } else { 1 }));
+    }
+    let ins: Vec<&str> = ins.iter().map(|s| s.as_str()).collect();
+    g.node(
+        if lstm { "LSTM" } else { "GRU" },
+        name,
+        &ins,
+        &t("Y"),
+        attrs,
+    );
+    // Y [T, D, N, H] → [N, D, H, T] → [N, D*H, T] (forward units first, as MATLAB).
+    g.node(
+        "Transpose",
+        &t("to_ndht"),
+        &[&t("Y")],
+        &t("ndht"),
+        vec![a_ints("perm", &[2, 1, 3, 0])],
+    );
+    let shape = g.i64_init(
+        &format!("{name}.out_shape"),
+        &[3],
+        &[0, (dirs * h) as i64, -1],
+    );
+    if r.return_sequence {
+        g.node("Reshape", &t("reshape"), &[&t("ndht"), &shape], out, vec![]);
+    } else {
+        // MATLAB's 'last': the last time step of the output sequence.
+        g.node(
+            "Reshape",
+            &t("reshape"),
+            &[&t("ndht"), &shape],
+            &t("sequence"),
+            vec![],
+        );
+        let last = g.i64_init(&format!("{name}.last"), &[], &[-1]);
+        g.node(
+            "Gather",
+            &t("last"),
+            &[&t("sequence"), &last],
+            out,
+            vec![a_int("axis", 2)],
+        );
     }
     Ok(())
 }

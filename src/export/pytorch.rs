@@ -151,6 +151,34 @@ def avg_pool_exclude_padding(pool, x, pad):
     return pool(F.pad(x, pad)) / pool(F.pad(ones, pad))
 "#;
 
+const RECURRENT: &str = r#"
+class MatlabRecurrent(nn.Module):
+    """lstmLayer / bilstmLayer / gruLayer on [N, C, T]: MATLAB's gate order is PyTorch's (LSTM
+    i, f, g, o; GRU r, z, n), the stored HiddenState/CellState are the initial states, and
+    OutputMode 'last' is the last time step of the output sequence."""
+
+    def __init__(self, kind, input_size, hidden, bidirectional, last):
+        super().__init__()
+        d = 2 if bidirectional else 1
+        rnn = nn.LSTM if kind == "lstm" else nn.GRU
+        self.rnn = rnn(input_size, hidden, batch_first=True, bidirectional=bidirectional)
+        self.register_buffer("h0", torch.zeros(d, 1, hidden))
+        if kind == "lstm":
+            self.register_buffer("c0", torch.zeros(d, 1, hidden))
+        self.kind, self.last = kind, last
+
+    def forward(self, x):
+        n = x.shape[0]
+        h0 = self.h0.expand(-1, n, -1).contiguous()
+        if self.kind == "lstm":
+            state = (h0, self.c0.expand(-1, n, -1).contiguous())
+        else:
+            state = h0
+        y, _ = self.rnn(x.transpose(1, 2), state)
+        y = y.transpose(1, 2)
+        return y[:, :, -1] if self.last else y
+"#;
+
 fn model_py(plan: &Plan) -> Result<String, ExportError> {
     let net = plan.net;
     let ids = &plan.idents;
@@ -186,7 +214,9 @@ fn model_py(plan: &Plan) -> Result<String, ExportError> {
             writeln!(fwd, "        {id} = {call}").unwrap();
         };
         match &l.kind {
-            LayerKind::ImageInput { .. } | LayerKind::FeatureInput { .. } => {
+            LayerKind::ImageInput { .. }
+            | LayerKind::FeatureInput { .. }
+            | LayerKind::SequenceInput { .. } => {
                 match &plan.norm {
                     Some(n) => {
                         let shape: Vec<String> = n.shape.iter().map(|d| d.to_string()).collect();
@@ -281,6 +311,53 @@ fn model_py(plan: &Plan) -> Result<String, ExportError> {
                     .unwrap();
                 }
                 module(decl, call);
+            }
+            LayerKind::Lstm(r) | LayerKind::Gru(r) => {
+                let lstm = matches!(l.kind, LayerKind::Lstm(_));
+                if !(r.state_activation == "tanh" && r.gate_activation == "sigmoid") {
+                    return Err(super::layer_err(
+                        l,
+                        format!(
+                            "PyTorch's recurrent layers compute tanh/sigmoid only, not '{}'/'{}'",
+                            r.state_activation, r.gate_activation
+                        ),
+                    ));
+                }
+                if r.reset_gate_mode == "before-multiplication" {
+                    return Err(super::layer_err(
+                        l,
+                        "nn.GRU applies the reset gate after the recurrent multiplication: \
+                         ResetGateMode 'before-multiplication' cannot be exported to PyTorch",
+                    ));
+                }
+                let input_size = super::param(l, &r.input_weights, "InputWeights")?
+                    .shape
+                    .get(1)
+                    .copied()
+                    .unwrap_or(0);
+                need(RECURRENT, &mut helpers);
+                module(
+                    format!(
+                        "MatlabRecurrent({}, {input_size}, {}, bidirectional={}, last={})",
+                        py_str(if lstm { "lstm" } else { "gru" }),
+                        r.hidden,
+                        if r.bidirectional { "True" } else { "False" },
+                        if r.return_sequence { "False" } else { "True" }
+                    ),
+                    format!("self.{id}({})", arg(0, false)),
+                );
+            }
+            LayerKind::FullyConnected(f) if plan.in_rank(i, 0) == 3 => {
+                let w = super::param(l, &f.weights, "Weights")?;
+                let n_in = w.shape.get(1).copied().unwrap_or(0);
+                let bias = if f.bias.is_none() { ", bias=False" } else { "" };
+                module(
+                    format!("nn.Linear({n_in}, {}{bias})", f.outputs),
+                    format!(
+                        "self.{id}({}.transpose(1, 2)).transpose(1, 2)  # per time step",
+                        arg(0, false)
+                    ),
+                );
             }
             LayerKind::FullyConnected(f) => {
                 let w = super::param(l, &f.weights, "Weights")?;
@@ -459,7 +536,9 @@ fn model_py(plan: &Plan) -> Result<String, ExportError> {
 
     let [h, w] = plan.input_hw();
     let c = plan.input_channels();
-    let input_desc = if plan.input_rank == 4 {
+    let input_desc = if plan.input_rank == 3 {
+        format!("[N, {c}, T] float32 (N sequences of T time steps)")
+    } else if plan.input_rank == 4 {
         let d = |v: usize| {
             if v == 0 {
                 "any".to_string()
@@ -478,6 +557,8 @@ fn model_py(plan: &Plan) -> Result<String, ExportError> {
     let od = plan.output_dims();
     let output_desc = if od.len() == 1 {
         format!("[N, {}]", od[0])
+    } else if od.len() == 2 {
+        format!("[N, {}, T]", od[0])
     } else {
         "[N, C, H, W]".to_string()
     };
@@ -489,7 +570,9 @@ fn model_py(plan: &Plan) -> Result<String, ExportError> {
         None => "The input normalization is NOT part of the model: normalize inputs first.".into(),
     };
     let classes: Vec<String> = net.classes.iter().map(|c| py_str(c)).collect();
-    let example_shape = if plan.input_rank == 4 {
+    let example_shape = if plan.input_rank == 3 {
+        format!("1, {c}, 16")
+    } else if plan.input_rank == 4 {
         format!(
             "1, {c}, {}, {}",
             if h == 0 { 64 } else { h },

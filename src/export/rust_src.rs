@@ -8,6 +8,12 @@ use crate::net::layer::{Activation, LayerKind, Network};
 use std::fmt::Write;
 
 pub fn export(net: &Network, opts: &ExportOptions) -> Result<Vec<(String, Vec<u8>)>, ExportError> {
+    if net.is_sequence() {
+        return Err(ExportError::Unsupported(
+            "sequence networks are not supported by the Rust source export (use ONNX or PyTorch)"
+                .into(),
+        ));
+    }
     let plan = Plan::new(net, opts)?;
     let tensors = plan.state_dict()?;
     Ok(vec![

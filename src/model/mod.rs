@@ -7,10 +7,12 @@
 pub mod backend;
 mod fold;
 mod ops;
+mod recurrent;
 pub mod saved;
 
 pub use backend::{Backend, device_for};
 pub use ops::Op;
+pub use recurrent::Rnn;
 
 use crate::net::layer::{self, LayerKind, Network, PaddingMode};
 use burn::module::Module;
@@ -77,11 +79,6 @@ impl MatNet {
                 LayerKind::Unsupported { reason } => {
                     Some((l.name.clone(), l.class.clone(), reason.clone()))
                 }
-                LayerKind::Lstm(_) | LayerKind::Gru(_) => Some((
-                    l.name.clone(),
-                    l.class.clone(),
-                    "recurrent layers are not supported by the Burn module yet".into(),
-                )),
                 LayerKind::Conv2d(c) if matches!(c.padding, PaddingMode::Same) => Some((
                     l.name.clone(),
                     l.class.clone(),
@@ -211,6 +208,97 @@ impl MatNet {
     }
 }
 
+/// One observation of a sequence network: a row-major `[C, T]` buffer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sequence {
+    pub data: Vec<f32>,
+    pub channels: usize,
+    pub steps: usize,
+}
+
+/// The output for one sequence: row-major `[T_out, K]` (time steps as rows), `T_out` = the
+/// sequence's length for OutputMode 'sequence', 1 for 'last'.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SequenceOutput {
+    pub data: Vec<f32>,
+    pub steps: usize,
+    pub k: usize,
+}
+
+impl MatNet {
+    /// Runs sequences through the network, batching sequences of equal length (at most
+    /// `batch_size` at a time), and returns one output per sequence in the input order.
+    /// `progress` gets the number of sequences done.
+    pub fn predict_sequences(
+        &self,
+        seqs: &[Sequence],
+        batch_size: usize,
+        device: &Device,
+        mut progress: impl FnMut(usize),
+    ) -> Result<Vec<SequenceOutput>, ModelError> {
+        // The first recurrent layer fixes the channel count (layers before it work per element).
+        let channels = self.nodes.iter().find_map(|n| match &n.op {
+            Op::Rnn(r) => Some(r.input_weights.dims()[1]),
+            _ => None,
+        });
+        for s in seqs {
+            if s.data.len() != s.channels * s.steps || channels.is_some_and(|c| c != s.channels) {
+                return Err(ModelError::InputShape {
+                    expected: format!("[{}, T]", channels.unwrap_or(s.channels)),
+                    found: vec![s.channels, s.steps],
+                });
+            }
+        }
+        let mut order: Vec<usize> = (0..seqs.len()).collect();
+        order.sort_by_key(|&i| (seqs[i].steps, seqs[i].channels, i));
+        let mut out: Vec<Option<SequenceOutput>> = vec![None; seqs.len()];
+        let mut done = 0;
+        let mut start = 0;
+        while start < order.len() {
+            let first = &seqs[order[start]];
+            if first.steps == 0 {
+                return Err(ModelError::InputShape {
+                    expected: "sequences of at least one time step".into(),
+                    found: vec![first.channels, 0],
+                });
+            }
+            let mut end = start + 1;
+            while end < order.len()
+                && end - start < batch_size.max(1)
+                && seqs[order[end]].steps == first.steps
+                && seqs[order[end]].channels == first.channels
+            {
+                end += 1;
+            }
+            let (c, t) = (first.channels, first.steps);
+            let mut buf = Vec::with_capacity((end - start) * c * t);
+            for &i in &order[start..end] {
+                buf.extend_from_slice(&seqs[i].data);
+            }
+            let x = Tensor::<4>::from_data(TensorData::new(buf, [end - start, c, 1, t]), device);
+            let y = self.forward(x); // [n, K, 1, T_out]
+            let [n, k, h, tw] = y.dims();
+            let steps = h * tw;
+            // → [n, T_out, K]
+            let vals = tensor_values(y.reshape([n, k, steps]).swap_dims(1, 2));
+            for (j, &i) in order[start..end].iter().enumerate() {
+                out[i] = Some(SequenceOutput {
+                    data: vals[j * steps * k..(j + 1) * steps * k].to_vec(),
+                    steps,
+                    k,
+                });
+            }
+            done += end - start;
+            progress(done);
+            start = end;
+        }
+        Ok(out
+            .into_iter()
+            .map(|o| o.expect("every sequence ran"))
+            .collect())
+    }
+}
+
 /// A tensor's values as f32.
 fn tensor_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data()
@@ -275,6 +363,11 @@ impl MatNet {
                     if let Some(bt) = &g.beta {
                         set(&mut d.offset, bt.val());
                     }
+                }
+                (Op::Rnn(r), LayerKind::Lstm(d)) | (Op::Rnn(r), LayerKind::Gru(d)) => {
+                    set_param(&mut d.input_weights, r.input_weights.val());
+                    set_param(&mut d.recurrent_weights, r.recurrent_weights.val());
+                    set_param(&mut d.bias, r.bias.val());
                 }
                 (Op::Input(n), LayerKind::ImageInput { normalization, .. })
                 | (Op::Input(n), LayerKind::FeatureInput { normalization, .. }) => {

@@ -1,6 +1,7 @@
 //! One Burn op per layer kind: built from the description, run on `[N, C, H, W]` tensors.
 
 use super::ModelError;
+use super::recurrent::{self, Rnn};
 use crate::net::layer::{
     self, Activation, Layer, LayerKind, Network, Normalization, Padding, PaddingMode,
 };
@@ -38,10 +39,12 @@ pub struct ConvT {
     pub crop: [usize; 4],
 }
 
-/// A fully connected layer on the flattened `[N, C*H*W]` input.
+/// A fully connected layer on the flattened `[N, C*H*W]` input, or on each time step of a
+/// sequence `[N, C, 1, T]` (`per_step`, in sequence networks).
 #[derive(Module, Debug)]
 pub struct Fc {
     pub linear: Linear,
+    pub per_step: bool,
 }
 
 /// What each node computes.
@@ -58,6 +61,7 @@ pub enum Op {
     AvgPool(AvgPool2d),
     Dropout(Dropout),
     Func(Func),
+    Rnn(Rnn),
 }
 
 // Func codes.
@@ -93,7 +97,7 @@ fn err(l: &Layer, msg: impl Into<String>) -> ModelError {
     }
 }
 
-fn param<const D: usize>(
+pub(crate) fn param<const D: usize>(
     l: &Layer,
     p: &Option<layer::Param>,
     what: &str,
@@ -109,7 +113,7 @@ fn param<const D: usize>(
     Ok(Param::from_tensor(t).set_require_grad(p.lr_factor != 0.0))
 }
 
-fn tensor<const D: usize>(
+pub(crate) fn tensor<const D: usize>(
     l: &Layer,
     t: &layer::Tensor,
     what: &str,
@@ -169,7 +173,7 @@ fn frozen<const D: usize>(t: Tensor<D>) -> Param<Tensor<D>> {
 }
 
 impl Op {
-    pub fn build(l: &Layer, _net: &Network, device: &Device) -> Result<Op, ModelError> {
+    pub fn build(l: &Layer, net: &Network, device: &Device) -> Result<Op, ModelError> {
         Ok(match &l.kind {
             LayerKind::ImageInput { normalization, .. }
             | LayerKind::FeatureInput { normalization, .. }
@@ -247,6 +251,7 @@ impl Op {
                 };
                 Op::Fc(Fc {
                     linear: Linear { weight: w, bias },
+                    per_step: net.is_sequence(),
                 })
             }
             LayerKind::BatchNorm(b) => {
@@ -349,9 +354,8 @@ impl Op {
             LayerKind::Resize2d { .. } => {
                 return Err(err(l, "resize2d is not supported by the Burn module yet"));
             }
-            LayerKind::Lstm(_) | LayerKind::Gru(_) => {
-                return Err(err(l, "recurrent layers are not supported yet"));
-            }
+            LayerKind::Lstm(r) => Op::Rnn(Rnn::build(l, r, recurrent::LSTM, device)?),
+            LayerKind::Gru(r) => Op::Rnn(Rnn::build(l, r, recurrent::GRU, device)?),
             LayerKind::Unsupported { reason } => return Err(err(l, reason.clone())),
         })
     }
@@ -373,6 +377,17 @@ impl Op {
                     y.slice([0..n, 0..ch, t..h - b, l..w - r])
                 }
             }
+            Op::Fc(f) if f.per_step => {
+                // [N, C, 1, T] → [N*T, C] → [N, K, 1, T]
+                let [n, c, h, t] = x.dims();
+                let y = f.linear.forward(
+                    x.reshape([n, c * h, t])
+                        .swap_dims(1, 2)
+                        .reshape([n * t, c * h]),
+                );
+                let [_, k] = y.dims();
+                y.reshape([n, t, k]).swap_dims(1, 2).reshape([n, k, 1, t])
+            }
             Op::Fc(f) => {
                 let [n, c, h, w] = x.dims();
                 let y = f.linear.forward(x.reshape([n, c * h * w]));
@@ -385,6 +400,7 @@ impl Op {
             Op::MaxPool(p) => p.forward(x),
             Op::AvgPool(p) => p.forward(x),
             Op::Dropout(d) => d.forward(x),
+            Op::Rnn(r) => r.forward(x),
             Op::Func(f) => match f.code {
                 RELU => activation::relu(x),
                 LEAKY => activation::leaky_relu(x, f.a),

@@ -465,11 +465,52 @@ fn recurrent(f: &Fields, gates: usize, bidirectional: bool) -> Result<Recurrent,
         }
         None => None,
     };
+    // GRU: MATLAB's default (and the behaviour of files without the property) is
+    // 'after-multiplication'; a 6H bias can only be 'recurrent-bias-after-multiplication'.
+    let reset_gate_mode = if gates == 3 {
+        match f.string("ResetGateMode") {
+            Some(m) => m,
+            None if bias.as_ref().is_some_and(|b| b.value.numel() == 2 * rows) => {
+                "recurrent-bias-after-multiplication".into()
+            }
+            None => "after-multiplication".into(),
+        }
+    } else {
+        String::new()
+    };
+    if let Some(b) = &bias {
+        let two = reset_gate_mode == "recurrent-bias-after-multiplication";
+        let want = if two { 2 * rows } else { rows };
+        if b.value.numel() != want {
+            return Err(f.err(
+                "Bias",
+                format!("{want} elements (ResetGateMode '{reset_gate_mode}')"),
+                format!("{} elements", b.value.numel()),
+            ));
+        }
+    }
+    let state = |name: &str| -> Result<Option<Tensor>, NetError> {
+        match f.param(name)? {
+            None => Ok(None),
+            Some(p) => layout::vector(p.value, hidden * dirs)
+                .map(Some)
+                .map_err(|e| f.layout_err(name, e)),
+        }
+    };
+    let hidden_state = state("HiddenState")?;
+    let cell_state = if gates == 4 {
+        state("CellState")?
+    } else {
+        None
+    };
     Ok(Recurrent {
         hidden,
         input_size,
         return_sequence,
         bidirectional,
+        reset_gate_mode,
+        hidden_state,
+        cell_state,
         state_activation: f
             .string("StateActivationFunction")
             .unwrap_or_else(|| "tanh".into()),

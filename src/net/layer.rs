@@ -9,7 +9,8 @@
 //! - batch normalization mean, variance (not std), scale (gamma), offset (beta): `[C]`
 //! - input normalization statistics `[C, H, W]`, `[C, 1, 1]` or `[1, 1, 1]` (broadcast over the input)
 //! - recurrent weights as MATLAB stores them: input `[G*H, C]`, recurrent `[G*H, H]`, bias `[G*H]`,
-//!   gate blocks in MATLAB's order (LSTM: input, forget, cell candidate, output).
+//!   gate blocks in MATLAB's order (LSTM: input, forget, cell candidate, output; GRU: reset,
+//!   update, candidate); a BiLSTM stacks the forward direction's blocks, then the backward's.
 
 use serde::{Deserialize, Serialize};
 
@@ -232,7 +233,26 @@ pub struct Recurrent {
     pub gate_activation: String,
     pub input_weights: Option<Param>,
     pub recurrent_weights: Option<Param>,
+    /// `[G*H*D]`; a GRU with reset gate mode 'recurrent-bias-after-multiplication' stores
+    /// `[2*G*H]`: the input biases, then the recurrent biases.
     pub bias: Option<Param>,
+    /// GRU `ResetGateMode`: 'after-multiplication', 'before-multiplication' or
+    /// 'recurrent-bias-after-multiplication' (empty for LSTMs).
+    #[serde(default)]
+    pub reset_gate_mode: String,
+    /// Initial hidden state `[H*D]` (MATLAB's `HiddenState`; zeros when not stored).
+    #[serde(default)]
+    pub hidden_state: Option<Tensor>,
+    /// Initial cell state `[H*D]` (LSTM `CellState`).
+    #[serde(default)]
+    pub cell_state: Option<Tensor>,
+}
+
+impl Recurrent {
+    /// Number of directions (2 for a BiLSTM).
+    pub fn directions(&self) -> usize {
+        if self.bidirectional { 2 } else { 1 }
+    }
 }
 
 /// What a layer computes.

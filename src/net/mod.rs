@@ -426,6 +426,45 @@ impl Network {
             .collect()
     }
 
+    /// Whether the network takes sequences (its input is a `sequenceInputLayer`): activations
+    /// are then `[N, C, 1, T]` and fully connected layers apply to each time step.
+    pub fn is_sequence(&self) -> bool {
+        matches!(
+            self.input().map(|l| &l.kind),
+            Some(LayerKind::SequenceInput { .. })
+        )
+    }
+
+    /// Per layer, whether its output is a sequence (time steps kept): true from a sequence
+    /// input until a recurrent layer with OutputMode 'last'. All false in other networks.
+    pub fn sequence_outputs(&self) -> Vec<bool> {
+        let mut seq = vec![false; self.layers.len()];
+        if !self.is_sequence() {
+            return seq;
+        }
+        for (i, l) in self.layers.iter().enumerate() {
+            seq[i] = match &l.kind {
+                LayerKind::SequenceInput { .. } => true,
+                LayerKind::Lstm(r) | LayerKind::Gru(r) => r.return_sequence,
+                _ => l
+                    .inputs
+                    .iter()
+                    .any(|&j| seq.get(j).copied().unwrap_or(false)),
+            };
+        }
+        seq
+    }
+
+    /// Whether the network's output is a sequence.
+    pub fn outputs_sequence(&self) -> bool {
+        let out = self
+            .outputs
+            .first()
+            .copied()
+            .unwrap_or(self.layers.len().saturating_sub(1));
+        self.sequence_outputs().get(out).copied().unwrap_or(false)
+    }
+
     /// The (first) input layer.
     pub fn input(&self) -> Option<&Layer> {
         self.layers.iter().find(|l| {
