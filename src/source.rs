@@ -32,9 +32,9 @@ impl Loaded {
     }
 
     /// The module for inference only: as [`build`](Self::build), with batch normalization
-    /// folded into the layers that feed it.
+    /// folded into the layers that feed it and, on the CPU, matcnn's own convolution kernel.
     pub fn build_for_inference(&self, device: &Device) -> Result<MatNet> {
-        Ok(self.build(device)?.fold_batch_norm().0)
+        Ok(self.build(device)?.fold_batch_norm().0.prepare_cpu())
     }
 }
 

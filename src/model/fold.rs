@@ -4,7 +4,8 @@
 //! `infer`/`predict`/`bench`, never for training (batch statistics would be lost).
 
 use super::MatNet;
-use super::ops::{Func, IDENTITY, Op};
+use super::cpu::{self, FastConv};
+use super::ops::{Func, IDENTITY, Op, RELU};
 use burn::module::Param;
 use burn::prelude::*;
 
@@ -91,5 +92,49 @@ impl MatNet {
             }
         }
         (self, folded)
+    }
+
+    /// On the plain CPU (flex) device, replaces convolutions by matcnn's own kernel
+    /// ([`cpu::conv2d`]: weights packed once, im2col + gemm, bias in the gemm) and fuses a ReLU
+    /// that is a convolution's only consumer into it. Elsewhere the module is returned as is.
+    pub fn prepare_cpu(mut self) -> MatNet {
+        let Some(first) = self.nodes.iter().find_map(|n| match &n.op {
+            Op::Conv(c) => Some(c.weight.val()),
+            _ => None,
+        }) else {
+            return self;
+        };
+        let probe: Tensor<4> = first;
+        if !cpu::is_plain_flex(&probe) {
+            return self;
+        }
+        let mut consumers = vec![0usize; self.nodes.len()];
+        for n in &self.nodes {
+            for &i in &n.inputs {
+                consumers[i] += 1;
+            }
+        }
+        for node in self.nodes.iter_mut() {
+            if let Op::Conv(c) = &node.op {
+                node.fast = FastConv::new(c);
+            }
+        }
+        for k in 0..self.nodes.len() {
+            let j = match (&self.nodes[k].op, self.nodes[k].inputs.as_slice()) {
+                (Op::Func(f), &[j]) if f.code == RELU => j,
+                _ => continue,
+            };
+            if consumers[j] != 1 || j == self.output {
+                continue;
+            }
+            if let Some(f) = self.nodes[j].fast.as_mut() {
+                f.relu = true;
+                self.nodes[k].op = Op::Func(Func {
+                    code: IDENTITY,
+                    a: 0.0,
+                });
+            }
+        }
+        self
     }
 }

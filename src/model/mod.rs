@@ -5,6 +5,7 @@
 //! feature vectors are `[N, C, 1, 1]`. Layers run in the description's topological order.
 
 pub mod backend;
+mod cpu;
 mod fold;
 mod ops;
 mod recurrent;
@@ -59,6 +60,9 @@ pub struct Node {
     pub inputs: Vec<usize>,
     /// MATLAB layer name (a constant: not saved in records).
     pub name: String,
+    /// The CPU inference kernel that replaces `op` (see [`MatNet::prepare_cpu`]).
+    #[module(skip)]
+    pub fast: Option<cpu::FastConv>,
 }
 
 /// A MATLAB network as a Burn module.
@@ -97,6 +101,7 @@ impl MatNet {
                 op,
                 inputs: layer.inputs.clone(),
                 name: layer.name.clone(),
+                fast: None,
             });
         }
         let output = net
@@ -143,7 +148,10 @@ impl MatNet {
                     })
                     .collect()
             };
-            acts[k] = Some(node.op.forward(ins));
+            acts[k] = Some(match &node.fast {
+                Some(f) => cpu::conv2d(ins.into_iter().next().expect("one input"), f),
+                None => node.op.forward(ins),
+            });
         }
         acts[nodes.len() - 1].take().expect("output computed")
     }

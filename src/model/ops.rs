@@ -66,7 +66,7 @@ pub enum Op {
 
 // Func codes.
 pub const IDENTITY: usize = 0;
-const RELU: usize = 1;
+pub const RELU: usize = 1;
 const LEAKY: usize = 2;
 const CLIPPED: usize = 3;
 const ELU: usize = 4;
@@ -397,7 +397,20 @@ impl Op {
             Op::BatchNorm(b) => b.forward(x),
             Op::GroupNorm(g) => g.forward(x),
             Op::Lrn(n) => n.forward(x),
-            Op::MaxPool(p) => p.forward(x),
+            Op::MaxPool(p) => match (&p.padding, p.dilation, p.ceil_mode) {
+                (&PaddingConfig2d::Explicit(t, l, b, r), [1, 1], false)
+                    if super::cpu::is_plain_flex(&x)
+                        && x.dims()[2] + t + b >= p.kernel_size[0]
+                        && x.dims()[3] + l + r >= p.kernel_size[1]
+                        && t < p.kernel_size[0]
+                        && b < p.kernel_size[0]
+                        && l < p.kernel_size[1]
+                        && r < p.kernel_size[1] =>
+                {
+                    super::cpu::max_pool2d(x, p.kernel_size, p.stride, [t, b, l, r])
+                }
+                _ => p.forward(x),
+            },
             Op::AvgPool(p) => p.forward(x),
             Op::Dropout(d) => d.forward(x),
             Op::Rnn(r) => r.forward(x),

@@ -1,0 +1,287 @@
+//! Hand-written inference kernels for the CPU (flex) backend, used where Burn 0.22's own kernel
+//! does avoidable work. Only on a plain flex device (no autodiff, no GPU): training and other
+//! backends keep Burn's ops.
+//!
+//! - Max pooling: flex computes every max pooling as a 3-D pooling that also returns the argmax
+//!   indices; this kernel computes the maxima only, one output plane per rayon task. SqueezeNet
+//!   at batch 32: 203 ms -> see DESIGN.md.
+
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
+use burn::prelude::*;
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// A convolution prepared for [`conv2d`]: weights on the host as `[Cout, Cin/groups * kh * kw]`
+/// rows (Burn's `[Cout, Cin/groups, kh, kw]` order, which is im2col's), bias folded in, and an
+/// optional ReLU applied on the way out.
+#[derive(Debug, Clone)]
+pub struct FastConv {
+    weight: Arc<Vec<f32>>,
+    bias: Option<Arc<Vec<f32>>>,
+    cout: usize,
+    cin_g: usize,
+    k: [usize; 2],
+    stride: [usize; 2],
+    /// `[top, bottom, left, right]`.
+    pad: [usize; 4],
+    dilation: [usize; 2],
+    groups: usize,
+    pub relu: bool,
+}
+
+fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 data")
+}
+
+impl FastConv {
+    /// The host copy of `c`'s weights, or `None` for configurations this kernel leaves to Burn.
+    pub fn new(c: &Conv2d) -> Option<FastConv> {
+        let [cout, cin_g, kh, kw] = c.weight.val().dims();
+        let pad = match c.padding {
+            PaddingConfig2d::Explicit(t, l, b, r) => [t, b, l, r],
+            PaddingConfig2d::Valid => [0; 4],
+            _ => return None,
+        };
+        if c.groups == 0 || cout % c.groups != 0 {
+            return None;
+        }
+        Some(FastConv {
+            weight: Arc::new(host(c.weight.val())),
+            bias: c.bias.as_ref().map(|b| Arc::new(host(b.val()))),
+            cout,
+            cin_g,
+            k: [kh, kw],
+            stride: c.stride,
+            pad,
+            dilation: c.dilation,
+            groups: c.groups,
+            relu: false,
+        })
+    }
+}
+
+/// Convolution (cross-correlation, as Burn and MATLAB) of `[N, Cin, H, W]` by im2col and one
+/// `gemm` per image and group: `out[Cout, OH*OW] = W[Cout, K] x col[K, OH*OW] + bias`, ReLU
+/// fused when asked. im2col is skipped where the input already is the column matrix (1x1
+/// kernels with stride 1 and no padding, and kernels that cover the whole unpadded input, like
+/// MatConvNet's fully connected layers stored as convolutions).
+pub fn conv2d(x: Tensor<4>, f: &FastConv) -> Tensor<4> {
+    let [n, cin, h, w] = x.dims();
+    let device = x.device();
+    let [t, b, l, r] = f.pad;
+    let [kh, kw] = f.k;
+    let ekh = f.dilation[0] * (kh - 1) + 1;
+    let ekw = f.dilation[1] * (kw - 1) + 1;
+    let oh = (h + t + b - ekh) / f.stride[0] + 1;
+    let ow = (w + l + r - ekw) / f.stride[1] + 1;
+    let (g, cin_g, cout) = (f.groups, f.cin_g, f.cout);
+    let cout_g = cout / g;
+    let kk = cin_g * kh * kw;
+    let npix = oh * ow;
+    let data = x.into_data().try_into_vec::<f32>().expect("f32 data");
+    let direct = (kh == 1 && kw == 1 && f.stride == [1, 1] && f.pad == [0; 4])
+        || (oh == 1 && ow == 1 && f.pad == [0; 4] && ekh == h && ekw == w && f.dilation == [1, 1]);
+    let mut out = vec![0f32; n * cout * npix];
+    // Parallel over images when there are enough of them, else inside each gemm.
+    let threads = rayon::current_num_threads();
+    let per_image = n >= 2 * threads;
+    let run = |img: usize, o: &mut [f32], col_buf: &mut Vec<f32>| {
+        let xi = &data[img * cin * h * w..(img + 1) * cin * h * w];
+        for gi in 0..g {
+            let xg = &xi[gi * cin_g * h * w..(gi + 1) * cin_g * h * w];
+            let col: &[f32] = if direct {
+                xg
+            } else {
+                col_buf.clear();
+                col_buf.resize(kk * npix, 0.0);
+                im2col(xg, col_buf, h, w, f, oh, ow);
+                col_buf
+            };
+            let og = &mut o[gi * cout_g * npix..(gi + 1) * cout_g * npix];
+            if let Some(bias) = &f.bias {
+                for (co, row) in og.chunks_mut(npix).enumerate() {
+                    row.fill(bias[gi * cout_g + co]);
+                }
+            }
+            let wg = &f.weight[gi * cout_g * kk..(gi + 1) * cout_g * kk];
+            let par = if per_image {
+                gemm::Parallelism::None
+            } else {
+                gemm::Parallelism::Rayon(0)
+            };
+            // SAFETY: dst is [cout_g, npix], lhs [cout_g, kk], rhs [kk, npix], all row-major
+            // and in bounds of their slices; no aliasing between dst and the inputs.
+            unsafe {
+                gemm::gemm(
+                    cout_g,
+                    npix,
+                    kk,
+                    og.as_mut_ptr(),
+                    1,
+                    npix as isize,
+                    f.bias.is_some(),
+                    wg.as_ptr(),
+                    1,
+                    kk as isize,
+                    col.as_ptr(),
+                    1,
+                    npix as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    par,
+                );
+            }
+            if f.relu {
+                for v in og.iter_mut() {
+                    if *v < 0.0 {
+                        *v = 0.0;
+                    }
+                }
+            }
+        }
+    };
+    if per_image {
+        out.par_chunks_mut(cout * npix)
+            .enumerate()
+            .for_each_init(Vec::new, |buf, (img, o)| run(img, o, buf));
+    } else {
+        let mut buf = Vec::new();
+        for (img, o) in out.chunks_mut(cout * npix).enumerate() {
+            run(img, o, &mut buf);
+        }
+    }
+    Tensor::from_data(TensorData::new(out, [n, cout, oh, ow]), &device)
+}
+
+/// Column matrix `[cin * kh * kw, oh * ow]` of one image's `[cin, h, w]` planes.
+#[allow(clippy::too_many_arguments)]
+fn im2col(x: &[f32], col: &mut [f32], h: usize, w: usize, f: &FastConv, oh: usize, ow: usize) {
+    let [kh, kw] = f.k;
+    let [t, _, l, _] = f.pad;
+    let [sh, sw] = f.stride;
+    let [dh, dw] = f.dilation;
+    let npix = oh * ow;
+    col.par_chunks_mut(npix).enumerate().for_each(|(row, dst)| {
+        let c = row / (kh * kw);
+        let ky = (row / kw) % kh;
+        let kx = row % kw;
+        let plane = &x[c * h * w..(c + 1) * h * w];
+        for oy in 0..oh {
+            let d = &mut dst[oy * ow..(oy + 1) * ow];
+            let iy = (oy * sh + ky * dh) as isize - t as isize;
+            if iy < 0 || iy >= h as isize {
+                d.fill(0.0);
+                continue;
+            }
+            let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+            let x0 = kx * dw;
+            if sw == 1 && x0 >= l && x0 - l + ow <= w {
+                d.copy_from_slice(&src[x0 - l..x0 - l + ow]);
+            } else {
+                for (ox, v) in d.iter_mut().enumerate() {
+                    let ix = (ox * sw + x0) as isize - l as isize;
+                    *v = if ix >= 0 && ix < w as isize {
+                        src[ix as usize]
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+    });
+}
+
+/// True when `x` lives on the plain flex CPU device.
+pub fn is_plain_flex(x: &Tensor<4>) -> bool {
+    let d = x.device();
+    !d.is_autodiff() && d == Device::flex()
+}
+
+/// Max pooling of `[N, C, H, W]` with kernel `k`, stride `s` and padding `[top, bottom, left,
+/// right]` (padded positions never win), floor rounding as MATLAB. `None` when the shapes do not
+/// give an output (the caller then uses Burn's op, which reports the error).
+pub fn max_pool2d(x: Tensor<4>, k: [usize; 2], s: [usize; 2], pad: [usize; 4]) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    let device = x.device();
+    let [t, b, l, r] = pad;
+    let (hp, wp) = (h + t + b, w + l + r);
+    let oh = (hp - k[0]) / s[0] + 1;
+    let ow = (wp - k[1]) / s[1] + 1;
+    let data = x
+        .into_data()
+        .try_into_vec::<f32>()
+        .expect("flex float tensors hold f32");
+    let mut out = vec![0f32; n * c * oh * ow];
+    out.par_chunks_mut(oh * ow)
+        .zip(data.par_chunks(h * w))
+        .for_each(|(o, plane)| {
+            for oy in 0..oh {
+                let y0 = (oy * s[0]).saturating_sub(t);
+                let y1 = (oy * s[0] + k[0]).saturating_sub(t).min(h);
+                for ox in 0..ow {
+                    let x0 = (ox * s[1]).saturating_sub(l);
+                    let x1 = (ox * s[1] + k[1]).saturating_sub(l).min(w);
+                    let mut m = f32::NEG_INFINITY;
+                    for y in y0..y1 {
+                        let row = &plane[y * w + x0..y * w + x1];
+                        for &v in row {
+                            // NaN propagates, as in Burn's op.
+                            if v > m || v.is_nan() {
+                                m = v;
+                            }
+                        }
+                    }
+                    o[oy * ow + ox] = m;
+                }
+            }
+        });
+    Tensor::from_data(TensorData::new(out, [n, c, oh, ow]), &device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::PaddingConfig2d;
+    use burn::nn::pool::MaxPool2dConfig;
+
+    /// The kernel equals Burn's max pooling on the same input, over kernels, strides and
+    /// asymmetric paddings (including negative inputs, where padding must not win).
+    #[test]
+    fn max_pool_equals_burns() {
+        let dev = Device::flex();
+        let (n, c, h, w) = (2, 3, 9, 8);
+        let mut rng = crate::train::Rng::new(3);
+        let x: Vec<f32> = (0..n * c * h * w)
+            .map(|_| (rng.uniform() * 2.0 - 1.5) as f32)
+            .collect();
+        let x = Tensor::<4>::from_data(TensorData::new(x, [n, c, h, w]), &dev);
+        for (k, s, pad) in [
+            ([2, 2], [2, 2], [0, 0, 0, 0]),
+            ([3, 3], [2, 2], [0, 0, 0, 0]),
+            ([3, 3], [1, 1], [1, 1, 1, 1]),
+            ([3, 2], [2, 1], [0, 1, 1, 0]),
+            ([2, 3], [1, 2], [1, 0, 0, 2]),
+        ] {
+            let [t, b, l, r] = pad;
+            let want = MaxPool2dConfig::new(k)
+                .with_strides(s)
+                .with_padding(PaddingConfig2d::Explicit(t, l, b, r))
+                .init()
+                .forward(x.clone());
+            let got = max_pool2d(x.clone(), k, s, pad);
+            assert_eq!(got.dims(), want.dims(), "{k:?} {s:?} {pad:?}");
+            assert_eq!(
+                got.into_data().try_to_vec::<f32>().ok(),
+                want.into_data().try_to_vec::<f32>().ok(),
+                "{k:?} {s:?} {pad:?}"
+            );
+        }
+    }
+}
