@@ -38,20 +38,30 @@ fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 }
 
 impl FastConv {
-    /// The host copy of `c`'s weights, or `None` for configurations this kernel leaves to Burn.
-    pub fn new(c: &Conv2d) -> Option<FastConv> {
+    /// Whether [`conv2d`] handles `c`'s configuration.
+    pub fn supports(c: &Conv2d) -> bool {
+        let cout = c.weight.val().dims()[0];
+        matches!(
+            c.padding,
+            PaddingConfig2d::Explicit(..) | PaddingConfig2d::Valid
+        ) && c.groups > 0
+            && cout % c.groups == 0
+    }
+
+    /// Takes `c`'s weights (without a copy where the backend allows it); `None` for
+    /// configurations this kernel leaves to Burn (see [`supports`](Self::supports)).
+    pub fn new(c: Conv2d) -> Option<FastConv> {
+        if !Self::supports(&c) {
+            return None;
+        }
         let [cout, cin_g, kh, kw] = c.weight.val().dims();
         let pad = match c.padding {
             PaddingConfig2d::Explicit(t, l, b, r) => [t, b, l, r],
-            PaddingConfig2d::Valid => [0; 4],
-            _ => return None,
+            _ => [0; 4],
         };
-        if c.groups == 0 || cout % c.groups != 0 {
-            return None;
-        }
         Some(FastConv {
-            weight: Arc::new(host(c.weight.val())),
-            bias: c.bias.as_ref().map(|b| Arc::new(host(b.val()))),
+            weight: Arc::new(host(c.weight.into_value())),
+            bias: c.bias.map(|b| Arc::new(host(b.into_value()))),
             cout,
             cin_g,
             k: [kh, kw],
@@ -147,14 +157,26 @@ pub fn conv2d(x: Tensor<4>, f: &FastConv) -> Tensor<4> {
             }
         }
     };
+    // im2col buffers are kept per thread between calls: a fresh allocation of this size costs
+    // its page faults again on every call.
+    thread_local! {
+        static COL: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let with_buf = |img: usize, o: &mut [f32]| {
+        // A rayon thread waiting inside a nested parallel loop may start another image: it then
+        // finds its buffer borrowed and uses a fresh one.
+        COL.with(|b| match b.try_borrow_mut() {
+            Ok(mut buf) => run(img, o, &mut buf),
+            Err(_) => run(img, o, &mut Vec::new()),
+        });
+    };
     if per_image {
         out.par_chunks_mut(cout * npix)
             .enumerate()
-            .for_each_init(Vec::new, |buf, (img, o)| run(img, o, buf));
+            .for_each(|(img, o)| with_buf(img, o));
     } else {
-        let mut buf = Vec::new();
         for (img, o) in out.chunks_mut(cout * npix).enumerate() {
-            run(img, o, &mut buf);
+            with_buf(img, o);
         }
     }
     Tensor::from_data(TensorData::new(out, [n, cout, oh, ow]), &device)
@@ -219,29 +241,35 @@ pub fn max_pool2d(x: Tensor<4>, k: [usize; 2], s: [usize; 2], pad: [usize; 4]) -
         .try_into_vec::<f32>()
         .expect("flex float tensors hold f32");
     let mut out = vec![0f32; n * c * oh * ow];
+    let max = |a: f32, b: f32| if b > a || b.is_nan() { b } else { a };
+    // Separable: the maximum over each window's columns for every input row (`hm`, on a row
+    // padded with -inf), then over the window's rows.
     out.par_chunks_mut(oh * ow)
         .zip(data.par_chunks(h * w))
-        .for_each(|(o, plane)| {
-            for oy in 0..oh {
-                let y0 = (oy * s[0]).saturating_sub(t);
-                let y1 = (oy * s[0] + k[0]).saturating_sub(t).min(h);
-                for ox in 0..ow {
-                    let x0 = (ox * s[1]).saturating_sub(l);
-                    let x1 = (ox * s[1] + k[1]).saturating_sub(l).min(w);
-                    let mut m = f32::NEG_INFINITY;
-                    for y in y0..y1 {
-                        let row = &plane[y * w + x0..y * w + x1];
-                        for &v in row {
-                            // NaN propagates, as in Burn's op.
-                            if v > m || v.is_nan() {
-                                m = v;
-                            }
+        .for_each_init(
+            || (vec![f32::NEG_INFINITY; wp], vec![0f32; h * ow]),
+            |(prow, hm), (o, plane)| {
+                for y in 0..h {
+                    prow[l..l + w].copy_from_slice(&plane[y * w..(y + 1) * w]);
+                    let hrow = &mut hm[y * ow..(y + 1) * ow];
+                    for (ox, v) in hrow.iter_mut().enumerate() {
+                        let win = &prow[ox * s[1]..ox * s[1] + k[1]];
+                        *v = win.iter().fold(f32::NEG_INFINITY, |m, &x| max(m, x));
+                    }
+                }
+                for oy in 0..oh {
+                    let y0 = (oy * s[0]).saturating_sub(t);
+                    let y1 = (oy * s[0] + k[0]).saturating_sub(t).min(h);
+                    let orow = &mut o[oy * ow..(oy + 1) * ow];
+                    orow.copy_from_slice(&hm[y0 * ow..(y0 + 1) * ow]);
+                    for y in y0 + 1..y1 {
+                        for (d, &v) in orow.iter_mut().zip(&hm[y * ow..(y + 1) * ow]) {
+                            *d = max(*d, v);
                         }
                     }
-                    o[oy * ow + ox] = m;
                 }
-            }
-        });
+            },
+        );
     Tensor::from_data(TensorData::new(out, [n, c, oh, ow]), &device)
 }
 

@@ -97,6 +97,8 @@ impl MatNet {
     /// On the plain CPU (flex) device, replaces convolutions by matcnn's own kernel
     /// ([`cpu::conv2d`]: weights packed once, im2col + gemm, bias in the gemm) and fuses a ReLU
     /// that is a convolution's only consumer into it. Elsewhere the module is returned as is.
+    /// The result is for inference only: the replaced convolutions' weights live in the kernel,
+    /// not in the module's parameters (do not save or write it back).
     pub fn prepare_cpu(mut self) -> MatNet {
         let Some(first) = self.nodes.iter().find_map(|n| match &n.op {
             Op::Conv(c) => Some(c.weight.val()),
@@ -115,8 +117,19 @@ impl MatNet {
             }
         }
         for node in self.nodes.iter_mut() {
-            if let Op::Conv(c) = &node.op {
-                node.fast = FastConv::new(c);
+            if matches!(&node.op, Op::Conv(c) if FastConv::supports(c)) {
+                // The kernel takes the weights over: the Burn op is left as an identity that
+                // never runs, so the weights are held once.
+                let op = std::mem::replace(
+                    &mut node.op,
+                    Op::Func(Func {
+                        code: IDENTITY,
+                        a: 0.0,
+                    }),
+                );
+                if let Op::Conv(c) = op {
+                    node.fast = FastConv::new(c);
+                }
             }
         }
         for k in 0..self.nodes.len() {

@@ -5,7 +5,7 @@
 //! feature vectors are `[N, C, 1, 1]`. Layers run in the description's topological order.
 
 pub mod backend;
-mod cpu;
+pub mod cpu;
 mod fold;
 mod ops;
 mod recurrent;
