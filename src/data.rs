@@ -2,7 +2,7 @@
 
 use crate::mat::{MatFile, Value, permute_col_major};
 use crate::model::Sequence;
-use image::{DynamicImage, ImageBuffer, Luma, Rgb, imageops::FilterType};
+use image::{ImageBuffer, Luma, Rgb, imageops::FilterType};
 use npyz::WriterBuilder;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -61,21 +61,11 @@ pub fn load_image(path: &Path, h: usize, w: usize, channels: usize) -> Result<Ve
     if iw == 0 || ih == 0 {
         return Err(err("the image is empty".into()));
     }
-    let scale = match img {
-        DynamicImage::ImageLuma16(_)
-        | DynamicImage::ImageLumaA16(_)
-        | DynamicImage::ImageRgb16(_)
-        | DynamicImage::ImageRgba16(_) => 1.0 / 257.0,
-        DynamicImage::ImageRgb32F(_) | DynamicImage::ImageRgba32F(_) => 255.0,
-        _ => 1.0,
-    };
     let has_color = img.color().has_color();
     let rgb = img.to_rgb32f(); // values in [0,1] for 8-bit, raw/65535 for 16-bit
-    let max = if scale == 1.0 / 257.0 {
-        65535.0 / 257.0
-    } else {
-        255.0
-    };
+    // On MATLAB's uint8 scale the largest value is 255 whatever the source depth (16-bit values
+    // are divided by 257, and 65535 / 257 = 255).
+    let max = 255.0;
     let (w32, h32) = (w as u32, h as u32);
     match channels {
         1 => {
@@ -549,7 +539,7 @@ pub fn mat_bytes(name: &str, data: &[f32], rows: usize, cols: usize) -> Vec<u8> 
 /// column-major data)`.
 pub fn mat_file_bytes(vars: &[(&str, &[usize], &[f32])]) -> Vec<u8> {
     fn pad8(v: &mut Vec<u8>) {
-        while v.len() % 8 != 0 {
+        while !v.len().is_multiple_of(8) {
             v.push(0);
         }
     }

@@ -137,7 +137,7 @@ fn node_text(out: &mut String, label: &str, v: &Value, level: usize, depth: usiz
                     for (f, fv) in s.fields.iter().zip(el) {
                         node_text(
                             out,
-                            &format!("{prefix}.{f}").trim_start_matches('.').to_string(),
+                            format!("{prefix}.{f}").trim_start_matches('.'),
                             fv,
                             level + 1,
                             depth,

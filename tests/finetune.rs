@@ -233,10 +233,10 @@ fn same_class_finetuning_keeps_accuracy_and_zero_learn_rate_freezes() {
     )
     .unwrap();
     for l in net.layers.iter_mut() {
-        if let matcnn::net::LayerKind::Conv2d(c) = &mut l.kind {
-            if l.name == "conv_2" {
-                c.weights.as_mut().unwrap().lr_factor = 0.0;
-            }
+        if let matcnn::net::LayerKind::Conv2d(c) = &mut l.kind
+            && l.name == "conv_2"
+        {
+            c.weights.as_mut().unwrap().lr_factor = 0.0;
         }
     }
     let dev = burn::prelude::Device::flex();
@@ -335,7 +335,13 @@ fn gradients_equal_finite_differences() {
     for (i, node) in model.nodes.iter().enumerate() {
         let Op::Conv(c) = &node.op else { continue };
         let dims = c.weight.val().dims();
-        let g: Vec<f32> = c.weight.grad(&grads).unwrap().into_data().to_vec().unwrap();
+        let g: Vec<f32> = c
+            .weight
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec()
+            .unwrap();
         let mut idx: Vec<usize> = (0..g.len()).collect();
         idx.sort_by(|a, b| g[*b].abs().total_cmp(&g[*a].abs()));
         for &j in &idx[..3] {

@@ -291,7 +291,7 @@ impl<'a> Resolver<'a> {
     /// Decodes a reference array `[0xDD000000, ndims, dims.., ids.., class_id]`.
     fn reference(&mut self, r: &[u32]) -> Result<Value> {
         let ndims = r[1] as usize;
-        if ndims < 2 || ndims > 32 || r.len() < 2 + ndims + 1 {
+        if !(2..=32).contains(&ndims) || r.len() < 2 + ndims + 1 {
             return Err(mcos(format!(
                 "object reference with {ndims} dimensions in a {}-word array",
                 r.len()

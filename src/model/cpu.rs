@@ -45,7 +45,7 @@ impl FastConv {
             c.padding,
             PaddingConfig2d::Explicit(..) | PaddingConfig2d::Valid
         ) && c.groups > 0
-            && cout % c.groups == 0
+            && cout.is_multiple_of(c.groups)
     }
 
     /// Takes `c`'s weights (without a copy where the backend allows it); `None` for
