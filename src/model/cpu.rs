@@ -273,11 +273,58 @@ pub fn max_pool2d(x: Tensor<4>, k: [usize; 2], s: [usize; 2], pad: [usize; 4]) -
     Tensor::from_data(TensorData::new(out, [n, c, oh, ow]), &device)
 }
 
+/// Concatenation of `[N, C_i, H, W]` tensors along the channels: each image's block of each
+/// input is one contiguous copy.
+pub fn concat_channels(xs: Vec<Tensor<4>>) -> Tensor<4> {
+    let [n, _, h, w] = xs[0].dims();
+    let device = xs[0].device();
+    let chans: Vec<usize> = xs.iter().map(|t| t.dims()[1]).collect();
+    if xs.iter().any(|t| {
+        let [tn, _, th, tw] = t.dims();
+        (tn, th, tw) != (n, h, w)
+    }) {
+        // Shapes that do not line up: Burn's op reports it.
+        return Tensor::cat(xs, 1);
+    }
+    let ctot: usize = chans.iter().sum();
+    let datas: Vec<Vec<f32>> = xs
+        .into_iter()
+        .map(|t| t.into_data().try_into_vec::<f32>().expect("f32 data"))
+        .collect();
+    let hw = h * w;
+    let mut out = vec![0f32; n * ctot * hw];
+    out.par_chunks_mut(ctot * hw)
+        .enumerate()
+        .for_each(|(img, o)| {
+            let mut at = 0;
+            for (d, &c) in datas.iter().zip(&chans) {
+                o[at..at + c * hw].copy_from_slice(&d[img * c * hw..(img + 1) * c * hw]);
+                at += c * hw;
+            }
+        });
+    Tensor::from_data(TensorData::new(out, [n, ctot, h, w]), &device)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use burn::nn::PaddingConfig2d;
     use burn::nn::pool::MaxPool2dConfig;
+
+    #[test]
+    fn concat_equals_burns() {
+        let dev = Device::flex();
+        let mk = |c: usize, seed: u64| {
+            let mut rng = crate::train::Rng::new(seed);
+            let v: Vec<f32> = (0..2 * c * 3 * 4).map(|_| rng.uniform() as f32).collect();
+            Tensor::<4>::from_data(TensorData::new(v, [2, c, 3, 4]), &dev)
+        };
+        let xs = vec![mk(2, 1), mk(5, 2), mk(1, 3)];
+        let want = Tensor::cat(xs.clone(), 1).into_data();
+        let got = concat_channels(xs).into_data();
+        assert_eq!(got.shape, want.shape);
+        assert_eq!(got.try_to_vec::<f32>().ok(), want.try_to_vec::<f32>().ok());
+    }
 
     /// The kernel equals Burn's max pooling on the same input, over kernels, strides and
     /// asymmetric paddings (including negative inputs, where padding must not win).

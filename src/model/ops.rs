@@ -436,6 +436,9 @@ impl Op {
                         CONCAT_H => 2,
                         _ => 3,
                     };
+                    if axis == 1 && super::cpu::is_plain_flex(&all[0]) {
+                        return super::cpu::concat_channels(all);
+                    }
                     Tensor::cat(all, axis)
                 }
                 FLATTEN => {
