@@ -369,3 +369,71 @@ fn gradients_equal_finite_differences() {
     }
     assert_eq!(checked, 9);
 }
+
+/// `--resume` continues exactly: 1 epoch + resume to 2 gives the weights of 2 epochs in one run
+/// (the optimizer's state comes back with the checkpoint); without the saved optimizer state
+/// it does not.
+#[test]
+fn resume_restores_the_optimizer_state() {
+    let dir = tmpdir("resume");
+    let (images, labels) = mnist_test();
+    write_two_class_folders(&dir.join("train"), &images, &labels, 0..300);
+    let data = dir.join("train");
+    let run = |out: &Path, epochs: &str, resume: bool| {
+        let mut args = vec![
+            "finetune",
+            "--data",
+            data.to_str().unwrap(),
+            "--epochs",
+            epochs,
+            "--batch-size",
+            "32",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.001",
+            "--seed",
+            "5",
+            "--output",
+            out.to_str().unwrap(),
+        ];
+        if resume {
+            args.push("--resume");
+        }
+        matcnn(&args);
+    };
+    let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
+    run(&a, "2", false);
+    run(&b, "1", false);
+    // c: a copy of b's first epoch without the optimizer's state.
+    std::fs::create_dir_all(c.join("checkpoints/epoch-001")).unwrap();
+    for f in ["training_log.csv"] {
+        std::fs::copy(b.join(f), c.join(f)).unwrap();
+    }
+    for f in ["network.json", "weights.bpk"] {
+        std::fs::copy(
+            b.join("checkpoints/epoch-001").join(f),
+            c.join("checkpoints/epoch-001").join(f),
+        )
+        .unwrap();
+    }
+    assert!(b.join("checkpoints/epoch-001/optimizer.bpk").is_file());
+    run(&b, "2", true);
+    run(&c, "2", true);
+    let weights = |d: &Path| {
+        saved_weights(&d.join("checkpoints/epoch-002"))
+            .layers
+            .into_iter()
+            .map(|l| l.kind)
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        weights(&a) == weights(&b),
+        "1 epoch + resume differs from 2 epochs"
+    );
+    assert!(
+        weights(&a) != weights(&c),
+        "resuming without the optimizer state should differ"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -525,6 +525,91 @@ impl<'a> Trainer<'a> {
     }
 }
 
+/// The optimizer's state in a checkpoint, and the ids of the parameters it is keyed by.
+pub const OPTIMIZER_STATE: &str = "optimizer.bpk";
+const PARAM_IDS: &str = "param_ids.json";
+
+struct IdCollector(Vec<u64>);
+
+impl burn::module::ModuleVisitor for IdCollector {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        self.0.push(param.id.val());
+    }
+}
+
+struct IdSetter<'a> {
+    ids: &'a [u64],
+    next: usize,
+}
+
+impl burn::module::ModuleMapper for IdSetter<'_> {
+    fn map_float<const D: usize>(
+        &mut self,
+        mut param: burn::module::Param<Tensor<D>>,
+    ) -> burn::module::Param<Tensor<D>> {
+        if let Some(&id) = self.ids.get(self.next) {
+            param.id = ParamId::from(id);
+        }
+        self.next += 1;
+        param
+    }
+}
+
+/// Gives the parameters of a module rebuilt from a checkpoint the ids they had when the
+/// checkpoint was written (the optimizer's saved state is keyed by them).
+fn restore_param_ids(model: MatNet, dir: &Path) -> Result<MatNet, TrainError> {
+    let path = dir.join(PARAM_IDS);
+    let text = std::fs::read_to_string(&path).map_err(|e| TrainError::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    let ids: Vec<u64> = serde_json::from_str(&text)
+        .map_err(|e| TrainError::Setup(format!("{}: {e}", path.display())))?;
+    let mut count = IdCollector(vec![]);
+    model.visit(&mut count);
+    if count.0.len() != ids.len() {
+        return Err(TrainError::Setup(format!(
+            "{}: {} parameter ids for a network with {} parameters",
+            path.display(),
+            ids.len(),
+            count.0.len()
+        )));
+    }
+    Ok(model.map(&mut IdSetter { ids: &ids, next: 0 }))
+}
+
+impl Trainer<'_> {
+    /// Writes the optimizer's state and the parameter ids it refers to into `dir`.
+    pub fn save_optimizer(&self, dir: &Path) -> Result<(), TrainError> {
+        let mut ids = IdCollector(vec![]);
+        self.model().visit(&mut ids);
+        let path = dir.join(PARAM_IDS);
+        std::fs::write(
+            &path,
+            serde_json::to_string(&ids.0).unwrap_or_else(|_| "[]".into()),
+        )
+        .map_err(|e| TrainError::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        let path = dir.join(OPTIMIZER_STATE);
+        self.optim
+            .to_record()
+            .save(&path)
+            .map_err(|e| TrainError::Setup(format!("{}: {e:?}", path.display())))
+    }
+
+    /// Loads the optimizer's state written by [`save_optimizer`](Self::save_optimizer).
+    pub fn load_optimizer(&mut self, dir: &Path) -> Result<(), TrainError> {
+        let path = dir.join(OPTIMIZER_STATE);
+        let record = burn::optim::OptimizerRecord::load(&path)
+            .map_err(|e| TrainError::Setup(format!("{}: {e:?}", path.display())))?;
+        let optim = std::mem::replace(&mut self.optim, SgdConfig::new().init());
+        self.optim = optim.load_record(record);
+        Ok(())
+    }
+}
+
 /// What the caller sees of training.
 pub trait Progress {
     fn epoch_start(&mut self, _epoch: usize, _batches: usize) {}
@@ -562,11 +647,25 @@ pub fn finetune(
         )));
     }
     device.seed(opts.seed);
-    let mut trainer = Trainer::new(net, model, opts)?;
     let io = |p: &Path, e: std::io::Error| TrainError::Io {
         path: p.display().to_string(),
         source: e,
     };
+    // Resuming: the optimizer's state (momentum, Adam's moments) from the last checkpoint, when
+    // it was saved there, so that training continues as if it had not stopped.
+    let previous = out_dir
+        .join("checkpoints")
+        .join(format!("epoch-{:03}", start_epoch.saturating_sub(1)));
+    let resume_state = start_epoch > 1 && previous.join(OPTIMIZER_STATE).is_file();
+    let model = if resume_state {
+        restore_param_ids(model, &previous)?
+    } else {
+        model
+    };
+    let mut trainer = Trainer::new(net, model, opts)?;
+    if resume_state {
+        trainer.load_optimizer(&previous)?;
+    }
     std::fs::create_dir_all(out_dir.join("checkpoints")).map_err(|e| io(out_dir, e))?;
     let mut rng = Rng::new(opts.seed);
     // Advance the shuffling generator past the epochs already done.
@@ -618,6 +717,7 @@ pub fn finetune(
             .join("checkpoints")
             .join(format!("epoch-{epoch:03}"));
         saved::save(&described, &inference, &ckpt, true)?;
+        trainer.save_optimizer(&ckpt)?;
         write_log(&out_dir.join("training_log.csv"), &history).map_err(|e| io(out_dir, e))?;
         plot::training_curve(&history, &out_dir.join("training_curve.png"))
             .map_err(|e| io(out_dir, e))?;
