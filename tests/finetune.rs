@@ -407,9 +407,7 @@ fn resume_restores_the_optimizer_state() {
     run(&b, "1", false);
     // c: a copy of b's first epoch without the optimizer's state.
     std::fs::create_dir_all(c.join("checkpoints/epoch-001")).unwrap();
-    for f in ["training_log.csv"] {
-        std::fs::copy(b.join(f), c.join(f)).unwrap();
-    }
+    std::fs::copy(b.join("training_log.csv"), c.join("training_log.csv")).unwrap();
     for f in ["network.json", "weights.bpk"] {
         std::fs::copy(
             b.join("checkpoints/epoch-001").join(f),
