@@ -5,7 +5,9 @@
 
 use super::error::{MatError, Result};
 use super::value::*;
+use rayon::prelude::*;
 use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 // Data element types.
 const MI_INT8: u32 = 1;
@@ -213,30 +215,48 @@ fn text(data: &[u8]) -> String {
     String::from_utf8_lossy(&data[..end]).into_owned()
 }
 
-/// Inflates one miCOMPRESSED element, refusing output beyond `limit` bytes.
-pub(crate) fn inflate(data: &[u8], limit: u64, at: u64, context: &str) -> Result<Vec<u8>> {
+/// Inflates one miCOMPRESSED element, drawing its output size from `budget` (shared by the
+/// elements inflated in parallel): once the budget is spent, inflation stops with
+/// [`MatError::TooLarge`]. The output is read in 1 MiB steps, so no thread overshoots the
+/// budget by more than that.
+pub(crate) fn inflate(data: &[u8], budget: &AtomicU64, at: u64, context: &str) -> Result<Vec<u8>> {
+    const STEP: u64 = 1 << 20;
+    let limit = budget.load(Ordering::Relaxed);
     let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(limit as usize));
-    let mut dec = flate2::read::ZlibDecoder::new(data).take(limit + 1);
-    dec.read_to_end(&mut out).map_err(|e| MatError::Inflate {
-        offset: at,
-        msg: e.to_string(),
-        context: context.to_string(),
-    })?;
-    if out.len() as u64 > limit {
-        return Err(MatError::TooLarge {
-            what: format!("compressed element at byte {at}"),
-            requested: out.len() as u64,
-            limit,
-            context: context.to_string(),
-        });
+    let mut dec = flate2::read::ZlibDecoder::new(data);
+    loop {
+        let n = (&mut dec)
+            .take(STEP)
+            .read_to_end(&mut out)
+            .map_err(|e| MatError::Inflate {
+                offset: at,
+                msg: e.to_string(),
+                context: context.to_string(),
+            })?;
+        if n == 0 {
+            return Ok(out);
+        }
+        if budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                b.checked_sub(n as u64)
+            })
+            .is_err()
+        {
+            return Err(MatError::TooLarge {
+                what: format!("compressed element at byte {at}"),
+                requested: out.len() as u64,
+                limit,
+                context: context.to_string(),
+            });
+        }
     }
-    Ok(out)
 }
 
 /// Parses the data elements of a v5 stream (after its header) into top-level elements.
-/// Compressed elements are inflated; `budget` bounds the total inflated size.
+/// The tags are read first; then the elements (each a variable) are inflated and decoded in
+/// parallel, all drawing on `budget`, which bounds the total inflated size.
 pub(crate) fn read_elements(cur: &mut Cursor, budget: &mut u64) -> Result<Vec<TopElement>> {
-    let mut out = Vec::new();
+    let mut raw = Vec::new();
     while !cur.at_end() {
         // Trailing zero padding shorter than a tag is tolerated; anything else is a cut tag.
         if cur.buf.len() - cur.pos < 8 {
@@ -246,40 +266,45 @@ pub(crate) fn read_elements(cur: &mut Cursor, budget: &mut u64) -> Result<Vec<To
             return Err(cur.truncated(8));
         }
         let (ty, data, at) = cur.element()?;
-        match ty {
-            MI_COMPRESSED => {
-                let at = at - 8;
-                let ctx = format!("element at file byte {at}");
-                let inflated = inflate(data, *budget, at, &ctx)?;
-                *budget = budget.saturating_sub(inflated.len() as u64);
-                let mut inner = Cursor::new(&inflated, cur.big_endian, 0, &ctx);
-                let (ity, idata, _) = inner.element()?;
-                if ity != MI_MATRIX {
-                    return Err(inner.malformed(format!(
-                        "compressed element holds type {ity}, expected miMATRIX (14)"
-                    )));
-                }
-                let var = matrix(&inner, idata, 8, 0)?;
-                out.push(TopElement {
-                    offset: at,
-                    variable: var,
-                });
-            }
-            MI_MATRIX => {
-                let var = matrix(cur, data, at, 0)?;
-                out.push(TopElement {
-                    offset: at - 8,
-                    variable: var,
-                });
-            }
-            other => {
-                return Err(cur.malformed(format!(
-                    "top-level element of type {other}, expected miMATRIX or miCOMPRESSED"
-                )));
-            }
+        if ty != MI_COMPRESSED && ty != MI_MATRIX {
+            return Err(cur.malformed(format!(
+                "top-level element of type {ty}, expected miMATRIX or miCOMPRESSED"
+            )));
         }
+        raw.push((ty, data, at));
     }
-    Ok(out)
+    let shared = AtomicU64::new(*budget);
+    let parent: &Cursor = cur;
+    let decode = |&(ty, data, at): &(u32, &[u8], u64)| -> Result<TopElement> {
+        if ty == MI_MATRIX {
+            return Ok(TopElement {
+                offset: at - 8,
+                variable: matrix(parent, data, at, 0)?,
+            });
+        }
+        let at = at - 8;
+        let ctx = format!("element at file byte {at}");
+        let inflated = inflate(data, &shared, at, &ctx)?;
+        let mut inner = Cursor::new(&inflated, parent.big_endian, 0, &ctx);
+        let (ity, idata, _) = inner.element()?;
+        if ity != MI_MATRIX {
+            return Err(inner.malformed(format!(
+                "compressed element holds type {ity}, expected miMATRIX (14)"
+            )));
+        }
+        Ok(TopElement {
+            offset: at,
+            variable: matrix(&inner, idata, 8, 0)?,
+        })
+    };
+    let decoded: Vec<Result<TopElement>> = if raw.len() > 1 {
+        raw.par_iter().map(decode).collect()
+    } else {
+        raw.iter().map(decode).collect()
+    };
+    *budget = shared.load(Ordering::Relaxed);
+    // The first error in file order, as a sequential reader would report.
+    decoded.into_iter().collect()
 }
 
 /// Decodes an miMATRIX payload (`data`, found at offset `start` of `parent`'s buffer) into a
