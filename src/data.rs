@@ -152,7 +152,7 @@ pub fn load_array(spec: &str, input: [usize; 3], spatial: bool) -> Result<Batch,
             path: format!("{file}:{var}"),
             msg,
         };
-        let mat = MatFile::read(file).map_err(|e| err(e.to_string()))?;
+        let mat = MatFile::read_vars(file, &[var]).map_err(|e| err(e.to_string()))?;
         let v = mat.get(var).map_err(|e| err(e.to_string()))?;
         let a = match v {
             Value::Numeric(a) if a.imag.is_none() => a,
@@ -262,7 +262,7 @@ pub fn load_sequences(spec: &str, channels: usize) -> Result<Vec<Sequence>, Data
             path: format!("{file}:{var}"),
             msg,
         };
-        let mat = MatFile::read(file).map_err(|e| err(e.to_string()))?;
+        let mat = MatFile::read_vars(file, &[var]).map_err(|e| err(e.to_string()))?;
         let v = mat.get(var).map_err(|e| err(e.to_string()))?;
         // One C x T matrix; `what` names it in errors.
         let matrix = |v: &Value, what: &str| -> Result<Sequence, DataError> {

@@ -323,8 +323,11 @@ fn main() {
 }
 
 fn dump(file: &Path, var: Option<&str>, depth: usize, json: bool) -> Result<()> {
-    let mut mat =
-        matcnn::mat::MatFile::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut mat = match var {
+        Some(v) => matcnn::mat::MatFile::read_vars(file, &[v]),
+        None => matcnn::mat::MatFile::read(file),
+    }
+    .with_context(|| format!("reading {}", file.display()))?;
     if let Some(name) = var {
         mat.get(name)
             .with_context(|| format!("in {}", file.display()))?;

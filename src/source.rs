@@ -50,7 +50,13 @@ pub fn load(model: Option<&Path>, var: Option<&str>) -> Result<Loaded> {
             })
         }
         Some(p) => {
-            let file = MatFile::read(p).with_context(|| format!("reading {}", p.display()))?;
+            // With --var only that variable is decoded (lazy reading); without it every variable
+            // is, to find the network among them.
+            let file = match var {
+                Some(v) => MatFile::read_vars(p, &[v]),
+                None => MatFile::read(p),
+            }
+            .with_context(|| format!("reading {}", p.display()))?;
             let net = net::import(&file, var)
                 .with_context(|| format!("importing the network from {}", p.display()))?;
             Ok(Loaded {

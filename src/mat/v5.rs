@@ -255,7 +255,11 @@ pub(crate) fn inflate(data: &[u8], budget: &AtomicU64, at: u64, context: &str) -
 /// Parses the data elements of a v5 stream (after its header) into top-level elements.
 /// The tags are read first; then the elements (each a variable) are inflated and decoded in
 /// parallel, all drawing on `budget`, which bounds the total inflated size.
-pub(crate) fn read_elements(cur: &mut Cursor, budget: &mut u64) -> Result<Vec<TopElement>> {
+pub(crate) fn read_elements(
+    cur: &mut Cursor,
+    budget: &mut u64,
+    keep: Option<&(dyn Fn(&str, u64) -> bool + Sync)>,
+) -> Result<Vec<TopElement>> {
     let mut raw = Vec::new();
     while !cur.at_end() {
         // Trailing zero padding shorter than a tag is tolerated; anything else is a cut tag.
@@ -275,12 +279,20 @@ pub(crate) fn read_elements(cur: &mut Cursor, budget: &mut u64) -> Result<Vec<To
     }
     let shared = AtomicU64::new(*budget);
     let parent: &Cursor = cur;
-    let decode = |&(ty, data, at): &(u32, &[u8], u64)| -> Result<TopElement> {
+    let decode = |&(ty, data, at): &(u32, &[u8], u64)| -> Result<Option<TopElement>> {
+        // Lazy reading: a variable the caller does not want is skipped after reading its name
+        // (for a compressed one, from the first few KiB inflated).
+        if let Some(keep) = keep
+            && let Some(name) = variable_name(ty, data, parent.big_endian)
+            && !keep(&name, at - 8)
+        {
+            return Ok(None);
+        }
         if ty == MI_MATRIX {
-            return Ok(TopElement {
+            return Ok(Some(TopElement {
                 offset: at - 8,
                 variable: matrix(parent, data, at, 0)?,
-            });
+            }));
         }
         let at = at - 8;
         let ctx = format!("element at file byte {at}");
@@ -292,19 +304,61 @@ pub(crate) fn read_elements(cur: &mut Cursor, budget: &mut u64) -> Result<Vec<To
                 "compressed element holds type {ity}, expected miMATRIX (14)"
             )));
         }
-        Ok(TopElement {
+        Ok(Some(TopElement {
             offset: at,
             variable: matrix(&inner, idata, 8, 0)?,
-        })
+        }))
     };
-    let decoded: Vec<Result<TopElement>> = if raw.len() > 1 {
+    let decoded: Vec<Result<Option<TopElement>>> = if raw.len() > 1 {
         raw.par_iter().map(decode).collect()
     } else {
         raw.iter().map(decode).collect()
     };
     *budget = shared.load(Ordering::Relaxed);
     // The first error in file order, as a sequential reader would report.
-    decoded.into_iter().collect()
+    let all: Vec<Option<TopElement>> = decoded.into_iter().collect::<Result<_>>()?;
+    Ok(all.into_iter().flatten().collect())
+}
+
+/// The name of the variable in a top-level element, read without decoding its data; `None`
+/// when the header cannot be read that way (the element is then decoded in full).
+fn variable_name(ty: u32, data: &[u8], big_endian: bool) -> Option<String> {
+    let prefix;
+    let payload: &[u8] = if ty == MI_COMPRESSED {
+        let mut p = Vec::with_capacity(4096);
+        flate2::read::ZlibDecoder::new(data)
+            .take(4096)
+            .read_to_end(&mut p)
+            .ok()?;
+        prefix = p;
+        let tag = prefix.get(..4)?;
+        let t = if big_endian {
+            u32::from_be_bytes(tag.try_into().ok()?)
+        } else {
+            u32::from_le_bytes(tag.try_into().ok()?)
+        };
+        if t != MI_MATRIX {
+            return None;
+        }
+        prefix.get(8..)?
+    } else {
+        data
+    };
+    let mut c = Cursor::new(payload, big_endian, 0, "");
+    let (fty, flags, _) = c.element().ok()?;
+    if fty != MI_UINT32 || flags.len() < 8 {
+        return None;
+    }
+    let w0 = if big_endian {
+        u32::from_be_bytes([flags[0], flags[1], flags[2], flags[3]])
+    } else {
+        u32::from_le_bytes([flags[0], flags[1], flags[2], flags[3]])
+    };
+    if (w0 & 0xff) as u8 != MX_OPAQUE {
+        c.element().ok()?; // dimensions
+    }
+    let (nty, name, _) = c.element().ok()?;
+    (nty == MI_INT8 || nty == MI_UTF8).then(|| text(name))
 }
 
 /// Decodes an miMATRIX payload (`data`, found at offset `start` of `parent`'s buffer) into a
@@ -644,7 +698,7 @@ pub(crate) fn subsystem_cells(blob: &[u8], budget: &mut u64) -> Result<Option<Ve
         }
     };
     let mut cur = Cursor::new(&blob[8..], big, 8, origin);
-    let elems = read_elements(&mut cur, budget)?;
+    let elems = read_elements(&mut cur, budget, None)?;
     let Some(first) = elems.into_iter().next() else {
         return Ok(None);
     };

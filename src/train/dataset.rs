@@ -86,7 +86,8 @@ impl Dataset {
     /// Reads `X` (H x W x C x N, as MATLAB stores images) and `Y` (categorical, cellstr or
     /// numeric labels) from a `.mat` file.
     pub fn from_mat(path: &Path, h: usize, w: usize, c: usize) -> Result<Dataset, TrainError> {
-        let m = MatFile::read(path).map_err(|e| setup(format!("{}: {e}", path.display())))?;
+        let m = MatFile::read_vars(path, &["X", "Y"])
+            .map_err(|e| setup(format!("{}: {e}", path.display())))?;
         let x = m
             .get("X")
             .map_err(|e| setup(format!("{}: {e}", path.display())))?;
