@@ -149,10 +149,9 @@ pub fn conv2d(x: Tensor<4>, f: &FastConv) -> Tensor<4> {
                 );
             }
             if f.relu {
+                // A select, not a conditional store, so that it vectorizes; NaN stays NaN.
                 for v in og.iter_mut() {
-                    if *v < 0.0 {
-                        *v = 0.0;
-                    }
+                    *v = if *v < 0.0 { 0.0 } else { *v };
                 }
             }
         }
@@ -204,8 +203,17 @@ fn im2col(x: &[f32], col: &mut [f32], h: usize, w: usize, f: &FastConv, oh: usiz
             }
             let src = &plane[iy as usize * w..(iy as usize + 1) * w];
             let x0 = kx * dw;
-            if sw == 1 && x0 >= l && x0 - l + ow <= w {
-                d.copy_from_slice(&src[x0 - l..x0 - l + ow]);
+            if sw == 1 {
+                // Input column of output column ox is ox + x0 - l: copy the part inside the row,
+                // zero the padding on either side.
+                let lo = l.saturating_sub(x0).min(ow);
+                let hi = (w + l).saturating_sub(x0).clamp(lo, ow);
+                d[..lo].fill(0.0);
+                d[hi..].fill(0.0);
+                if lo < hi {
+                    let s0 = lo + x0 - l;
+                    d[lo..hi].copy_from_slice(&src[s0..s0 + (hi - lo)]);
+                }
             } else {
                 for (ox, v) in d.iter_mut().enumerate() {
                     let ix = (ox * sw + x0) as isize - l as isize;
@@ -325,6 +333,84 @@ mod tests {
         assert_eq!(got.dims(), want.dims());
         let (got, want) = (got.into_data(), want.into_data());
         assert_eq!(got.try_to_vec::<f32>().ok(), want.try_to_vec::<f32>().ok());
+    }
+
+    /// The convolution kernel equals Burn's, over strides, asymmetric and large paddings,
+    /// dilations, groups, 1x1 and whole-input kernels, with and without bias, batch 1 and 5.
+    #[test]
+    fn conv_equals_burns() {
+        use burn::nn::conv::Conv2dConfig;
+        let dev = Device::flex();
+        let mut rng = crate::train::Rng::new(9);
+        let mut rand =
+            |n: usize| -> Vec<f32> { (0..n).map(|_| (rng.uniform() * 2.0 - 1.0) as f32).collect() };
+        // (n, cin, h, w, cout, k, stride, [t, b, l, r], dilation, groups, bias)
+        let cases = [
+            (1, 3, 9, 8, 4, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 1, true),
+            (
+                5,
+                4,
+                7,
+                9,
+                6,
+                [3, 2],
+                [2, 1],
+                [0, 1, 1, 0],
+                [1, 1],
+                2,
+                false,
+            ),
+            (2, 2, 2, 2, 3, [7, 7], [1, 1], [3, 3, 3, 3], [1, 1], 1, true),
+            (1, 6, 5, 5, 4, [1, 1], [1, 1], [0, 0, 0, 0], [1, 1], 1, true),
+            (2, 3, 4, 4, 5, [4, 4], [1, 1], [0, 0, 0, 0], [1, 1], 1, true),
+            (1, 2, 9, 9, 2, [3, 3], [1, 2], [2, 2, 2, 2], [2, 2], 1, true),
+            (5, 4, 6, 6, 4, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 4, true),
+        ];
+        for (n, cin, h, w, cout, k, s, [t, b, l, r], d, g, bias) in cases {
+            let mut conv = Conv2dConfig::new([cin, cout], k)
+                .with_stride(s)
+                .with_dilation(d)
+                .with_groups(g)
+                .with_bias(bias)
+                .with_padding(PaddingConfig2d::Explicit(t, l, b, r))
+                .init(&dev);
+            let wd = conv.weight.val().dims();
+            conv.weight = burn::module::Param::from_tensor(Tensor::from_data(
+                TensorData::new(rand(wd.iter().product()), wd),
+                &dev,
+            ));
+            if bias {
+                conv.bias = Some(burn::module::Param::from_tensor(Tensor::from_data(
+                    TensorData::new(rand(cout), [cout]),
+                    &dev,
+                )));
+            }
+            let x = Tensor::<4>::from_data(
+                TensorData::new(rand(n * cin * h * w), [n, cin, h, w]),
+                &dev,
+            );
+            let want = conv.forward(x.clone());
+            for relu in [false, true] {
+                let mut f = FastConv::new(conv.clone()).expect("supported");
+                f.relu = relu;
+                let got = conv2d(x.clone(), &f);
+                assert_eq!(got.dims(), want.dims(), "case {cin} {k:?} {s:?}");
+                let want = if relu {
+                    burn::tensor::activation::relu(want.clone())
+                } else {
+                    want.clone()
+                };
+                let (a, b) = (
+                    got.into_data().try_to_vec::<f32>().unwrap_or_default(),
+                    want.into_data().try_to_vec::<f32>().unwrap_or_default(),
+                );
+                let diff = a
+                    .iter()
+                    .zip(&b)
+                    .fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+                assert!(diff < 1e-5, "case {cin} {k:?} {s:?} {d:?} g{g}: {diff}");
+            }
+        }
     }
 
     /// The kernel equals Burn's max pooling on the same input, over kernels, strides and
