@@ -106,10 +106,13 @@ pub fn conv2d(x: Tensor<4>, f: &FastConv) -> Tensor<4> {
             let col: &[f32] = if direct {
                 xg
             } else {
-                col_buf.clear();
-                col_buf.resize(kk * npix, 0.0);
-                im2col(xg, col_buf, h, w, f, oh, ow);
-                col_buf
+                // im2col writes every entry: grow the buffer, never clear it.
+                if col_buf.len() < kk * npix {
+                    col_buf.resize(kk * npix, 0.0);
+                }
+                let col = &mut col_buf[..kk * npix];
+                im2col(xg, col, h, w, f, oh, ow);
+                col
             };
             let og = &mut o[gi * cout_g * npix..(gi + 1) * cout_g * npix];
             if let Some(bias) = &f.bias {
@@ -260,9 +263,13 @@ pub fn max_pool2d(x: Tensor<4>, k: [usize; 2], s: [usize; 2], pad: [usize; 4]) -
                 for y in 0..h {
                     prow[l..l + w].copy_from_slice(&plane[y * w..(y + 1) * w]);
                     let hrow = &mut hm[y * ow..(y + 1) * ow];
-                    for (ox, v) in hrow.iter_mut().enumerate() {
-                        let win = &prow[ox * s[1]..ox * s[1] + k[1]];
-                        *v = win.iter().fold(f32::NEG_INFINITY, |m, &x| max(m, x));
+                    hrow.fill(f32::NEG_INFINITY);
+                    // Window column by window column: simple loops the compiler vectorizes.
+                    for kx in 0..k[1] {
+                        let src = &prow[kx..];
+                        for (ox, v) in hrow.iter_mut().enumerate() {
+                            *v = max(*v, src[ox * s[1]]);
+                        }
                     }
                 }
                 for oy in 0..oh {
