@@ -252,7 +252,8 @@ pub fn max_pool2d(x: Tensor<4>, k: [usize; 2], s: [usize; 2], pad: [usize; 4]) -
         .try_into_vec::<f32>()
         .expect("flex float tensors hold f32");
     let mut out = vec![0f32; n * c * oh * ow];
-    let max = |a: f32, b: f32| if b > a || b.is_nan() { b } else { a };
+    // `|`, not `||`: no branch, so the loops vectorize. NaN propagates, as in Burn's op.
+    let max = |a: f32, b: f32| if (b > a) | b.is_nan() { b } else { a };
     // Separable: the maximum over each window's columns for every input row (`hm`, on a row
     // padded with -inf), then over the window's rows.
     out.par_chunks_mut(oh * ow)
