@@ -147,11 +147,8 @@ impl MatFile {
             }
             k
         };
-        let elements = v5::read_elements(
-            &mut cur,
-            &mut budget,
-            only.map(|_| &keep as &(dyn Fn(&str, u64) -> bool + Sync)),
-        )?;
+        let elements =
+            v5::read_elements(&mut cur, &mut budget, only.map(|_| &keep as &v5::KeepFn))?;
         let mut vars = Vec::with_capacity(elements.len());
         let mut cells = None;
         for el in elements {

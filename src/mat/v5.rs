@@ -252,13 +252,17 @@ pub(crate) fn inflate(data: &[u8], budget: &AtomicU64, at: u64, context: &str) -
     }
 }
 
+/// Which top-level variables to decode: called with the variable's name and the file offset of
+/// its element.
+pub(crate) type KeepFn = dyn Fn(&str, u64) -> bool + Sync;
+
 /// Parses the data elements of a v5 stream (after its header) into top-level elements.
 /// The tags are read first; then the elements (each a variable) are inflated and decoded in
 /// parallel, all drawing on `budget`, which bounds the total inflated size.
 pub(crate) fn read_elements(
     cur: &mut Cursor,
     budget: &mut u64,
-    keep: Option<&(dyn Fn(&str, u64) -> bool + Sync)>,
+    keep: Option<&KeepFn>,
 ) -> Result<Vec<TopElement>> {
     let mut raw = Vec::new();
     while !cur.at_end() {
