@@ -254,7 +254,7 @@ pub(crate) fn inflate(data: &[u8], budget: &AtomicU64, at: u64, context: &str) -
 
 /// Which top-level variables to decode: called with the variable's name and the file offset of
 /// its element.
-pub(crate) type KeepFn = dyn Fn(&str, u64) -> bool + Sync;
+pub(crate) type KeepFn<'a> = dyn Fn(&str, u64) -> bool + Sync + 'a;
 
 /// Parses the data elements of a v5 stream (after its header) into top-level elements.
 /// The tags are read first; then the elements (each a variable) are inflated and decoded in
@@ -262,7 +262,7 @@ pub(crate) type KeepFn = dyn Fn(&str, u64) -> bool + Sync;
 pub(crate) fn read_elements(
     cur: &mut Cursor,
     budget: &mut u64,
-    keep: Option<&KeepFn>,
+    keep: Option<&KeepFn<'_>>,
 ) -> Result<Vec<TopElement>> {
     let mut raw = Vec::new();
     while !cur.at_end() {
