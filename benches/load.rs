@@ -15,62 +15,10 @@ use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_
 use matcnn::mat::MatFile;
 use matcnn::model::MatNet;
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-/// `target/bench-nets/NAME.mat`; the first missing file runs the generator (once, for all the
-/// networks); `None`, saying why, when that fails.
-fn generated(name: &str) -> Option<PathBuf> {
-    static FAILED: OnceLock<Option<String>> = OnceLock::new();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = root.join("target/bench-nets");
-    let path = dir.join(format!("{name}.mat"));
-    if path.exists() {
-        return Some(path);
-    }
-    let failed = FAILED.get_or_init(|| {
-        let python = std::env::var("MATCNN_BENCH_PYTHON").unwrap_or_else(|_| {
-            if Path::new("/tmp/benchvenv/bin/python").exists() {
-                "/tmp/benchvenv/bin/python".into()
-            } else {
-                "python3".into()
-            }
-        });
-        eprintln!(
-            "{} missing: generating with {python} scripts/gen_matconvnet.py",
-            path.display()
-        );
-        match Command::new(&python)
-            .current_dir(root)
-            .arg("scripts/gen_matconvnet.py")
-            .arg(&dir)
-            .arg("--no-verify")
-            .status()
-        {
-            Ok(s) if s.success() => None,
-            Ok(s) => Some(format!(
-                "the generator failed ({s}); set MATCNN_BENCH_PYTHON to a Python with numpy and scipy"
-            )),
-            Err(e) => Some(format!("cannot run {python}: {e}")),
-        }
-    });
-    match failed {
-        None if path.exists() => Some(path),
-        None => {
-            eprintln!(
-                "skipping {name}: the generator did not write {}",
-                path.display()
-            );
-            None
-        }
-        Some(why) => {
-            eprintln!("skipping {name}: {why}");
-            None
-        }
-    }
-}
+mod common;
+use common::generated;
 
 fn load(c: &mut Criterion) {
     let device = Device::flex();

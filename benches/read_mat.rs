@@ -5,13 +5,9 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use matcnn::mat::MatFile;
 use std::hint::black_box;
-use std::path::PathBuf;
 
-fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures")
-        .join(rel)
-}
+mod common;
+use common::fixture;
 
 const SQUEEZENET: &str = "gender-audio/trainedNetwork_1.mat";
 const MNIST: &str = "mw-workshop-mnist/MNIST_Network.mat";

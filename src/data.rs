@@ -204,27 +204,7 @@ pub fn load_array(spec: &str, input: [usize; 3], spatial: bool) -> Result<Batch,
             path: spec.to_string(),
             msg,
         };
-        let bytes = std::fs::read(spec).map_err(|e| DataError::Io {
-            path: spec.into(),
-            source: e,
-        })?;
-        let npy =
-            npyz::NpyFile::new(&bytes[..]).map_err(|e| err(format!("not a .npy file: {e}")))?;
-        let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
-        let order = npy.order();
-        let total: usize = shape.iter().product();
-        if total.saturating_mul(1) > bytes.len() {
-            return Err(err(format!(
-                "header declares {total} elements, more than the file holds"
-            )));
-        }
-        let data = read_npy_f32(npy).map_err(err)?;
-        let data = if order == npyz::Order::Fortran {
-            let axes: Vec<usize> = (0..shape.len()).collect();
-            permute_col_major(&data, &shape, &axes).map_err(err)?.0
-        } else {
-            data
-        };
+        let (shape, data) = read_npy(spec)?;
         let shape4 = match (spatial, shape.as_slice()) {
             (true, [n, ch, hh, ww]) if [*hh, *ww, *ch] == [h, w, c] => [*n, c, h, w],
             (true, [n, hh, ww]) if c == 1 && [*hh, *ww] == [h, w] => [*n, 1, h, w],
