@@ -74,12 +74,28 @@ impl FastConv {
     }
 }
 
-/// Convolution (cross-correlation, as Burn and MATLAB) of `[N, Cin, H, W]` by im2col and one
-/// `gemm` per image and group: `out[Cout, OH*OW] = W[Cout, K] x col[K, OH*OW] + bias`, ReLU
-/// fused when asked. im2col is skipped where the input already is the column matrix (1x1
-/// kernels with stride 1 and no padding, and kernels that cover the whole unpadded input, like
-/// MatConvNet's fully connected layers stored as convolutions).
+/// Raw pointer to the output buffer, shared by tasks that write disjoint parts of it.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: every task writes a region no other task touches (see `conv2d_tiled`).
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+/// Bytes of one im2col tile: small enough to stay in a core's L2 cache while gemm packs it.
+const COL_TILE_BYTES: usize = 512 * 1024;
+
+/// Convolution (cross-correlation, as Burn and MATLAB) of `[N, Cin, H, W]`, by im2col and
+/// single-threaded `gemm`s over tiles of output pixels: `out[Cout, P] = W[Cout, K] x col[K, P]
+/// + bias` for each image, group and tile of pixels `P`, ReLU fused when asked. The tiles are
+/// the parallel tasks (gemm's own threading is slower on these shapes), and each tile's column
+/// matrix fits in L2. im2col is skipped where the input already is the column matrix (1x1
+/// kernels with stride 1 and no padding); kernels that cover the whole unpadded input (fully
+/// connected layers stored as convolutions, as MatConvNet does) are one gemm over the batch.
 pub fn conv2d(x: Tensor<4>, f: &FastConv) -> Tensor<4> {
+    conv2d_tiled(x, f, None)
+}
+
+fn conv2d_tiled(x: Tensor<4>, f: &FastConv, tile: Option<usize>) -> Tensor<4> {
     let [n, cin, h, w] = x.dims();
     let device = x.device();
     let [t, b, l, r] = f.pad;
@@ -93,142 +109,239 @@ pub fn conv2d(x: Tensor<4>, f: &FastConv) -> Tensor<4> {
     let kk = cin_g * kh * kw;
     let npix = oh * ow;
     let data = x.into_data().try_into_vec::<f32>().expect("f32 data");
-    let direct = (kh == 1 && kw == 1 && f.stride == [1, 1] && f.pad == [0; 4])
-        || (oh == 1 && ow == 1 && f.pad == [0; 4] && ekh == h && ekw == w && f.dilation == [1, 1]);
     let mut out = vec![0f32; n * cout * npix];
-    // Parallel over images when there are enough of them, else inside each gemm.
-    let threads = rayon::current_num_threads();
-    let per_image = n >= 2 * threads;
-    let run = |img: usize, o: &mut [f32], col_buf: &mut Vec<f32>| {
-        let xi = &data[img * cin * h * w..(img + 1) * cin * h * w];
-        for gi in 0..g {
-            let xg = &xi[gi * cin_g * h * w..(gi + 1) * cin_g * h * w];
-            let col: &[f32] = if direct {
-                xg
-            } else {
-                // im2col writes every entry: grow the buffer, never clear it.
-                if col_buf.len() < kk * npix {
-                    col_buf.resize(kk * npix, 0.0);
-                }
-                let col = &mut col_buf[..kk * npix];
-                im2col(xg, col, h, w, f, oh, ow);
-                col
-            };
-            let og = &mut o[gi * cout_g * npix..(gi + 1) * cout_g * npix];
-            if let Some(bias) = &f.bias {
-                for (co, row) in og.chunks_mut(npix).enumerate() {
-                    row.fill(bias[gi * cout_g + co]);
-                }
+    let threads = rayon::current_num_threads().max(1);
+    let whole = oh == 1 && ow == 1 && f.pad == [0; 4] && ekh == h && ekw == w && g == 1;
+    if whole {
+        fully_connected(&data, &mut out, f, n, kk, threads);
+        return Tensor::from_data(TensorData::new(out, [n, cout, oh, ow]), &device);
+    }
+    let direct = kh == 1 && kw == 1 && f.stride == [1, 1] && f.pad == [0; 4];
+    // Pixels per tile: the im2col tile within its cache budget, and enough tasks for every
+    // thread (two each, for balance) when the batch alone does not give them.
+    let mut tp = if direct {
+        npix
+    } else {
+        (COL_TILE_BYTES / 4 / kk).max(64)
+    };
+    let jobs = n * g;
+    if jobs < 2 * threads {
+        let split = (2 * threads).div_ceil(jobs);
+        tp = tp.min(npix.div_ceil(split).max(16));
+    }
+    if let Some(t) = tile {
+        tp = t;
+    }
+    let tp = tp.clamp(1, npix);
+    let tiles = npix.div_ceil(tp);
+    let outp = OutPtr(out.as_mut_ptr());
+    thread_local! {
+        // im2col buffers are kept per thread between calls: a fresh allocation of this size
+        // costs its page faults again on every call.
+        static COL: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let task = |job: usize| {
+        let outp = outp;
+        let (img, rest) = (job / (g * tiles), job % (g * tiles));
+        let (gi, ti) = (rest / tiles, rest % tiles);
+        let p0 = ti * tp;
+        let p1 = (p0 + tp).min(npix);
+        let np = p1 - p0;
+        let xg = &data[(img * cin + gi * cin_g) * h * w..(img * cin + (gi + 1) * cin_g) * h * w];
+        let wg = &f.weight[gi * cout_g * kk..(gi + 1) * cout_g * kk];
+        // SAFETY: this task owns rows gi*cout_g.. of image img, columns p0..p1: disjoint from
+        // every other task's, and inside `out`, which outlives the parallel loop.
+        let dst = unsafe { outp.0.add((img * cout + gi * cout_g) * npix + p0) };
+        if let Some(bias) = &f.bias {
+            for co in 0..cout_g {
+                // SAFETY: as above, row co's columns p0..p1.
+                let row = unsafe { std::slice::from_raw_parts_mut(dst.add(co * npix), np) };
+                row.fill(bias[gi * cout_g + co]);
             }
-            let wg = &f.weight[gi * cout_g * kk..(gi + 1) * cout_g * kk];
-            let par = if per_image {
-                gemm::Parallelism::None
-            } else {
-                gemm::Parallelism::Rayon(0)
-            };
-            // SAFETY: dst is [cout_g, npix], lhs [cout_g, kk], rhs [kk, npix], all row-major
-            // and in bounds of their slices; no aliasing between dst and the inputs.
+        }
+        let mm = |rhs: *const f32, rhs_rs: usize| {
+            // SAFETY: dst is [cout_g, np] with row stride npix, lhs [cout_g, kk], rhs [kk, np]
+            // with row stride rhs_rs, all in bounds; dst does not alias the inputs.
             unsafe {
                 gemm::gemm(
                     cout_g,
-                    npix,
+                    np,
                     kk,
-                    og.as_mut_ptr(),
+                    dst,
                     1,
                     npix as isize,
                     f.bias.is_some(),
                     wg.as_ptr(),
                     1,
                     kk as isize,
-                    col.as_ptr(),
+                    rhs,
                     1,
-                    npix as isize,
+                    rhs_rs as isize,
                     1.0,
                     1.0,
                     false,
                     false,
                     false,
-                    par,
+                    gemm::Parallelism::None,
                 );
             }
-            if f.relu {
+        };
+        if direct {
+            mm(xg[p0..].as_ptr(), npix);
+        } else {
+            let with_col = |col: &mut Vec<f32>| {
+                // im2col writes every entry: grow the buffer, never clear it.
+                if col.len() < kk * np {
+                    col.resize(kk * np, 0.0);
+                }
+                im2col(xg, &mut col[..kk * np], h, w, f, ow, p0, p1);
+                mm(col.as_ptr(), np);
+            };
+            COL.with(|c| match c.try_borrow_mut() {
+                Ok(mut buf) => with_col(&mut buf),
+                Err(_) => with_col(&mut Vec::new()),
+            });
+        }
+        if f.relu {
+            for co in 0..cout_g {
+                // SAFETY: as above.
+                let row = unsafe { std::slice::from_raw_parts_mut(dst.add(co * npix), np) };
                 // A select, not a conditional store, so that it vectorizes; NaN stays NaN.
-                for v in og.iter_mut() {
+                for v in row.iter_mut() {
                     *v = if *v < 0.0 { 0.0 } else { *v };
                 }
             }
         }
     };
-    // im2col buffers are kept per thread between calls: a fresh allocation of this size costs
-    // its page faults again on every call.
-    thread_local! {
-        static COL: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    let with_buf = |img: usize, o: &mut [f32]| {
-        // A rayon thread waiting inside a nested parallel loop may start another image: it then
-        // finds its buffer borrowed and uses a fresh one.
-        COL.with(|b| match b.try_borrow_mut() {
-            Ok(mut buf) => run(img, o, &mut buf),
-            Err(_) => run(img, o, &mut Vec::new()),
-        });
-    };
-    if per_image {
-        out.par_chunks_mut(cout * npix)
-            .enumerate()
-            .for_each(|(img, o)| with_buf(img, o));
-    } else {
-        for (img, o) in out.chunks_mut(cout * npix).enumerate() {
-            with_buf(img, o);
-        }
-    }
+    (0..n * g * tiles).into_par_iter().for_each(task);
     Tensor::from_data(TensorData::new(out, [n, cout, oh, ow]), &device)
 }
 
-/// Column matrix `[cin * kh * kw, oh * ow]` of one image's `[cin, h, w]` planes.
+/// A kernel covering the whole unpadded input, as one gemm over the batch: `out[N, Cout] =
+/// x[N, K] x W[Cout, K]^T + bias`, split over output channels between the threads (at batch 1
+/// this reads the weights once, in parallel).
+fn fully_connected(
+    data: &[f32],
+    out: &mut [f32],
+    f: &FastConv,
+    n: usize,
+    kk: usize,
+    threads: usize,
+) {
+    let cout = f.cout;
+    let outp = OutPtr(out.as_mut_ptr());
+    let chunk = cout.div_ceil(threads * 2).max(16).min(cout);
+    let chunks = cout.div_ceil(chunk);
+    (0..chunks).into_par_iter().for_each(|ci| {
+        let outp = outp;
+        let c0 = ci * chunk;
+        let c1 = (c0 + chunk).min(cout);
+        // SAFETY: columns c0..c1 of every row of `out` ([n, cout]) belong to this task only.
+        let dst = unsafe { outp.0.add(c0) };
+        if let Some(bias) = &f.bias {
+            for i in 0..n {
+                // SAFETY: as above.
+                let row = unsafe { std::slice::from_raw_parts_mut(dst.add(i * cout), c1 - c0) };
+                row.copy_from_slice(&bias[c0..c1]);
+            }
+        }
+        // SAFETY: dst is [c1-c0, n] with column stride cout (out is [n, cout] row-major), lhs is
+        // rows c0..c1 of W [cout, kk], rhs is x^T: [kk, n] with column stride kk.
+        unsafe {
+            gemm::gemm(
+                c1 - c0,
+                n,
+                kk,
+                dst,
+                cout as isize,
+                1,
+                f.bias.is_some(),
+                f.weight[c0 * kk..].as_ptr(),
+                1,
+                kk as isize,
+                data.as_ptr(),
+                kk as isize,
+                1,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+        if f.relu {
+            for i in 0..n {
+                // SAFETY: as above.
+                let row = unsafe { std::slice::from_raw_parts_mut(dst.add(i * cout), c1 - c0) };
+                for v in row.iter_mut() {
+                    *v = if *v < 0.0 { 0.0 } else { *v };
+                }
+            }
+        }
+    });
+}
+
+/// Columns `p0..p1` of the column matrix `[cin * kh * kw, oh * ow]` of one image's `[cin, h,
+/// w]` planes, into `col` (`[cin * kh * kw, p1 - p0]`).
 #[allow(clippy::too_many_arguments)]
-fn im2col(x: &[f32], col: &mut [f32], h: usize, w: usize, f: &FastConv, oh: usize, ow: usize) {
+fn im2col(
+    x: &[f32],
+    col: &mut [f32],
+    h: usize,
+    w: usize,
+    f: &FastConv,
+    ow: usize,
+    p0: usize,
+    p1: usize,
+) {
     let [kh, kw] = f.k;
     let [t, _, l, _] = f.pad;
     let [sh, sw] = f.stride;
     let [dh, dw] = f.dilation;
-    let npix = oh * ow;
-    col.par_chunks_mut(npix).enumerate().for_each(|(row, dst)| {
+    let np = p1 - p0;
+    for (row, dst) in col.chunks_exact_mut(np).enumerate() {
         let c = row / (kh * kw);
         let ky = (row / kw) % kh;
         let kx = row % kw;
         let plane = &x[c * h * w..(c + 1) * h * w];
-        for oy in 0..oh {
-            let d = &mut dst[oy * ow..(oy + 1) * ow];
+        let x0 = kx * dw;
+        // Output columns whose input column ox * sw + x0 - l lies inside the row.
+        let lo = l.saturating_sub(x0).div_ceil(sw).min(ow);
+        let hi = (w + l).saturating_sub(x0).div_ceil(sw).clamp(lo, ow);
+        let mut p = p0;
+        while p < p1 {
+            let oy = p / ow;
+            let a = p % ow;
+            let e = ow.min(a + (p1 - p));
+            let d = &mut dst[p - p0..p - p0 + (e - a)];
+            p += e - a;
             let iy = (oy * sh + ky * dh) as isize - t as isize;
             if iy < 0 || iy >= h as isize {
                 d.fill(0.0);
                 continue;
             }
             let src = &plane[iy as usize * w..(iy as usize + 1) * w];
-            let x0 = kx * dw;
-            if sw == 1 {
-                // Input column of output column ox is ox + x0 - l: copy the part inside the row,
-                // zero the padding on either side.
-                let lo = l.saturating_sub(x0).min(ow);
-                let hi = (w + l).saturating_sub(x0).clamp(lo, ow);
-                d[..lo].fill(0.0);
-                d[hi..].fill(0.0);
-                if lo < hi {
-                    let s0 = lo + x0 - l;
-                    d[lo..hi].copy_from_slice(&src[s0..s0 + (hi - lo)]);
-                }
-            } else {
-                for (ox, v) in d.iter_mut().enumerate() {
-                    let ix = (ox * sw + x0) as isize - l as isize;
-                    *v = if ix >= 0 && ix < w as isize {
-                        src[ix as usize]
-                    } else {
-                        0.0
-                    };
+            // The inside part of this row's columns a..e; zeros either side.
+            let (ia, ib) = (lo.clamp(a, e), hi.clamp(a, e));
+            d[..ia - a].fill(0.0);
+            d[ib - a..].fill(0.0);
+            if ia < ib {
+                let s0 = ia * sw + x0 - l;
+                let d = &mut d[ia - a..ib - a];
+                if sw == 1 {
+                    d.copy_from_slice(&src[s0..s0 + d.len()]);
+                } else {
+                    // Every sw-th input column: the first of each chunk of sw (the last chunk
+                    // may be shorter, never empty).
+                    let s = &src[s0..=s0 + (d.len() - 1) * sw];
+                    for (v, c) in d.iter_mut().zip(s.chunks(sw)) {
+                        *v = c[0];
+                    }
                 }
             }
         }
-    });
+    }
 }
 
 /// True when `x` lives on the plain flex CPU device.
@@ -254,32 +367,46 @@ pub fn max_pool2d(x: Tensor<4>, k: [usize; 2], s: [usize; 2], pad: [usize; 4]) -
     let mut out = vec![0f32; n * c * oh * ow];
     // `|`, not `||`: no branch, so the loops vectorize. NaN propagates, as in Burn's op.
     let max = |a: f32, b: f32| if (b > a) | b.is_nan() { b } else { a };
-    // Separable: the maximum over each window's columns for every input row (`hm`, on a row
-    // padded with -inf), then over the window's rows.
+    let (sx, kx) = (s[1], k[1]);
+    // Length of each stride phase of a padded row: phase q holds columns q, q + sx, ...
+    let plen = wp.div_ceil(sx);
+    // Separable, and unit-stride throughout: for each output row, the maximum over the
+    // window's rows (`vrow`, padded with -inf on either side), split into its `sx` stride
+    // phases, so that window column kx of output column ox is phase kx % sx at ox + kx / sx.
     out.par_chunks_mut(oh * ow)
         .zip(data.par_chunks(h * w))
         .for_each_init(
-            || (vec![f32::NEG_INFINITY; wp], vec![0f32; h * ow]),
-            |(prow, hm), (o, plane)| {
-                for y in 0..h {
-                    prow[l..l + w].copy_from_slice(&plane[y * w..(y + 1) * w]);
-                    let hrow = &mut hm[y * ow..(y + 1) * ow];
-                    hrow.fill(f32::NEG_INFINITY);
-                    // Window column by window column: simple loops the compiler vectorizes.
-                    for kx in 0..k[1] {
-                        let src = &prow[kx..];
-                        for (ox, v) in hrow.iter_mut().enumerate() {
-                            *v = max(*v, src[ox * s[1]]);
-                        }
-                    }
-                }
+            || (vec![f32::NEG_INFINITY; wp], vec![f32::NEG_INFINITY; sx * plen]),
+            |(vrow, phases), (o, plane)| {
                 for oy in 0..oh {
                     let y0 = (oy * s[0]).saturating_sub(t);
                     let y1 = (oy * s[0] + k[0]).saturating_sub(t).min(h);
+                    let inner = &mut vrow[l..l + w];
+                    if y0 >= y1 {
+                        // A window entirely in the padding (only with oversized padding).
+                        inner.fill(f32::NEG_INFINITY);
+                    } else {
+                        inner.copy_from_slice(&plane[y0 * w..(y0 + 1) * w]);
+                        for y in y0 + 1..y1 {
+                            for (d, &v) in inner.iter_mut().zip(&plane[y * w..(y + 1) * w]) {
+                                *d = max(*d, v);
+                            }
+                        }
+                    }
+                    if sx == 1 {
+                        phases[..wp].copy_from_slice(vrow);
+                    } else {
+                        for (i, chunk) in vrow.chunks(sx).enumerate() {
+                            for (q, &v) in chunk.iter().enumerate() {
+                                phases[q * plen + i] = v;
+                            }
+                        }
+                    }
                     let orow = &mut o[oy * ow..(oy + 1) * ow];
-                    orow.copy_from_slice(&hm[y0 * ow..(y0 + 1) * ow]);
-                    for y in y0 + 1..y1 {
-                        for (d, &v) in orow.iter_mut().zip(&hm[y * ow..(y + 1) * ow]) {
+                    orow.fill(f32::NEG_INFINITY);
+                    for j in 0..kx {
+                        let ph = &phases[(j % sx) * plen + j / sx..];
+                        for (d, &v) in orow.iter_mut().zip(ph) {
                             *d = max(*d, v);
                         }
                     }
@@ -344,7 +471,8 @@ mod tests {
     }
 
     /// The convolution kernel equals Burn's, over strides, asymmetric and large paddings,
-    /// dilations, groups, 1x1 and whole-input kernels, with and without bias, batch 1 and 5.
+    /// dilations, groups, 1x1 and whole-input kernels, with and without bias, batch 1 to 5, and
+    /// tile sizes.
     #[test]
     fn conv_equals_burns() {
         use burn::nn::conv::Conv2dConfig;
@@ -373,6 +501,45 @@ mod tests {
             (2, 3, 4, 4, 5, [4, 4], [1, 1], [0, 0, 0, 0], [1, 1], 1, true),
             (1, 2, 9, 9, 2, [3, 3], [1, 2], [2, 2, 2, 2], [2, 2], 1, true),
             (5, 4, 6, 6, 4, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 4, true),
+            (
+                3,
+                5,
+                11,
+                13,
+                7,
+                [3, 3],
+                [2, 2],
+                [1, 1, 1, 1],
+                [1, 1],
+                1,
+                true,
+            ),
+            (
+                1,
+                3,
+                12,
+                10,
+                5,
+                [1, 1],
+                [2, 2],
+                [0, 0, 0, 0],
+                [1, 1],
+                1,
+                false,
+            ),
+            (
+                4,
+                3,
+                3,
+                3,
+                9,
+                [3, 3],
+                [1, 1],
+                [0, 0, 0, 0],
+                [1, 1],
+                1,
+                false,
+            ),
         ];
         for (n, cin, h, w, cout, k, s, [t, b, l, r], d, g, bias) in cases {
             let mut conv = Conv2dConfig::new([cin, cout], k)
@@ -398,10 +565,16 @@ mod tests {
                 &dev,
             );
             let want = conv.forward(x.clone());
-            for relu in [false, true] {
+            // Tiles of the chosen size, of one pixel, and of sizes that cut output rows.
+            for (relu, tile) in [
+                (false, None),
+                (true, None),
+                (true, Some(1)),
+                (false, Some(7)),
+            ] {
                 let mut f = FastConv::new(conv.clone()).expect("supported");
                 f.relu = relu;
-                let got = conv2d(x.clone(), &f);
+                let got = conv2d_tiled(x.clone(), &f, tile);
                 assert_eq!(got.dims(), want.dims(), "case {cin} {k:?} {s:?}");
                 let want = if relu {
                     burn::tensor::activation::relu(want.clone())
@@ -416,7 +589,10 @@ mod tests {
                     .iter()
                     .zip(&b)
                     .fold(0f32, |m, (p, q)| m.max((p - q).abs()));
-                assert!(diff < 1e-5, "case {cin} {k:?} {s:?} {d:?} g{g}: {diff}");
+                assert!(
+                    diff < 1e-5,
+                    "case {cin} {k:?} {s:?} {d:?} g{g} tile {tile:?}: {diff}"
+                );
             }
         }
     }
@@ -438,6 +614,9 @@ mod tests {
             ([3, 3], [1, 1], [1, 1, 1, 1]),
             ([3, 2], [2, 1], [0, 1, 1, 0]),
             ([2, 3], [1, 2], [1, 0, 0, 2]),
+            ([3, 3], [3, 3], [1, 1, 1, 1]),
+            ([2, 2], [1, 1], [0, 0, 0, 0]),
+            ([3, 1], [3, 2], [2, 0, 0, 1]),
         ] {
             let [t, b, l, r] = pad;
             let want = MaxPool2dConfig::new(k)
