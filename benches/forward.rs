@@ -27,7 +27,7 @@ use common::{fixture, generated};
 
 /// Reads, imports and builds the network for inference, with its input as `[C, H, W]`.
 fn load(path: &Path, device: &Device) -> (MatNet, [usize; 3]) {
-    let loaded = matcnn::source::load(Some(path), None)
+    let mut loaded = matcnn::source::load(Some(path), None)
         .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
     let shape = match loaded.net.input().map(|l| &l.kind) {
         Some(LayerKind::ImageInput { size, .. }) => [size.c, size.h, size.w],

@@ -394,7 +394,7 @@ fn bench(
     let device = device_for(backend)?;
     // Loading: reading the file, importing the network and building the module on the device.
     let t0 = std::time::Instant::now();
-    let loaded = load(net_args.model.as_deref(), net_args.var.as_deref())?;
+    let mut loaded = load(net_args.model.as_deref(), net_args.var.as_deref())?;
     let read_import_ms = t0.elapsed().as_secs_f64() * 1e3;
     let model = loaded
         .build_for_inference(&device)
@@ -490,7 +490,7 @@ fn predict(
             output.display()
         );
     }
-    let loaded = load(net_args.model.as_deref(), net_args.var.as_deref())?;
+    let mut loaded = load(net_args.model.as_deref(), net_args.var.as_deref())?;
     let net = &loaded.net;
     if net.is_sequence() {
         return predict_sequences(
@@ -610,7 +610,7 @@ fn infer(
     backend: Option<Backend>,
     json: bool,
 ) -> Result<()> {
-    let loaded = load(net_args.model.as_deref(), net_args.var.as_deref())?;
+    let mut loaded = load(net_args.model.as_deref(), net_args.var.as_deref())?;
     let net = &loaded.net;
     let ([h, w, c], spatial) = input_shape(net)?;
     if !spatial {
@@ -629,6 +629,7 @@ fn infer(
     }
     let device = device_for(backend)?;
     let model = loaded.build_for_inference(&device)?;
+    let net = &loaded.net;
     let has_softmax = net
         .layers
         .iter()

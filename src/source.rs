@@ -33,8 +33,14 @@ impl Loaded {
 
     /// The module for inference only: as [`build`](Self::build), with batch normalization
     /// folded into the layers that feed it and, on the CPU, matcnn's own convolution kernel.
-    pub fn build_for_inference(&self, device: &Device) -> Result<MatNet> {
-        Ok(self.build(device)?.fold_batch_norm().0.prepare_cpu())
+    /// The values are moved from the description into the module (no second copy of the
+    /// weights): afterwards `self.net` describes the network without its values.
+    pub fn build_for_inference(&mut self, device: &Device) -> Result<MatNet> {
+        let m = match &self.record {
+            Some(r) => saved::load_model(&self.net, r, device)?,
+            None => MatNet::from_network_owned(&mut self.net, device)?,
+        };
+        Ok(m.fold_batch_norm().0.prepare_cpu())
     }
 }
 
@@ -57,7 +63,7 @@ pub fn load(model: Option<&Path>, var: Option<&str>) -> Result<Loaded> {
                 None => MatFile::read(p),
             }
             .with_context(|| format!("reading {}", p.display()))?;
-            let net = net::import(&file, var)
+            let net = net::import_owned(file, var)
                 .with_context(|| format!("importing the network from {}", p.display()))?;
             Ok(Loaded {
                 net,
@@ -68,7 +74,8 @@ pub fn load(model: Option<&Path>, var: Option<&str>) -> Result<Loaded> {
         None => {
             let file =
                 MatFile::from_bytes(DEMO_MODEL).context("reading the built-in demo network")?;
-            let net = net::import(&file, var).context("importing the built-in demo network")?;
+            let net =
+                net::import_owned(file, var).context("importing the built-in demo network")?;
             Ok(Loaded {
                 net,
                 record: None,

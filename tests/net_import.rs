@@ -1018,3 +1018,37 @@ fn errors_name_variable_layer_class_and_property() {
         assert!(msg.contains(part), "{msg}");
     }
 }
+
+/// Importing by moving the weights out of the decoded file (`import_owned`, what the CLI does)
+/// gives exactly the network that importing with copies gives, on every fixture network: all
+/// layers, shapes and values, reordered in place or not.
+#[test]
+fn owned_import_equals_copying_import() {
+    let cases: &[(&str, Option<&str>)] = &[
+        ("basheer-digit-bn/net.mat", None),
+        ("chandrachapa-mnist-bn/net.mat", None),
+        ("dncnn-matconvnet/DnCNN-epoch-50.mat", None),
+        ("dncnn-matconvnet/sigma=25.mat", None),
+        ("fuma28-speech/trainedNet.mat", None),
+        ("gender-audio/trainedNetwork_1.mat", None),
+        ("kwr-trafficlight-onnx/net.mat", None),
+        ("mimo-detect/trainedNet_test.mat", None),
+        ("mw-eegnet/eegNet.mat", None),
+        ("mw-fault-lstm/TrainedModel.mat", None),
+        ("mw-workshop-mnist/MNIST_Network.mat", None),
+        ("pac48-dlnet/TFNetPretrained.mat", None),
+        ("pac48-dlnet/dlnet.mat", None),
+        ("saurabh-mlp/trainedNet.mat", None),
+        ("vikas-fruit-tf/net.mat", None),
+        ("vikas-fruit-tf/net.mat", Some("layers")),
+    ];
+    for &(path, var) in cases {
+        let copied = net::import(&read(path), var).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let mut owned =
+            net::import_owned(read(path), var).unwrap_or_else(|e| panic!("{path} owned: {e}"));
+        assert_eq!(owned, copied, "{path} {var:?}");
+        // The trained networks have values (the untrained layer array may not).
+        let values: usize = owned.tensors_mut().iter().map(|t| t.data.len()).sum();
+        assert!(var.is_some() || values > 0, "{path}: no values");
+    }
+}

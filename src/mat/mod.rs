@@ -57,12 +57,12 @@ impl MatFile {
             Ok(map) => {
                 #[cfg(unix)]
                 let _ = map.advise(memmap2::Advice::Sequential);
-                Self::from_bytes_with(&map, only)
+                Self::from_bytes_with(&map, only, true)
             }
             Err(_) => {
                 drop(file);
                 let bytes = std::fs::read(path).map_err(io)?;
-                Self::from_bytes_with(&bytes, only)
+                Self::from_bytes_with(&bytes, only, false)
             }
         }
     }
@@ -78,10 +78,11 @@ impl MatFile {
 
     /// Decodes a file held in memory.
     pub fn from_bytes(bytes: &[u8]) -> Result<MatFile> {
-        Self::from_bytes_with(bytes, None)
+        Self::from_bytes_with(bytes, None, false)
     }
 
-    fn from_bytes_with(bytes: &[u8], only: Option<&[String]>) -> Result<MatFile> {
+    /// `mapped`: `bytes` is a read-only file mapping, whose decoded pages may be released.
+    fn from_bytes_with(bytes: &[u8], only: Option<&[String]>, mapped: bool) -> Result<MatFile> {
         if bytes.len() < 128 {
             return Err(MatError::NotMat(format!(
                 "{} bytes, shorter than the 128-byte MAT header",
@@ -107,7 +108,7 @@ impl MatFile {
             u16::from_le_bytes([bytes[124], bytes[125]])
         };
         match version {
-            0x0100 => Self::read_v5(bytes, header, big_endian, only),
+            0x0100 => Self::read_v5(bytes, header, big_endian, only, mapped),
             0x0200 => {
                 let (vars, cells) = hdf5::read_v73(bytes)?;
                 let variables = resolve_objects(vars, cells)?;
@@ -128,6 +129,7 @@ impl MatFile {
         header: String,
         big_endian: bool,
         only: Option<&[String]>,
+        mapped: bool,
     ) -> Result<MatFile> {
         let s = &bytes[116..124];
         let subsys_offset = if s.iter().all(|&b| b == b' ' || b == 0) {
@@ -139,6 +141,7 @@ impl MatFile {
         };
         let mut budget = (bytes.len() as u64).saturating_mul(v5::MAX_INFLATE_RATIO);
         let mut cur = v5::Cursor::new(&bytes[128..], big_endian, 128, "");
+        cur.mapped = mapped;
         let skipped = std::sync::Mutex::new(Vec::new());
         let keep = |name: &str, offset: u64| {
             let k = offset == subsys_offset || only.is_none_or(|o| o.iter().any(|n| n == name));

@@ -58,6 +58,32 @@ pub(crate) struct Cursor<'a> {
     pub big_endian: bool,
     base: u64,
     origin: &'a str,
+    /// The buffer is a read-only file mapping whose decoded parts may be handed back to the
+    /// kernel ([`release`]).
+    pub mapped: bool,
+}
+
+/// Hands the whole pages inside `data`, a part of a read-only file mapping that has been
+/// decoded and will not be read again, back to the kernel: they leave the resident set (the
+/// page cache keeps them), so a mapped file and the arrays decoded from it are not resident
+/// together. Reading those bytes again would fault them back in, unchanged.
+fn release(data: &[u8]) {
+    #[cfg(unix)]
+    {
+        const PAGE: usize = 4096;
+        let start = (data.as_ptr() as usize).next_multiple_of(PAGE);
+        let end = (data.as_ptr() as usize + data.len()) / PAGE * PAGE;
+        if end > start {
+            // SAFETY: [start, end) lies inside `data`, which the caller guarantees is part of a
+            // read-only file mapping (`Cursor::mapped`): MADV_DONTNEED only drops the mapped
+            // pages, and their content, the file's, is the same when faulted in again.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = data;
 }
 
 impl<'a> Cursor<'a> {
@@ -68,6 +94,7 @@ impl<'a> Cursor<'a> {
             big_endian,
             base,
             origin,
+            mapped: false,
         }
     }
     fn offset(&self) -> u64 {
@@ -175,7 +202,9 @@ macro_rules! decode_as {
 }
 
 /// Decodes `n` numbers of element type `ty` into storage of MATLAB class `class`.
-fn numeric(ty: u32, data: &[u8], big: bool, class: u8, n: usize) -> Option<NumData> {
+/// `mapped`: `data` is part of a read-only file mapping, released ([`release`]) as it is
+/// decoded.
+fn numeric(ty: u32, data: &[u8], big: bool, class: u8, n: usize, mapped: bool) -> Option<NumData> {
     macro_rules! conv {
         ($dst:ty) => {{
             let v: Vec<$dst> = match ty {
@@ -193,6 +222,30 @@ fn numeric(ty: u32, data: &[u8], big: bool, class: u8, n: usize) -> Option<NumDa
             };
             v
         }};
+    }
+    if ty == MI_SINGLE && class == 7 {
+        // The common case (weights): a plain loop over aligned-size chunks, which compiles to
+        // vector loads (or byte swaps).
+        // Decoded in steps of 4 MiB, each step's source pages released once decoded, so that
+        // a large array and its mapped bytes are never resident together.
+        const STEP: usize = 1 << 20;
+        let mut v = vec![0f32; n];
+        v.par_chunks_mut(STEP)
+            .zip(data.par_chunks(4 * STEP))
+            .for_each(|(dst, src)| {
+                for (d, c) in dst.iter_mut().zip(src.chunks_exact(4)) {
+                    let b = [c[0], c[1], c[2], c[3]];
+                    *d = if big {
+                        f32::from_be_bytes(b)
+                    } else {
+                        f32::from_le_bytes(b)
+                    };
+                }
+                if mapped {
+                    release(src);
+                }
+            });
+        return Some(NumData::F32(v));
     }
     Some(match class {
         6 => NumData::F64(conv!(f64)),
@@ -374,6 +427,7 @@ fn matrix(parent: &Cursor, data: &[u8], start: u64, depth: usize) -> Result<Vari
         big_endian: parent.big_endian,
         base: start,
         origin: parent.origin,
+        mapped: parent.mapped,
     };
     if data.is_empty() {
         // An empty miMATRIX is MATLAB's empty double [].
@@ -586,7 +640,7 @@ fn body(
                 if n < nnz {
                     return Err(c.malformed(format!("sparse array has {n} values, needs {nnz}")));
                 }
-                numeric(ty, d, c.big_endian, 6, nnz)
+                numeric(ty, d, c.big_endian, 6, nnz, false)
                     .map(|v| v.to_f64_vec())
                     .ok_or_else(|| c.malformed(format!("sparse values of element type {ty}")))
             };
@@ -625,8 +679,12 @@ fn numeric_part(c: &mut Cursor, class: u8, n: usize, dims: &[usize]) -> Result<N
             data.len() / sz
         )));
     }
-    numeric(ty, data, c.big_endian, class, n)
-        .ok_or_else(|| c.malformed(format!("numeric class {class}")))
+    let v = numeric(ty, data, c.big_endian, class, n, c.mapped)
+        .ok_or_else(|| c.malformed(format!("numeric class {class}")))?;
+    if c.mapped {
+        release(data);
+    }
+    Ok(v)
 }
 
 fn sub_matrix(c: &mut Cursor, depth: usize) -> Result<Value> {

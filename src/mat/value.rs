@@ -4,6 +4,7 @@
 //! reports `size`). [`NumericArray::to_row_major`] is the one place that reorders elements for
 //! tensors.
 
+use rayon::prelude::*;
 use std::sync::Arc;
 
 /// A numeric array's element storage, in the array's MATLAB class (data stored on disk in a
@@ -522,6 +523,134 @@ pub struct Variable {
     pub value: Value,
 }
 
+/// A `single` array's values met by [`Value::drain_f32`]: handed over when the value owned them
+/// alone, lent when they belong to a MATLAB object referenced from elsewhere too.
+pub enum F32Buf<'a> {
+    Owned(Vec<f32>),
+    Shared(&'a [f32]),
+}
+
+impl F32Buf<'_> {
+    pub fn as_slice(&self) -> &[f32] {
+        match self {
+            F32Buf::Owned(v) => v,
+            F32Buf::Shared(s) => s,
+        }
+    }
+}
+
+impl Value {
+    /// Consumes the value, passing every `single` numeric array in it to `f`, in storage order.
+    /// Arrays go out owned (no copy) except inside objects that other references still share.
+    pub fn drain_f32(self, f: &mut dyn FnMut(F32Buf)) {
+        match self {
+            Value::Numeric(NumericArray {
+                real: NumData::F32(v),
+                ..
+            }) => f(F32Buf::Owned(v)),
+            Value::Struct(s) => s
+                .elements
+                .into_iter()
+                .flatten()
+                .for_each(|v| v.drain_f32(f)),
+            Value::Cell(c) => c.data.into_iter().for_each(|v| v.drain_f32(f)),
+            Value::FunctionHandle(v) => v.drain_f32(f),
+            Value::Object(o) => {
+                for obj in o.elements {
+                    match Arc::try_unwrap(obj) {
+                        Ok(obj) => obj.props.into_iter().for_each(|(_, v)| v.drain_f32(f)),
+                        Err(shared) => shared.props.iter().for_each(|(_, v)| v.visit_f32(f)),
+                    }
+                }
+            }
+            Value::Table(t) => t.columns.into_iter().for_each(|v| v.drain_f32(f)),
+            Value::Opaque(o) => o.data.drain_f32(f),
+            _ => {}
+        }
+    }
+
+    /// As [`drain_f32`](Self::drain_f32), lending every array.
+    fn visit_f32(&self, f: &mut dyn FnMut(F32Buf)) {
+        match self {
+            Value::Numeric(NumericArray {
+                real: NumData::F32(v),
+                ..
+            }) => f(F32Buf::Shared(v)),
+            Value::Struct(s) => s.elements.iter().flatten().for_each(|v| v.visit_f32(f)),
+            Value::Cell(c) => c.data.iter().for_each(|v| v.visit_f32(f)),
+            Value::FunctionHandle(v) => v.visit_f32(f),
+            Value::Object(o) => o
+                .elements
+                .iter()
+                .for_each(|obj| obj.props.iter().for_each(|(_, v)| v.visit_f32(f))),
+            Value::Table(t) => t.columns.iter().for_each(|v| v.visit_f32(f)),
+            Value::Opaque(o) => o.data.visit_f32(f),
+            _ => {}
+        }
+    }
+}
+
+/// Reorders a column-major array as [`permute_col_major`] does, reusing its buffer where the
+/// order allows it: when the reordering only permutes the leading MATLAB dimensions within each
+/// contiguous block (convolution weights `[kh, kw, Cin, Cout]` -> `[Cout, Cin, kh, kw]` transpose
+/// each `kh x kw` block; fully connected `[out, in]` -> `[in, out]` is the storage order
+/// itself), each block is reordered in place through a block-sized scratch buffer. Other orders
+/// fall back to a copy.
+pub fn permute_col_major_owned(
+    mut data: Vec<f32>,
+    dims: &[usize],
+    axes: &[usize],
+) -> Result<(Vec<f32>, Vec<usize>), String> {
+    let ndim = dims
+        .len()
+        .max(axes.iter().map(|a| a + 1).max().unwrap_or(0));
+    let dim = |d: usize| dims.get(d).copied().unwrap_or(1);
+    let total: usize = (0..ndim).map(dim).product();
+    // The block pattern: axes = [ndim-1, ..., m, (a permutation of 0..m)].
+    let block_m = (0..=ndim).find(|&m| {
+        axes.len() == ndim
+            && axes[..ndim - m]
+                .iter()
+                .enumerate()
+                .all(|(i, &a)| a == ndim - 1 - i)
+    });
+    let inner_ok = |m: usize| {
+        let mut inner = axes[ndim - m..].to_vec();
+        inner.sort_unstable();
+        inner.iter().enumerate().all(|(i, &a)| a == i)
+    };
+    let Some(m) = block_m.filter(|&m| total == data.len() && inner_ok(m)) else {
+        return permute_col_major(&data, dims, axes);
+    };
+    let shape: Vec<usize> = axes.iter().map(|&a| dim(a)).collect();
+    let inner = &axes[ndim - m..];
+    let block: usize = (0..m).map(dim).product();
+    if block <= 1 {
+        return Ok((data, shape));
+    }
+    let block_dims: Vec<usize> = (0..m).map(dim).collect();
+    // Where each output element of a block comes from: the permutation of the block's indices.
+    let idx: Vec<usize> = (0..block).collect();
+    let (map, _) = permute_col_major(&idx, &block_dims, inner)?;
+    if map.iter().enumerate().all(|(i, &j)| i == j) {
+        return Ok((data, shape));
+    }
+    // Blocks in parallel, in runs of about 1 MiB.
+    let run = block * (1usize << 18).div_ceil(block);
+    data.par_chunks_mut(run).for_each_init(
+        || vec![0f32; block],
+        |scratch, r| {
+            for b in r.chunks_exact_mut(block) {
+                scratch.copy_from_slice(b);
+                for (d, &j) in b.iter_mut().zip(&map) {
+                    *d = scratch[j];
+                }
+            }
+        },
+    );
+    Ok((data, shape))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -570,6 +699,34 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The owned variant gives the copying one's result, in place for block orders and by copy
+    /// for the others.
+    #[test]
+    fn owned_permute_equals_copying_permute() {
+        let dims = [3, 2, 4, 5];
+        let data: Vec<f32> = (0..120).map(|x| x as f32).collect();
+        for axes in [
+            &[3, 2, 0, 1][..],
+            &[3, 2, 1, 0],
+            &[3, 1, 0, 2],
+            &[0, 1, 2, 3],
+            &[2, 3, 0, 1],
+            &[3, 0, 1, 2],
+        ] {
+            let want = permute_col_major(&data, &dims, axes).unwrap();
+            let copy = data.clone();
+            let cptr = copy.as_ptr();
+            let got = permute_col_major_owned(copy, &dims, axes).unwrap();
+            assert_eq!(got, want, "{axes:?}");
+            if axes[..2] == [3, 2] {
+                assert_eq!(got.0.as_ptr(), cptr, "{axes:?} reuses the buffer");
+            }
+        }
+        // [out, in] -> [in, out] is the storage order.
+        let (v, shape) = permute_col_major_owned(data.clone(), &[10, 12], &[1, 0]).unwrap();
+        assert_eq!((v, shape), (data.clone(), vec![12, 10]));
     }
 
     #[test]

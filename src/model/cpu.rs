@@ -81,12 +81,19 @@ struct OutPtr(*mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
+impl OutPtr {
+    /// The pointer (a method, so that closures capture the whole `Send` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// Bytes of one im2col tile: small enough to stay in a core's L2 cache while gemm packs it.
 const COL_TILE_BYTES: usize = 512 * 1024;
 
 /// Convolution (cross-correlation, as Burn and MATLAB) of `[N, Cin, H, W]`, by im2col and
-/// single-threaded `gemm`s over tiles of output pixels: `out[Cout, P] = W[Cout, K] x col[K, P]
-/// + bias` for each image, group and tile of pixels `P`, ReLU fused when asked. The tiles are
+/// single-threaded `gemm`s over tiles of output pixels: `out[Cout, P] = bias + W[Cout, K] x
+/// col[K, P]` for each image, group and tile of pixels `P`, ReLU fused when asked. The tiles are
 /// the parallel tasks (gemm's own threading is slower on these shapes), and each tile's column
 /// matrix fits in L2. im2col is skipped where the input already is the column matrix (1x1
 /// kernels with stride 1 and no padding); kernels that cover the whole unpadded input (fully
@@ -141,7 +148,6 @@ fn conv2d_tiled(x: Tensor<4>, f: &FastConv, tile: Option<usize>) -> Tensor<4> {
         static COL: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     let task = |job: usize| {
-        let outp = outp;
         let (img, rest) = (job / (g * tiles), job % (g * tiles));
         let (gi, ti) = (rest / tiles, rest % tiles);
         let p0 = ti * tp;
@@ -151,7 +157,7 @@ fn conv2d_tiled(x: Tensor<4>, f: &FastConv, tile: Option<usize>) -> Tensor<4> {
         let wg = &f.weight[gi * cout_g * kk..(gi + 1) * cout_g * kk];
         // SAFETY: this task owns rows gi*cout_g.. of image img, columns p0..p1: disjoint from
         // every other task's, and inside `out`, which outlives the parallel loop.
-        let dst = unsafe { outp.0.add((img * cout + gi * cout_g) * npix + p0) };
+        let dst = unsafe { outp.get().add((img * cout + gi * cout_g) * npix + p0) };
         if let Some(bias) = &f.bias {
             for co in 0..cout_g {
                 // SAFETY: as above, row co's columns p0..p1.
@@ -233,11 +239,10 @@ fn fully_connected(
     let chunk = cout.div_ceil(threads * 2).max(16).min(cout);
     let chunks = cout.div_ceil(chunk);
     (0..chunks).into_par_iter().for_each(|ci| {
-        let outp = outp;
         let c0 = ci * chunk;
         let c1 = (c0 + chunk).min(cout);
         // SAFETY: columns c0..c1 of every row of `out` ([n, cout]) belong to this task only.
-        let dst = unsafe { outp.0.add(c0) };
+        let dst = unsafe { outp.get().add(c0) };
         if let Some(bias) = &f.bias {
             for i in 0..n {
                 // SAFETY: as above.
@@ -376,7 +381,12 @@ pub fn max_pool2d(x: Tensor<4>, k: [usize; 2], s: [usize; 2], pad: [usize; 4]) -
     out.par_chunks_mut(oh * ow)
         .zip(data.par_chunks(h * w))
         .for_each_init(
-            || (vec![f32::NEG_INFINITY; wp], vec![f32::NEG_INFINITY; sx * plen]),
+            || {
+                (
+                    vec![f32::NEG_INFINITY; wp],
+                    vec![f32::NEG_INFINITY; sx * plen],
+                )
+            },
             |(vrow, phases), (o, plane)| {
                 for oy in 0..oh {
                     let y0 = (oy * s[0]).saturating_sub(t);

@@ -75,6 +75,23 @@ pub struct MatNet {
 
 impl MatNet {
     /// Builds the module from a description, with its weights, on `device`.
+    /// As [`from_network`](Self::from_network), moving the values out of `net` rather than
+    /// copying them: afterwards `net` describes the network without its values, like one read
+    /// back from a saved network (also when building fails).
+    pub fn from_network_owned(net: &mut Network, device: &Device) -> Result<MatNet, ModelError> {
+        let values = net
+            .tensors_mut()
+            .into_iter()
+            .filter(|t| !t.data.is_empty())
+            .map(|t| {
+                let key = &*t as *const crate::net::Tensor as usize;
+                (key, std::mem::take(&mut t.data))
+            })
+            .collect();
+        let _moved = ops::TakeGuard::new(values);
+        Self::from_network(net, device)
+    }
+
     pub fn from_network(net: &Network, device: &Device) -> Result<MatNet, ModelError> {
         let unsupported: Vec<(String, String, String)> = net
             .layers

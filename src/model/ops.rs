@@ -15,6 +15,8 @@ use burn::nn::{
 };
 use burn::prelude::*;
 use burn::tensor::activation;
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 /// Input normalization: `(x - shift) * scale` with broadcastable `[1, C, H, W]` constants, saved
 /// in records as frozen parameters.
@@ -125,20 +127,51 @@ pub(crate) fn tensor<const D: usize>(
             format!("{what} has shape {:?}, expected {D} dimensions", t.shape),
         ));
     }
-    if t.data.is_empty() && t.numel() > 0 {
+    let data = values(t);
+    if data.is_empty() && t.numel() > 0 {
         // A description read back without data: zeros until the Burn record is loaded.
         return Ok(Tensor::zeros(t.shape.clone(), device));
     }
-    if t.numel() != t.data.len() {
+    if t.numel() != data.len() {
         return Err(err(
             l,
-            format!("{what} has {} values for shape {:?}", t.data.len(), t.shape),
+            format!("{what} has {} values for shape {:?}", data.len(), t.shape),
         ));
     }
     Ok(Tensor::from_data(
-        TensorData::new(t.data.clone(), t.shape.clone()),
+        TensorData::new(data, t.shape.clone()),
         device,
     ))
+}
+
+thread_local! {
+    /// While [`TakeGuard`] lives: tensor values moved out of the description being built,
+    /// keyed by the address of the [`layer::Tensor`] they belong to.
+    static TAKEN: RefCell<HashMap<usize, Vec<f32>>> = RefCell::new(HashMap::new());
+}
+
+/// Hands `values` (keyed as [`TAKEN`]) to the module being built, instead of copies of the
+/// description's values; whatever is left is dropped with the guard.
+pub(crate) struct TakeGuard;
+
+impl TakeGuard {
+    pub(crate) fn new(values: HashMap<usize, Vec<f32>>) -> TakeGuard {
+        TAKEN.with(|t| *t.borrow_mut() = values);
+        TakeGuard
+    }
+}
+
+impl Drop for TakeGuard {
+    fn drop(&mut self) {
+        TAKEN.with(|t| t.borrow_mut().clear());
+    }
+}
+
+/// `t`'s values: moved from [`TAKEN`] when they were handed over, else copied.
+fn values(t: &layer::Tensor) -> Vec<f32> {
+    TAKEN
+        .with(|m| m.borrow_mut().remove(&(t as *const layer::Tensor as usize)))
+        .unwrap_or_else(|| t.data.clone())
 }
 
 fn pads(l: &Layer, p: &PaddingMode) -> Result<Padding, ModelError> {
@@ -160,12 +193,13 @@ fn constant4(v: &layer::Tensor, device: &Device) -> Tensor<4> {
         1 => [1, s[0], 1, 1],
         _ => [1, 1, 1, v.numel().max(1)],
     };
-    if v.data.is_empty() {
+    let data = values(v);
+    if data.is_empty() {
         // Unknown statistics, or a description read back without data (the record fills it).
         let shape = if v.numel() == 0 { [1, 1, 1, 1] } else { shape };
         return Tensor::zeros(shape, device);
     }
-    Tensor::from_data(TensorData::new(v.data.clone(), shape), device)
+    Tensor::from_data(TensorData::new(data, shape), device)
 }
 
 fn frozen<const D: usize>(t: Tensor<D>) -> Param<Tensor<D>> {

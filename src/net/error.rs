@@ -49,6 +49,10 @@ pub enum NetError {
         container: String,
         message: String,
     },
+
+    /// Moving the weights out of the decoded file failed (an internal inconsistency).
+    #[error("variable '{variable}': taking the weights from the file: {message}")]
+    Weights { variable: String, message: String },
 }
 
 fn list(items: &[String]) -> String {

@@ -20,12 +20,42 @@ pub struct Tensor {
     pub shape: Vec<usize>,
     #[serde(skip)]
     pub data: Vec<f32>,
+    /// While a network is imported by [`import_owned`](super::import_owned): the stored array
+    /// the values will be moved from (`data` is empty until then).
+    #[serde(skip)]
+    pub(crate) pending: Option<Pending>,
+}
+
+/// A tensor's values still in the decoded file: the stored `single` array whose buffer starts
+/// at address `key`, to be reordered from MATLAB `dims` by `axes` (see
+/// [`permute_col_major`](crate::mat::permute_col_major)).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Pending {
+    pub key: usize,
+    pub dims: Vec<usize>,
+    pub axes: Vec<usize>,
 }
 
 impl Tensor {
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Self {
         debug_assert_eq!(shape.iter().product::<usize>(), data.len());
-        Tensor { shape, data }
+        Tensor {
+            shape,
+            data,
+            pending: None,
+        }
+    }
+    /// The same values under another shape of as many elements (pending values stay pending).
+    pub(crate) fn reshape(self, shape: Vec<usize>) -> Self {
+        debug_assert_eq!(shape.iter().product::<usize>(), self.numel());
+        Tensor { shape, ..self }
+    }
+    pub(crate) fn pending(shape: Vec<usize>, pending: Pending) -> Self {
+        Tensor {
+            shape,
+            data: Vec::new(),
+            pending: Some(pending),
+        }
     }
     /// Element count from the shape (a tensor read from a saved description has its shape but
     /// no data: the values come from the Burn record).
@@ -355,4 +385,57 @@ pub struct Network {
     pub outputs: Vec<usize>,
     /// Class names of a classification network (empty otherwise).
     pub classes: Vec<String>,
+}
+
+impl Network {
+    /// Every tensor of every layer (weights, statistics, normalization constants, states).
+    pub fn tensors_mut(&mut self) -> Vec<&mut Tensor> {
+        fn param(p: &mut Option<Param>) -> Option<&mut Tensor> {
+            p.as_mut().map(|p| &mut p.value)
+        }
+        let mut out = Vec::new();
+        for l in &mut self.layers {
+            match &mut l.kind {
+                LayerKind::ImageInput { normalization, .. }
+                | LayerKind::FeatureInput { normalization, .. }
+                | LayerKind::SequenceInput { normalization, .. } => match normalization {
+                    Normalization::None => {}
+                    Normalization::ZeroCenter { mean } => out.push(mean),
+                    Normalization::ZScore { mean, std } => out.extend([mean, std]),
+                    Normalization::RescaleSymmetric { min, max }
+                    | Normalization::RescaleZeroOne { min, max } => out.extend([min, max]),
+                },
+                LayerKind::Conv2d(c) => {
+                    out.extend(param(&mut c.weights).into_iter().chain(param(&mut c.bias)))
+                }
+                LayerKind::ConvTranspose2d(c) => {
+                    out.extend(param(&mut c.weights).into_iter().chain(param(&mut c.bias)))
+                }
+                LayerKind::FullyConnected(f) => {
+                    out.extend(param(&mut f.weights).into_iter().chain(param(&mut f.bias)))
+                }
+                LayerKind::BatchNorm(b) => out.extend(
+                    b.mean
+                        .as_mut()
+                        .into_iter()
+                        .chain(b.variance.as_mut())
+                        .chain(param(&mut b.scale))
+                        .chain(param(&mut b.offset)),
+                ),
+                LayerKind::GroupNorm(g) => {
+                    out.extend(param(&mut g.scale).into_iter().chain(param(&mut g.offset)))
+                }
+                LayerKind::Lstm(r) | LayerKind::Gru(r) => out.extend(
+                    param(&mut r.input_weights)
+                        .into_iter()
+                        .chain(param(&mut r.recurrent_weights))
+                        .chain(param(&mut r.bias))
+                        .chain(r.hidden_state.as_mut())
+                        .chain(r.cell_state.as_mut()),
+                ),
+                _ => {}
+            }
+        }
+        out
+    }
 }

@@ -7,9 +7,14 @@
 //! with trailing ones. Every element is converted to `f32` (MATLAB `single(x)`): hand-built
 //! networks may store `double` weights.
 
-use crate::mat::value::{NumericArray, permute_col_major};
+use crate::mat::MatFile;
+use crate::mat::value::{
+    F32Buf, NumData, NumericArray, permute_col_major, permute_col_major_owned,
+};
+use std::cell::Cell;
+use std::collections::HashMap;
 
-use super::layer::Tensor;
+use super::layer::{Network, Pending, Tensor};
 
 /// What a stored array should have looked like, and what it was.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,12 +60,126 @@ fn permute(a: &NumericArray, expected: &[usize], axes: &[usize]) -> Result<Tenso
     if !dims_match(&a.dims, expected) {
         return Err(err());
     }
+    if let NumData::F32(v) = &a.real
+        && v.len() >= DEFER_MIN
+        && DEFER.get()
+    {
+        // Checked here as the copy would be (same errors), moved later by `materialize`.
+        let shape = permuted_shape(expected, axes).map_err(|_| err())?;
+        return Ok(Tensor::pending(
+            shape,
+            Pending {
+                key: v.as_ptr() as usize,
+                dims: expected.to_vec(),
+                axes: axes.to_vec(),
+            },
+        ));
+    }
     let (data, shape) = match &a.real {
-        crate::mat::value::NumData::F32(v) => permute_col_major(v, expected, axes),
+        NumData::F32(v) => permute_col_major(v, expected, axes),
         other => permute_col_major(&other.to_f32_vec(), expected, axes),
     }
     .map_err(|_| err())?;
     Ok(Tensor::new(shape, data))
+}
+
+/// Arrays at least this long are moved out of the decoded file rather than copied, when
+/// importing with [`import_owned`](super::import_owned).
+const DEFER_MIN: usize = 1 << 14;
+
+thread_local! {
+    /// Set during [`import_owned`](super::import_owned): large arrays become pending tensors.
+    static DEFER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Makes [`permute`] leave large `single` arrays pending while it lives.
+pub(crate) struct DeferGuard;
+
+impl DeferGuard {
+    pub(crate) fn new() -> DeferGuard {
+        DEFER.set(true);
+        DeferGuard
+    }
+}
+
+impl Drop for DeferGuard {
+    fn drop(&mut self) {
+        DEFER.set(false);
+    }
+}
+
+/// The shape [`permute_col_major`] gives `dims` reordered by `axes`, with its checks.
+fn permuted_shape(dims: &[usize], axes: &[usize]) -> Result<Vec<usize>, String> {
+    let ndim = dims
+        .len()
+        .max(axes.iter().map(|a| a + 1).max().unwrap_or(0));
+    let dim = |d: usize| dims.get(d).copied().unwrap_or(1);
+    let mut seen = vec![false; ndim];
+    for &a in axes {
+        if std::mem::replace(&mut seen[a], true) {
+            return Err(format!("axis {a} named twice in {axes:?}"));
+        }
+    }
+    if seen.iter().enumerate().any(|(d, s)| !s && dim(d) != 1) {
+        return Err(format!("dims {dims:?} not all named in {axes:?}"));
+    }
+    Ok(axes.iter().map(|&a| dim(a)).collect())
+}
+
+/// Moves the values of `net`'s pending tensors out of `file` (consumed), reordering each in its
+/// own buffer where the order allows (see [`permute_col_major_owned`]): the decoded file and
+/// the network never hold the same weights twice. An array two tensors need is copied once.
+pub(crate) fn materialize(net: &mut Network, file: MatFile) -> Result<(), String> {
+    let mut want: HashMap<usize, Vec<&mut Tensor>> = HashMap::new();
+    for t in net.tensors_mut() {
+        if let Some(p) = &t.pending {
+            want.entry(p.key).or_default().push(t);
+        }
+    }
+    if want.is_empty() {
+        return Ok(());
+    }
+    let mut failed = None;
+    let mut fill = |buf: F32Buf| {
+        let Some(mut ts) = want.remove(&(buf.as_slice().as_ptr() as usize)) else {
+            return;
+        };
+        let last = ts.pop();
+        let mut set = |t: &mut Tensor, r: Result<(Vec<f32>, Vec<usize>), String>| match r {
+            Ok((data, _)) => {
+                t.data = data;
+                t.pending = None;
+            }
+            Err(e) => failed = Some(e),
+        };
+        for t in ts {
+            if let Some(p) = t.pending.clone() {
+                set(t, permute_col_major(buf.as_slice(), &p.dims, &p.axes));
+            }
+        }
+        if let Some(t) = last
+            && let Some(p) = t.pending.clone()
+        {
+            let r = match buf {
+                F32Buf::Owned(v) => permute_col_major_owned(v, &p.dims, &p.axes),
+                F32Buf::Shared(s) => permute_col_major(s, &p.dims, &p.axes),
+            };
+            set(t, r);
+        }
+    };
+    for v in file.variables {
+        v.value.drain_f32(&mut fill);
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    if !want.is_empty() {
+        return Err(format!(
+            "{} weight arrays not found again in the file",
+            want.len()
+        ));
+    }
+    Ok(())
 }
 
 /// `convolution2dLayer` / MatConvNet `conv` weights: `[kh, kw, Cin, Cout]` → `[Cout, Cin, kh, kw]`
@@ -90,10 +209,7 @@ pub fn grouped_conv2d_weights(
         &[kh, kw, channels_per_group, filters_per_group, groups],
         &[4, 3, 2, 0, 1],
     )?;
-    Ok(Tensor::new(
-        vec![groups * filters_per_group, channels_per_group, kh, kw],
-        t.data,
-    ))
+    Ok(t.reshape(vec![groups * filters_per_group, channels_per_group, kh, kw]))
 }
 
 /// `transposedConv2dLayer` weights: `[kh, kw, F, C]` (filters before channels) →
@@ -152,7 +268,7 @@ pub fn fc_weights(a: &NumericArray, outputs: usize) -> Result<FcWeights, LayoutE
     let [h, w, c, k] = hwck;
     let t = permute(a, &hwck, &[3, 2, 0, 1])?;
     Ok(FcWeights {
-        weights: Tensor::new(vec![k, c * h * w], t.data),
+        weights: t.reshape(vec![k, c * h * w]),
         input_hwc: Some([h, w, c]),
     })
 }

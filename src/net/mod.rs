@@ -106,6 +106,25 @@ fn resolve_path<'a>(file: &'a MatFile, path: &str) -> Result<&'a Value, NetError
 /// and the trained `net` imports `net`. Several candidates of the same rank are an error listing
 /// them; so is a file without any network.
 pub fn import(file: &MatFile, var: Option<&str>) -> Result<Network, NetError> {
+    import_with(file, var)
+}
+
+/// As [`import`], consuming the file: the large weight arrays are moved out of the decoded
+/// values and reordered in their own buffers, not copied, so that the file's values and the
+/// network never hold the same weights twice (peak memory about one copy of the weights).
+pub fn import_owned(file: MatFile, var: Option<&str>) -> Result<Network, NetError> {
+    let mut net = {
+        let _defer = layout::DeferGuard::new();
+        import_with(&file, var)?
+    };
+    layout::materialize(&mut net, file).map_err(|message| NetError::Weights {
+        variable: net.variable.clone(),
+        message,
+    })?;
+    Ok(net)
+}
+
+fn import_with(file: &MatFile, var: Option<&str>) -> Result<Network, NetError> {
     let (path, value, kind) = match var {
         Some(name) => {
             let value = resolve_path(file, name)?;
