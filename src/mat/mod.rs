@@ -141,7 +141,7 @@ impl MatFile {
         };
         let mut budget = (bytes.len() as u64).saturating_mul(v5::MAX_INFLATE_RATIO);
         let mut cur = v5::Cursor::new(&bytes[128..], big_endian, 128, "");
-        cur.mapped = mapped;
+        cur.releasable = mapped;
         let skipped = std::sync::Mutex::new(Vec::new());
         let keep = |name: &str, offset: u64| {
             let k = offset == subsys_offset || only.is_none_or(|o| o.iter().any(|n| n == name));

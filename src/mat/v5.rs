@@ -58,15 +58,19 @@ pub(crate) struct Cursor<'a> {
     pub big_endian: bool,
     base: u64,
     origin: &'a str,
-    /// The buffer is a read-only file mapping whose decoded parts may be handed back to the
-    /// kernel ([`release`]).
-    pub mapped: bool,
+    /// The decoded parts of the buffer may be handed back to the kernel ([`release`]): it is a
+    /// read-only file mapping, or an inflated element owned by the decoder.
+    pub releasable: bool,
 }
 
-/// Hands the whole pages inside `data`, a part of a read-only file mapping that has been
-/// decoded and will not be read again, back to the kernel: they leave the resident set (the
-/// page cache keeps them), so a mapped file and the arrays decoded from it are not resident
-/// together. Reading those bytes again would fault them back in, unchanged.
+/// Hands the whole pages inside `data` back to the kernel once they have been decoded: they
+/// leave the resident set, so a file's bytes (mapped, or inflated) and the arrays decoded from
+/// them are not resident together.
+///
+/// Only for buffers the decoder reads strictly forward and never again behind its position
+/// ([`Cursor::releasable`]): a read-only file mapping (a released page faults back in from the
+/// page cache, unchanged) or an element inflated by [`inflate`] for this decoding alone (a
+/// released page reads back as zeros; nothing reads it).
 fn release(data: &[u8]) {
     #[cfg(unix)]
     {
@@ -74,9 +78,8 @@ fn release(data: &[u8]) {
         let start = (data.as_ptr() as usize).next_multiple_of(PAGE);
         let end = (data.as_ptr() as usize + data.len()) / PAGE * PAGE;
         if end > start {
-            // SAFETY: [start, end) lies inside `data`, which the caller guarantees is part of a
-            // read-only file mapping (`Cursor::mapped`): MADV_DONTNEED only drops the mapped
-            // pages, and their content, the file's, is the same when faulted in again.
+            // SAFETY: [start, end) lies inside `data`, already decoded and never read again (see
+            // above); MADV_DONTNEED frees no memory the program owns, it only drops the pages.
             unsafe {
                 libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
             }
@@ -84,6 +87,29 @@ fn release(data: &[u8]) {
     }
     #[cfg(not(unix))]
     let _ = data;
+}
+
+/// A reader over a compressed element that releases the input behind it in 4 MiB steps.
+struct ReleasingReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+    released: usize,
+    releasable: bool,
+}
+
+impl Read for ReleasingReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        const STEP: usize = 4 << 20;
+        let n = buf.len().min(self.data.len() - self.pos);
+        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        // flate2 reads ahead into its own buffer: everything before `pos` has been consumed.
+        if self.releasable && self.pos - self.released >= STEP {
+            release(&self.data[self.released..self.pos]);
+            self.released = self.pos / 4096 * 4096;
+        }
+        Ok(n)
+    }
 }
 
 impl<'a> Cursor<'a> {
@@ -94,7 +120,7 @@ impl<'a> Cursor<'a> {
             big_endian,
             base,
             origin,
-            mapped: false,
+            releasable: false,
         }
     }
     fn offset(&self) -> u64 {
@@ -202,9 +228,15 @@ macro_rules! decode_as {
 }
 
 /// Decodes `n` numbers of element type `ty` into storage of MATLAB class `class`.
-/// `mapped`: `data` is part of a read-only file mapping, released ([`release`]) as it is
-/// decoded.
-fn numeric(ty: u32, data: &[u8], big: bool, class: u8, n: usize, mapped: bool) -> Option<NumData> {
+/// `releasable`: `data` may be released ([`release`]) as it is decoded.
+fn numeric(
+    ty: u32,
+    data: &[u8],
+    big: bool,
+    class: u8,
+    n: usize,
+    releasable: bool,
+) -> Option<NumData> {
     macro_rules! conv {
         ($dst:ty) => {{
             let v: Vec<$dst> = match ty {
@@ -227,7 +259,7 @@ fn numeric(ty: u32, data: &[u8], big: bool, class: u8, n: usize, mapped: bool) -
         // The common case (weights): a plain loop over aligned-size chunks, which compiles to
         // vector loads (or byte swaps).
         // Decoded in steps of 4 MiB, each step's source pages released once decoded, so that
-        // a large array and its mapped bytes are never resident together.
+        // a large array and its stored bytes are never resident together.
         const STEP: usize = 1 << 20;
         let mut v = vec![0f32; n];
         v.par_chunks_mut(STEP)
@@ -241,7 +273,7 @@ fn numeric(ty: u32, data: &[u8], big: bool, class: u8, n: usize, mapped: bool) -
                         f32::from_le_bytes(b)
                     };
                 }
-                if mapped {
+                if releasable {
                     release(src);
                 }
             });
@@ -272,11 +304,24 @@ fn text(data: &[u8]) -> String {
 /// elements inflated in parallel): once the budget is spent, inflation stops with
 /// [`MatError::TooLarge`]. The output is read in 1 MiB steps, so no thread overshoots the
 /// budget by more than that.
-pub(crate) fn inflate(data: &[u8], budget: &AtomicU64, at: u64, context: &str) -> Result<Vec<u8>> {
+///
+/// `releasable`: `data` is part of a read-only file mapping, released as it is consumed.
+pub(crate) fn inflate(
+    data: &[u8],
+    budget: &AtomicU64,
+    at: u64,
+    context: &str,
+    releasable: bool,
+) -> Result<Vec<u8>> {
     const STEP: u64 = 1 << 20;
     let limit = budget.load(Ordering::Relaxed);
     let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(limit as usize));
-    let mut dec = flate2::read::ZlibDecoder::new(data);
+    let mut dec = flate2::read::ZlibDecoder::new(ReleasingReader {
+        data,
+        pos: 0,
+        released: 0,
+        releasable,
+    });
     loop {
         let n = (&mut dec)
             .take(STEP)
@@ -353,8 +398,10 @@ pub(crate) fn read_elements(
         }
         let at = at - 8;
         let ctx = format!("element at file byte {at}");
-        let inflated = inflate(data, &shared, at, &ctx)?;
+        let inflated = inflate(data, &shared, at, &ctx, parent.releasable)?;
         let mut inner = Cursor::new(&inflated, parent.big_endian, 0, &ctx);
+        // The inflated bytes belong to this decoding alone, which reads them forward once.
+        inner.releasable = true;
         let (ity, idata, _) = inner.element()?;
         if ity != MI_MATRIX {
             return Err(inner.malformed(format!(
@@ -427,7 +474,7 @@ fn matrix(parent: &Cursor, data: &[u8], start: u64, depth: usize) -> Result<Vari
         big_endian: parent.big_endian,
         base: start,
         origin: parent.origin,
-        mapped: parent.mapped,
+        releasable: parent.releasable,
     };
     if data.is_empty() {
         // An empty miMATRIX is MATLAB's empty double [].
@@ -679,9 +726,9 @@ fn numeric_part(c: &mut Cursor, class: u8, n: usize, dims: &[usize]) -> Result<N
             data.len() / sz
         )));
     }
-    let v = numeric(ty, data, c.big_endian, class, n, c.mapped)
+    let v = numeric(ty, data, c.big_endian, class, n, c.releasable)
         .ok_or_else(|| c.malformed(format!("numeric class {class}")))?;
-    if c.mapped {
+    if c.releasable {
         release(data);
     }
     Ok(v)
