@@ -28,6 +28,9 @@ pub struct FastConv {
     dilation: [usize; 2],
     groups: usize,
     pub relu: bool,
+    /// Weights packed for the direct stride-1 kernel, where the CPU has AVX-512.
+    #[cfg(target_arch = "x86_64")]
+    packed: Option<Arc<super::direct::Packed>>,
 }
 
 fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
@@ -59,8 +62,19 @@ impl FastConv {
             PaddingConfig2d::Explicit(t, l, b, r) => [t, b, l, r],
             _ => [0; 4],
         };
+        let weight = host(c.weight.into_value());
+        #[cfg(target_arch = "x86_64")]
+        let packed = super::direct::available().then(|| {
+            Arc::new(super::direct::Packed::new(
+                &weight,
+                cout,
+                cin_g,
+                kh * kw,
+                c.groups,
+            ))
+        });
         Some(FastConv {
-            weight: Arc::new(host(c.weight.into_value())),
+            weight: Arc::new(weight),
             bias: c.bias.map(|b| Arc::new(host(b.into_value()))),
             cout,
             cin_g,
@@ -70,6 +84,8 @@ impl FastConv {
             dilation: c.dilation,
             groups: c.groups,
             relu: false,
+            #[cfg(target_arch = "x86_64")]
+            packed,
         })
     }
 }
@@ -116,9 +132,30 @@ fn conv2d_tiled(x: Tensor<4>, f: &FastConv, tile: Option<usize>) -> Tensor<4> {
     let kk = cin_g * kh * kw;
     let npix = oh * ow;
     let data = x.into_data().try_into_vec::<f32>().expect("f32 data");
+    let whole = oh == 1 && ow == 1 && f.pad == [0; 4] && ekh == h && ekw == w && g == 1;
+    #[cfg(target_arch = "x86_64")]
+    if let Some(p) = &f.packed
+        && tile.is_none()
+        && !whole
+    {
+        let geo = super::direct::Geometry {
+            n,
+            cin,
+            h,
+            w,
+            cout,
+            groups: g,
+            k: f.k,
+            stride: f.stride,
+            dilation: f.dilation,
+            pad: f.pad,
+        };
+        let (out, oh, ow) =
+            super::direct::conv2d(&data, &geo, p, f.bias.as_deref().map(|b| &b[..]), f.relu);
+        return Tensor::from_data(TensorData::new(out, [n, cout, oh, ow]), &device);
+    }
     let mut out = vec![0f32; n * cout * npix];
     let threads = rayon::current_num_threads().max(1);
-    let whole = oh == 1 && ow == 1 && f.pad == [0; 4] && ekh == h && ekw == w && g == 1;
     if whole {
         fully_connected(&data, &mut out, f, n, kk, threads);
         return Tensor::from_data(TensorData::new(out, [n, cout, oh, ow]), &device);

@@ -6,6 +6,8 @@
 
 pub mod backend;
 pub mod cpu;
+#[cfg(target_arch = "x86_64")]
+mod direct;
 mod fold;
 mod ops;
 mod recurrent;
