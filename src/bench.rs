@@ -18,6 +18,16 @@ pub struct ForwardTimes {
     pub median_ms: f64,
     /// Observations per second at the median.
     pub throughput: f64,
+    /// With profiling: each layer's mean milliseconds per timed pass, in network order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<LayerTime>>,
+}
+
+/// One layer's share of a forward pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerTime {
+    pub layer: String,
+    pub ms: f64,
 }
 
 /// The median of `v` (0 for an empty slice).
@@ -37,7 +47,8 @@ pub fn median(v: &[f64]) -> f64 {
 
 /// Times `repeat` forward passes of `model` on `batch` observations of shape `[C, H, W]` (after
 /// `warmup` untimed ones). The input is `data` when given (observations are taken cyclically),
-/// else seeded uniform noise in [0, 255].
+/// else seeded uniform noise in [0, 255]. With `profile`, each layer's time is measured too.
+#[allow(clippy::too_many_arguments)]
 pub fn forward(
     model: &MatNet,
     shape: [usize; 3],
@@ -46,6 +57,7 @@ pub fn forward(
     warmup: usize,
     data: Option<&[f32]>,
     device: &Device,
+    profile: bool,
 ) -> ForwardTimes {
     let per: usize = shape.iter().product();
     let x: Vec<f32> = match data {
@@ -58,23 +70,42 @@ pub fn forward(
         }
     };
     let [c, h, w] = shape;
-    let run = || {
+    let names = model.node_names();
+    let mut layer_ms = vec![0f64; names.len()];
+    let run = |timed: Option<&mut Vec<f64>>| {
         let t0 = Instant::now();
         let input = Tensor::<4>::from_data(TensorData::new(x.clone(), [batch, c, h, w]), device);
-        let out = model.forward(input);
+        let out = match timed {
+            Some(t) => model.forward_timed(input, t),
+            None => model.forward(input),
+        };
         // Reading the output back waits for the backend to finish.
         let _ = out.into_data();
         t0.elapsed().as_secs_f64() * 1e3
     };
     for _ in 0..warmup {
-        run();
+        run(None);
     }
-    let times_ms: Vec<f64> = (0..repeat.max(1)).map(|_| run()).collect();
+    let repeat = repeat.max(1);
+    let times_ms: Vec<f64> = (0..repeat)
+        .map(|_| run(profile.then_some(&mut layer_ms)))
+        .collect();
     let median_ms = median(&times_ms);
+    let layers = profile.then(|| {
+        names
+            .iter()
+            .zip(&layer_ms)
+            .map(|(n, ms)| LayerTime {
+                layer: n.to_string(),
+                ms: ms / repeat as f64,
+            })
+            .collect()
+    });
     ForwardTimes {
         batch,
         throughput: batch as f64 / (median_ms / 1e3),
         median_ms,
         times_ms,
+        layers,
     }
 }

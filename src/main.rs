@@ -132,6 +132,9 @@ enum Command {
         /// Time loading only (reading, importing, building the module): no forward pass.
         #[arg(long)]
         load_only: bool,
+        /// Also time every layer and print the slowest (all of them with --json).
+        #[arg(long)]
+        profile: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -309,6 +312,7 @@ fn main() {
             input,
             backend,
             load_only,
+            profile,
             json,
         } => {
             let batch = if load_only { vec![] } else { batch };
@@ -319,6 +323,7 @@ fn main() {
                 warmup,
                 input.as_deref(),
                 backend,
+                profile,
                 json,
             )
         }
@@ -404,6 +409,7 @@ fn bench(
     warmup: usize,
     input: Option<&str>,
     backend: Option<Backend>,
+    profile: bool,
     json: bool,
 ) -> Result<()> {
     let device = device_for(backend)?;
@@ -445,6 +451,7 @@ fn bench(
                 warmup,
                 data.as_deref(),
                 &device,
+                profile,
             )
         })
         .collect();
@@ -471,6 +478,20 @@ fn bench(
                 r.times_ms.len(),
                 r.throughput
             );
+            if let Some(layers) = &r.layers {
+                let total: f64 = layers.iter().map(|l| l.ms).sum();
+                let mut slow: Vec<_> = layers.iter().collect();
+                slow.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+                println!("  slowest layers (mean ms per pass, share of {total:.2} ms):");
+                for l in slow.iter().take(15).filter(|l| l.ms > 0.0) {
+                    println!(
+                        "    {:<32} {:>9.3} ms {:>5.1}%",
+                        l.layer,
+                        l.ms,
+                        100.0 * l.ms / total.max(f64::MIN_POSITIVE)
+                    );
+                }
+            }
         }
     }
     Ok(())

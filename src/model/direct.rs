@@ -19,7 +19,7 @@ const NC: usize = 6;
 /// Output positions per micro-kernel call: four vectors of 16.
 const NQ: usize = 64;
 /// Input channels per pass over the outputs (their inputs for one position block fit in L1).
-const CHUNK: usize = 16;
+const CHUNK: usize = 128;
 
 /// True when the running CPU can use this kernel.
 pub fn available() -> bool {
@@ -141,8 +141,11 @@ pub fn conv2d(
     // Slack after the last plane for the reads of the dropped positions.
     let slack = qblocks * NQ + taps.iter().copied().max().unwrap_or(0);
     let jobs = n * groups;
-    let xlen = cin_g * plane + slack;
-    let mut xp = vec![0f32; jobs * xlen];
+    // Every job's buffer starts on a cache line (64 bytes), so untapped loads are aligned.
+    let xlen = (cin_g * plane + slack).next_multiple_of(16);
+    let mut xbuf = vec![0f32; jobs * xlen + 16];
+    let skew = xbuf.as_ptr().align_offset(64).min(15);
+    let xp = &mut xbuf[skew..skew + jobs * xlen];
     xp.par_chunks_mut(xlen).enumerate().for_each(|(job, dst)| {
         let src = &x[job * cin_g * h * w..][..cin_g * h * w];
         for c in 0..cin_g {
@@ -166,8 +169,26 @@ pub fn conv2d(
             }
         }
     });
-    let mut out = vec![0f32; n * cout * oh * ow];
+    let total = n * cout * oh * ow;
+    let mut out: Vec<f32> = Vec::with_capacity(total);
     let outp = Ptr(out.as_mut_ptr());
+    // Where each 16-position vector of each block goes: the mask of its valid positions (ox <
+    // ow, q < qn) and the output index of the first of them. Valid positions are consecutive
+    // in the output (row-major), so a vector is stored compressed under its mask.
+    let vectors: Vec<(u16, usize)> = (0..qblocks * NQ / 16)
+        .map(|v| {
+            let (mut mask, mut first) = (0u16, usize::MAX);
+            for i in 0..16 {
+                let q = v * 16 + i;
+                let (oy, ox) = (q / wh, q % wh);
+                if q < qn && ox < ow {
+                    mask |= 1 << i;
+                    first = first.min(oy * ow + ox);
+                }
+            }
+            (mask, if mask == 0 { 0 } else { first })
+        })
+        .collect();
     // Tasks: a run of q blocks of one image and group, and a run of channel blocks; enough of
     // them for every thread (several each, for balance).
     let threads = rayon::current_num_threads().max(1);
@@ -184,95 +205,70 @@ pub fn conv2d(
     }
     let (nq, nc) = (qblocks.div_ceil(qrun), packed.blocks.div_ceil(crun));
     let bsize = cin_g * taps.len() * NC;
-    (0..jobs * nq * nc)
-        .into_par_iter()
-        .for_each_init(Vec::<f32>::new, |wide, task| {
-            let (job, rest) = (task / (nq * nc), task % (nq * nc));
-            let (qi, ci) = (rest / nc, rest % nc);
-            let (img, g) = (job / groups, job % groups);
-            let (qb0, qb1) = (qi * qrun, ((qi + 1) * qrun).min(qblocks));
-            let (cb0, cb1) = (ci * crun, ((ci + 1) * crun).min(packed.blocks));
-            let qlen = (qb1 - qb0) * NQ;
-            wide.resize(qlen * (cb1 - cb0) * NC, 0.0);
-            let xj = &xp[job * xlen..][..xlen];
-            // Input channels in chunks, position blocks, then output channel blocks: one
-            // chunk's inputs for one position block (CHUNK x taps rows of 64 floats) stay in L1
-            // while every channel block uses them; partial sums accumulate in `wide`.
-            for c0 in (0..cin_g).step_by(CHUNK) {
-                let cn = CHUNK.min(cin_g - c0);
-                for qb in qb0..qb1 {
-                    for cb in cb0..cb1 {
-                        let wb = &packed.data[(g * packed.blocks + cb) * bsize..][..bsize];
-                        let wb = &wb[c0 * taps.len() * NC..];
-                        let nco = (cout_g - cb * NC).min(NC);
-                        let q0 = qb * NQ;
-                        let dst = &mut wide[((cb - cb0) * NC) * qlen + (q0 - qb0 * NQ)..];
-                        // SAFETY: AVX-512F is available (the caller checked `available`).
-                        // Reads: channel c, tap o, position q0 + 63 at most c * plane + o + q0
-                        // + 63 < xlen (the slack covers the last block and the largest tap);
-                        // weights `cn * taps * NC` floats of this block from channel c0.
-                        // Writes: `nco` rows of 64 floats, `qlen` apart, inside `wide`.
-                        unsafe {
-                            kernel(
-                                xj.as_ptr().add(c0 * plane + q0),
-                                &taps,
-                                cn,
-                                plane,
-                                wb.as_ptr(),
-                                dst.as_mut_ptr(),
-                                qlen,
-                                nco,
-                                c0 > 0,
-                            );
-                        }
+    let zeros = [0f32; NC];
+    let opl = oh * ow;
+    (0..jobs * nq * nc).into_par_iter().for_each(|task| {
+        let (job, rest) = (task / (nq * nc), task % (nq * nc));
+        let (qi, ci) = (rest / nc, rest % nc);
+        let (img, g) = (job / groups, job % groups);
+        let (qb0, qb1) = (qi * qrun, ((qi + 1) * qrun).min(qblocks));
+        let (cb0, cb1) = (ci * crun, ((ci + 1) * crun).min(packed.blocks));
+        let xj = &xp[job * xlen..][..xlen];
+        // Input channels in chunks, position blocks, then output channel blocks: one chunk's
+        // inputs for one position block (CHUNK x taps rows of 64 floats) stay in L1 while
+        // every channel block uses them; partial sums accumulate in the output.
+        for c0 in (0..cin_g).step_by(CHUNK) {
+            let cn = CHUNK.min(cin_g - c0);
+            let last = c0 + cn == cin_g;
+            for qb in qb0..qb1 {
+                let vecs = &vectors[qb * 4..qb * 4 + 4];
+                for cb in cb0..cb1 {
+                    let wb = &packed.data[(g * packed.blocks + cb) * bsize..][..bsize];
+                    let wb = &wb[c0 * taps.len() * NC..];
+                    let nco = (cout_g - cb * NC).min(NC);
+                    let q0 = qb * NQ;
+                    let co0 = g * cout_g + cb * NC;
+                    let b = match bias {
+                        Some(b) if last => b[co0..co0 + nco].as_ptr(),
+                        _ => zeros.as_ptr(),
+                    };
+                    // SAFETY: AVX-512F is available (the caller checked `available`). Reads:
+                    // channel c, tap o, position q0 + 63 at most c * plane + o + q0 + 63 < xlen
+                    // (the slack covers the last block and the largest tap); weights `cn *
+                    // taps * NC` floats of this block from channel c0; `nco` biases. Writes
+                    // (and reads back, when accumulating): for channels co0..co0+nco of image
+                    // img, the valid positions of this block, which belong to this task alone
+                    // and lie inside `out`'s capacity.
+                    unsafe {
+                        kernel(
+                            xj.as_ptr().add(c0 * plane + q0),
+                            &taps,
+                            cn,
+                            plane,
+                            wb.as_ptr(),
+                            outp.get().add((img * cout + co0) * opl),
+                            opl,
+                            vecs,
+                            nco,
+                            c0 > 0,
+                            b,
+                            relu && last,
+                        );
                     }
                 }
             }
-            // Copy the valid positions out, with bias and ReLU.
-            for cb in cb0..cb1 {
-                let nco = (cout_g - cb * NC).min(NC);
-                for j in 0..nco {
-                    let co = g * cout_g + cb * NC + j;
-                    let bv = bias.map_or(0.0, |b| b[co]);
-                    let src = &wide[((cb - cb0) * NC + j) * qlen..][..qlen];
-                    let q_start = qb0 * NQ;
-                    let q_end = (qb1 * NQ).min(qn);
-                    let mut q = q_start;
-                    while q < q_end {
-                        let (oy, ox) = (q / wh, q % wh);
-                        let end = (q - ox + wh).min(q_end);
-                        if ox < ow {
-                            let len = (ow - ox).min(end - q);
-                            // SAFETY: (co, oy, ox..ox+len) of image img belongs to this task
-                            // alone (its channel block and q range); inside `out`.
-                            let d = unsafe {
-                                std::slice::from_raw_parts_mut(
-                                    outp.get().add(((img * cout + co) * oh + oy) * ow + ox),
-                                    len,
-                                )
-                            };
-                            let s = &src[q - q_start..][..len];
-                            if relu {
-                                for (d, &v) in d.iter_mut().zip(s) {
-                                    let v = v + bv;
-                                    *d = if v < 0.0 { 0.0 } else { v };
-                                }
-                            } else {
-                                for (d, &v) in d.iter_mut().zip(s) {
-                                    *d = v + bv;
-                                }
-                            }
-                        }
-                        q = end;
-                    }
-                }
-            }
-        });
+        }
+    });
+    // SAFETY: every element was written above: each (image, channel, oy, ox) is a valid
+    // position of exactly one block, in one task's channel block and position range.
+    unsafe { out.set_len(total) };
     (out, oh, ow)
 }
 
-/// 64 positions x `nco` (<= 6) output channels: `dst[j * ld + i] (+)= sum over c, taps of
-/// w[(c * taps + k) * NC + j] * x[c * plane + tap_k + i]`, added to `dst` when `add`.
+/// 64 positions x `nco` (<= 6) output channels: `sum over c, taps of w[(c * taps + k) * NC +
+/// j] * x[c * plane + tap_k + i]` (plus what is stored when `add`), plus `bias[j]` and, when
+/// `relu`, the ReLU (NaN stays NaN); vector v's valid lanes (`vecs[v].0`) are stored compressed
+/// at `dst + j * ld + vecs[v].1`.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn kernel(
@@ -283,49 +279,79 @@ unsafe fn kernel(
     w: *const f32,
     dst: *mut f32,
     ld: usize,
+    vecs: &[(u16, usize)],
     nco: usize,
     add: bool,
+    bias: *const f32,
+    relu: bool,
 ) {
+    let a = Args {
+        x,
+        taps,
+        cin,
+        plane,
+        w,
+        dst,
+        ld,
+        vecs,
+        add,
+        bias,
+        relu,
+    };
     // SAFETY (all calls): the caller's bounds; `nco` selects a fully unrolled instance.
     unsafe {
         match nco {
-            6 => block::<6>(x, taps, cin, plane, w, dst, ld, add),
-            5 => block::<5>(x, taps, cin, plane, w, dst, ld, add),
-            4 => block::<4>(x, taps, cin, plane, w, dst, ld, add),
-            3 => block::<3>(x, taps, cin, plane, w, dst, ld, add),
-            2 => block::<2>(x, taps, cin, plane, w, dst, ld, add),
-            _ => block::<1>(x, taps, cin, plane, w, dst, ld, add),
+            6 => block::<6>(a),
+            5 => block::<5>(a),
+            4 => block::<4>(a),
+            3 => block::<3>(a),
+            2 => block::<2>(a),
+            _ => block::<1>(a),
         }
     }
 }
 
-#[target_feature(enable = "avx512f")]
-#[inline]
-#[allow(clippy::too_many_arguments)]
-unsafe fn block<const J: usize>(
+struct Args<'a> {
     x: *const f32,
-    taps: &[usize],
+    taps: &'a [usize],
     cin: usize,
     plane: usize,
     w: *const f32,
     dst: *mut f32,
     ld: usize,
+    vecs: &'a [(u16, usize)],
     add: bool,
-) {
+    bias: *const f32,
+    relu: bool,
+}
+
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn block<const J: usize>(a: Args) {
     let mut acc = [[_mm512_setzero_ps(); 4]; J];
-    let mut wp = w;
+    let mut wp = a.w;
     // SAFETY: the caller's bounds (see `kernel`).
     unsafe {
-        if add {
-            for (j, a) in acc.iter_mut().enumerate() {
-                for (v, r) in a.iter_mut().enumerate() {
-                    *r = _mm512_loadu_ps(dst.add(j * ld + v * 16));
+        if a.add {
+            for (j, r) in acc.iter_mut().enumerate() {
+                for (v, r) in r.iter_mut().enumerate() {
+                    let (m, at) = a.vecs[v];
+                    let p = a.dst.add(j * a.ld + at);
+                    *r = if m == u16::MAX {
+                        _mm512_loadu_ps(p)
+                    } else {
+                        // The valid lanes' values are consecutive at p: load them, then
+                        // spread them to their lanes (register forms; the memory forms of
+                        // expand and compress are slow).
+                        let k = ((1u32 << m.count_ones()) - 1) as u16;
+                        _mm512_maskz_expand_ps(m, _mm512_maskz_loadu_ps(k, p))
+                    };
                 }
             }
         }
-        for c in 0..cin {
-            let xc = x.add(c * plane);
-            for &o in taps {
+        for c in 0..a.cin {
+            let xc = a.x.add(c * a.plane);
+            for &o in a.taps {
                 let xo = xc.add(o);
                 let xs = [
                     _mm512_loadu_ps(xo),
@@ -333,18 +359,32 @@ unsafe fn block<const J: usize>(
                     _mm512_loadu_ps(xo.add(32)),
                     _mm512_loadu_ps(xo.add(48)),
                 ];
-                for (j, a) in acc.iter_mut().enumerate() {
+                for (j, r) in acc.iter_mut().enumerate() {
                     let wv = _mm512_set1_ps(*wp.add(j));
                     for v in 0..4 {
-                        a[v] = _mm512_fmadd_ps(xs[v], wv, a[v]);
+                        r[v] = _mm512_fmadd_ps(xs[v], wv, r[v]);
                     }
                 }
                 wp = wp.add(NC);
             }
         }
-        for (j, a) in acc.iter().enumerate() {
-            for (v, &r) in a.iter().enumerate() {
-                _mm512_storeu_ps(dst.add(j * ld + v * 16), r);
+        let zero = _mm512_setzero_ps();
+        for (j, r) in acc.iter().enumerate() {
+            let b = _mm512_set1_ps(*a.bias.add(j));
+            for (v, &r) in r.iter().enumerate() {
+                let mut r = _mm512_add_ps(r, b);
+                if a.relu {
+                    // max(0, r) returns r when r is NaN (the second operand).
+                    r = _mm512_max_ps(zero, r);
+                }
+                let (m, at) = a.vecs[v];
+                let p = a.dst.add(j * a.ld + at);
+                if m == u16::MAX {
+                    _mm512_storeu_ps(p, r);
+                } else if m != 0 {
+                    let k = ((1u32 << m.count_ones()) - 1) as u16;
+                    _mm512_mask_storeu_ps(p, k, _mm512_maskz_compress_ps(m, r));
+                }
             }
         }
     }

@@ -95,8 +95,9 @@ impl MatNet {
     }
 
     /// On the plain CPU (flex) device, replaces convolutions by matcnn's own kernel
-    /// ([`cpu::conv2d`]: weights packed once, im2col + gemm, bias in the gemm) and fuses a ReLU
-    /// that is a convolution's only consumer into it. Elsewhere the module is returned as is.
+    /// ([`cpu::conv2d`]: weights packed once, bias and ReLU applied as the result is written) and
+    /// fuses a ReLU that is a convolution's only consumer (possibly through folded batch
+    /// normalizations) into it. Elsewhere the module is returned as is.
     /// The result is for inference only: the replaced convolutions' weights live in the kernel,
     /// not in the module's parameters (do not save or write it back).
     pub fn prepare_cpu(mut self) -> MatNet {
@@ -132,11 +133,23 @@ impl MatNet {
                 }
             }
         }
+        let is_identity = |n: &super::Node| {
+            n.fast.is_none() && matches!(&n.op, Op::Func(f) if f.code == IDENTITY)
+        };
         for k in 0..self.nodes.len() {
-            let j = match (&self.nodes[k].op, self.nodes[k].inputs.as_slice()) {
+            let mut j = match (&self.nodes[k].op, self.nodes[k].inputs.as_slice()) {
                 (Op::Func(f), &[j]) if f.code == RELU => j,
                 _ => continue,
             };
+            // Through identities left by folded batch normalizations (conv -> bn -> relu),
+            // when nothing else reads what lies between.
+            while consumers[j] == 1
+                && j != self.output
+                && is_identity(&self.nodes[j])
+                && self.nodes[j].inputs.len() == 1
+            {
+                j = self.nodes[j].inputs[0];
+            }
             if consumers[j] != 1 || j == self.output {
                 continue;
             }

@@ -140,6 +140,22 @@ impl MatNet {
     /// Runs the network up to node `target` and returns its activation (nodes after it, which
     /// cannot feed it in topological order, are skipped).
     pub fn forward_node(&self, input: Tensor<4>, target: usize) -> Tensor<4> {
+        self.run(input, target, None)
+    }
+
+    /// As [`forward`](Self::forward), adding each node's wall time in milliseconds to
+    /// `times[node]` (`times` has one entry per node). On the CPU backends the ops run when
+    /// called, so this is each layer's own cost; on the GPU it is only the time to queue it.
+    pub fn forward_timed(&self, input: Tensor<4>, times: &mut [f64]) -> Tensor<4> {
+        self.run(input, self.output, Some(times))
+    }
+
+    /// The nodes' names, in the order of [`forward_timed`](Self::forward_timed)'s times.
+    pub fn node_names(&self) -> Vec<&str> {
+        self.nodes.iter().map(|n| n.name.as_str()).collect()
+    }
+
+    fn run(&self, input: Tensor<4>, target: usize, mut times: Option<&mut [f64]>) -> Tensor<4> {
         let nodes = &self.nodes[..=target.min(self.nodes.len() - 1)];
         let mut acts: Vec<Option<Tensor<4>>> = vec![None; nodes.len()];
         // How many consumers still need each activation, to free memory early.
@@ -167,10 +183,16 @@ impl MatNet {
                     })
                     .collect()
             };
+            let t0 = std::time::Instant::now();
             acts[k] = Some(match &node.fast {
                 Some(f) => cpu::conv2d(ins.into_iter().next().expect("one input"), f),
                 None => node.op.forward(ins),
             });
+            if let Some(t) = times.as_deref_mut()
+                && let Some(slot) = t.get_mut(k)
+            {
+                *slot += t0.elapsed().as_secs_f64() * 1e3;
+            }
         }
         acts[nodes.len() - 1].take().expect("output computed")
     }
