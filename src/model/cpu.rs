@@ -624,6 +624,9 @@ mod tests {
             // Stride 2 and 3 with dilation, asymmetric padding and groups (stride phases).
             (3, 6, 17, 15, 8, [5, 3], [2, 3], [2, 1, 0, 3], [2, 1], 2, true),
             (2, 4, 31, 29, 70, [7, 7], [2, 2], [3, 3, 3, 3], [1, 1], 1, true),
+            // Unpadded stride 1: the input read in place, but for the last images.
+            (6, 40, 9, 11, 7, [1, 1], [1, 1], [0, 0, 0, 0], [1, 1], 1, true),
+            (5, 8, 7, 9, 6, [3, 2], [1, 1], [0, 0, 0, 0], [1, 1], 2, false),
             // More input channels than one pass of the direct kernel takes (partial sums).
             (2, 300, 6, 7, 9, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 1, true),
             (1, 3, 9, 8, 4, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 1, true),

@@ -141,12 +141,25 @@ pub fn conv2d(
     // Slack after the last plane for the reads of the dropped positions.
     let slack = qblocks * NQ + taps.iter().copied().max().unwrap_or(0);
     let jobs = n * groups;
-    // Every job's buffer starts on a cache line (64 bytes), so untapped loads are aligned.
+    // Without padding and stride the input planes are already in the layout read below, and
+    // every job whose reads (slack included) stay inside `x` reads it in place; the others
+    // (the last ones) and all jobs of other convolutions read a padded copy.
+    let hw = h * w;
+    let in_place = sh == 1 && sw == 1 && [t, b, l, r] == [0; 4];
+    let copied_from = if in_place {
+        (0..jobs)
+            .find(|&j| (j + 1) * cin_g * hw + slack > x.len())
+            .unwrap_or(jobs)
+    } else {
+        0
+    };
+    // Every copied job's buffer starts on a cache line (64 bytes).
     let xlen = (cin_g * plane + slack).next_multiple_of(16);
-    let mut xbuf = vec![0f32; jobs * xlen + 16];
+    let mut xbuf = vec![0f32; (jobs - copied_from) * xlen + 16];
     let skew = xbuf.as_ptr().align_offset(64).min(15);
-    let xp = &mut xbuf[skew..skew + jobs * xlen];
-    xp.par_chunks_mut(xlen).enumerate().for_each(|(job, dst)| {
+    let xp = &mut xbuf[skew..skew + (jobs - copied_from) * xlen];
+    xp.par_chunks_mut(xlen).enumerate().for_each(|(k, dst)| {
+        let job = copied_from + k;
         let src = &x[job * cin_g * h * w..][..cin_g * h * w];
         for c in 0..cin_g {
             for y in 0..h {
@@ -213,7 +226,11 @@ pub fn conv2d(
         let (img, g) = (job / groups, job % groups);
         let (qb0, qb1) = (qi * qrun, ((qi + 1) * qrun).min(qblocks));
         let (cb0, cb1) = (ci * crun, ((ci + 1) * crun).min(packed.blocks));
-        let xj = &xp[job * xlen..][..xlen];
+        let xj = if job < copied_from {
+            &x[job * cin_g * hw..]
+        } else {
+            &xp[(job - copied_from) * xlen..][..xlen]
+        };
         // Input channels in chunks, position blocks, then output channel blocks: one chunk's
         // inputs for one position block (CHUNK x taps rows of 64 floats) stay in L1 while
         // every channel block uses them; partial sums accumulate in the output.
@@ -233,8 +250,9 @@ pub fn conv2d(
                         _ => zeros.as_ptr(),
                     };
                     // SAFETY: AVX-512F is available (the caller checked `available`). Reads:
-                    // channel c, tap o, position q0 + 63 at most c * plane + o + q0 + 63 < xlen
-                    // (the slack covers the last block and the largest tap); weights `cn *
+                    // channel c, tap o, position q0 + 63 at most c * plane + o + q0 + 63 <
+                    // cin_g * plane + slack <= xj.len() (the slack covers the last block and
+                    // the largest tap; in place, `copied_from` checked it); weights `cn *
                     // taps * NC` floats of this block from channel c0; `nco` biases. Writes
                     // (and reads back, when accumulating): for channels co0..co0+nco of image
                     // img, the valid positions of this block, which belong to this task alone
