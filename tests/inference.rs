@@ -75,6 +75,21 @@ fn run(net: &Network, data: &[f32], shape: [usize; 4]) -> (Vec<f32>, usize) {
     assert!(n <= bn);
     let fast = folded.prepare_cpu();
     let convs = fast.nodes.iter().filter(|n| n.fast.is_some()).count();
+    // Concatenations of convolutions are written in place by them (SqueezeNet's fire modules).
+    let parts = fast
+        .nodes
+        .iter()
+        .filter(|n| n.concat_into.is_some())
+        .count();
+    let concats = net
+        .layers
+        .iter()
+        .filter(|l| matches!(l.kind, LayerKind::DepthConcat { .. }))
+        .count();
+    assert!(
+        concats == 0 || parts >= 2 * concats,
+        "{parts} parts for {concats} concatenations"
+    );
     let (out2, _) = fast.predict(data, shape, 100, &dev, |_| {});
     let scale = out.iter().fold(0f32, |a, v| a.max(v.abs())).max(1e-6);
     let d = out
@@ -82,7 +97,7 @@ fn run(net: &Network, data: &[f32], shape: [usize; 4]) -> (Vec<f32>, usize) {
         .zip(&out2)
         .fold(0f32, |a, (p, q)| a.max((p - q).abs()));
     eprintln!(
-        "{n} of {bn} batch norms folded, {convs} convolutions on matcnn's kernel, max |difference| {d:e}"
+        "{n} of {bn} batch norms folded, {convs} convolutions on matcnn's kernel, {parts} writing into concatenations, max |difference| {d:e}"
     );
     assert!(d <= 1e-5 * scale.max(1.0), "inference build differs by {d}");
     (out, k)

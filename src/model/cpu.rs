@@ -118,6 +118,131 @@ pub fn conv2d(x: Tensor<4>, f: &FastConv) -> Tensor<4> {
     conv2d_tiled(x, f, None)
 }
 
+impl FastConv {
+    /// Output channels.
+    pub fn out_channels(&self) -> usize {
+        self.cout
+    }
+}
+
+/// The output of a channel concatenation whose inputs are convolutions, written in place by
+/// [`conv2d_part`] (no copy into the concatenation afterwards).
+#[derive(Debug)]
+pub struct ConcatBuf {
+    data: Vec<f32>,
+    dims: [usize; 4],
+    filled: usize,
+}
+
+impl ConcatBuf {
+    /// The concatenation, once every part has been written.
+    pub fn into_tensor(mut self, device: &Device) -> Tensor<4> {
+        let total: usize = self.dims.iter().product();
+        assert_eq!(
+            self.filled, self.dims[1],
+            "concatenation: {} of {} channels written",
+            self.filled, self.dims[1]
+        );
+        // SAFETY: every part wrote all its channels (`filled` counts them; parts do not
+        // overlap, see `conv2d_part`), so all `total` elements are initialized.
+        unsafe { self.data.set_len(total) };
+        Tensor::from_data(TensorData::new(self.data, self.dims), device)
+    }
+}
+
+/// [`conv2d`] of `x` into channels `offset..offset + cout` of the concatenation `buf` of
+/// `channels` channels (created by the first part). Parts whose images differ in size from the
+/// first one's cannot be concatenated (shape inference refuses such networks at import).
+pub fn conv2d_part(
+    x: Tensor<4>,
+    f: &FastConv,
+    buf: &mut Option<ConcatBuf>,
+    offset: usize,
+    channels: usize,
+) {
+    let [n, cin, h, w] = x.dims();
+    #[cfg(target_arch = "x86_64")]
+    if let Some(p) = &f.packed {
+        let geo = super::direct::Geometry {
+            n,
+            cin,
+            h,
+            w,
+            cout: f.cout,
+            groups: f.groups,
+            k: f.k,
+            stride: f.stride,
+            dilation: f.dilation,
+            pad: f.pad,
+        };
+        let [oh, ow] = geo.output();
+        let whole = oh == 1 && ow == 1 && f.pad == [0; 4] && [h, w] == f.k && f.groups == 1;
+        if !whole {
+            let b = part_buf(buf, [n, channels, oh, ow], offset, f.cout);
+            let data = x.into_data().try_into_vec::<f32>().expect("f32 data");
+            let out = super::direct::Out {
+                ptr: b.data.as_mut_ptr(),
+                channels,
+                offset,
+            };
+            // SAFETY: `b` holds capacity for [n, channels, oh, ow] (checked by `part_buf`),
+            // offset + cout <= channels, and no other part writes these channels.
+            unsafe {
+                super::direct::conv2d_into(
+                    &data,
+                    &geo,
+                    p,
+                    f.bias.as_deref().map(|b| &b[..]),
+                    f.relu,
+                    out,
+                )
+            };
+            b.filled += f.cout;
+            return;
+        }
+    }
+    // Elsewhere: the convolution, then a copy of its channels into place.
+    let y = conv2d(x, f);
+    let [n, c, oh, ow] = y.dims();
+    let b = part_buf(buf, [n, channels, oh, ow], offset, c);
+    let v = y.into_data().try_into_vec::<f32>().expect("f32 data");
+    let plane = c * oh * ow;
+    for img in 0..n {
+        let at = (img * channels + offset) * oh * ow;
+        // SAFETY: image img's channels offset..offset + c lie inside the capacity (checked by
+        // `part_buf`) and belong to this part alone.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                v[img * plane..].as_ptr(),
+                b.data.as_mut_ptr().add(at),
+                plane,
+            );
+        }
+    }
+    b.filled += c;
+}
+
+/// The concatenation buffer, created for `dims` by the first part; checks that this part's
+/// channels fit and its images have the first part's sizes.
+fn part_buf(
+    buf: &mut Option<ConcatBuf>,
+    dims: [usize; 4],
+    offset: usize,
+    cout: usize,
+) -> &mut ConcatBuf {
+    let b = buf.get_or_insert_with(|| ConcatBuf {
+        data: Vec::with_capacity(dims.iter().product()),
+        dims,
+        filled: 0,
+    });
+    assert!(
+        b.dims == dims && offset + cout <= dims[1],
+        "concatenation of a {dims:?} part (channels {offset}..) into {:?}",
+        b.dims
+    );
+    b
+}
+
 fn conv2d_tiled(x: Tensor<4>, f: &FastConv, tile: Option<usize>) -> Tensor<4> {
     let [n, cin, h, w] = x.dims();
     let device = x.device();

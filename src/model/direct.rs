@@ -91,6 +91,61 @@ pub fn conv2d(
     bias: Option<&[f32]>,
     relu: bool,
 ) -> (Vec<f32>, usize, usize) {
+    let [oh, ow] = geo.output();
+    let total = geo.n * geo.cout * oh * ow;
+    let mut out: Vec<f32> = Vec::with_capacity(total);
+    let o = Out {
+        ptr: out.as_mut_ptr(),
+        channels: geo.cout,
+        offset: 0,
+    };
+    // SAFETY: `out` holds `total` floats, [N, cout, oh, ow].
+    unsafe { conv2d_into(x, geo, packed, bias, relu, o) };
+    // SAFETY: every element was written: each (image, channel, oy, ox) is a valid position of
+    // exactly one block, in one task's channel block and position range.
+    unsafe { out.set_len(total) };
+    (out, oh, ow)
+}
+
+/// Where [`conv2d_into`] writes: channels `offset..offset + cout` of a `[N, channels, oh, ow]`
+/// buffer at `ptr`.
+#[derive(Clone, Copy)]
+pub struct Out {
+    pub ptr: *mut f32,
+    pub channels: usize,
+    pub offset: usize,
+}
+
+impl Geometry {
+    /// `[oh, ow]`.
+    pub fn output(&self) -> [usize; 2] {
+        let [kh, kw] = self.k;
+        let [t, b, l, r] = self.pad;
+        let (ekh, ekw) = (
+            self.dilation[0] * (kh - 1) + 1,
+            self.dilation[1] * (kw - 1) + 1,
+        );
+        [
+            (self.h + t + b - ekh) / self.stride[0] + 1,
+            (self.w + l + r - ekw) / self.stride[1] + 1,
+        ]
+    }
+}
+
+/// As [`conv2d`], writing every element of channels `out.offset..out.offset + cout` of the
+/// `[N, out.channels, oh, ow]` buffer at `out.ptr`.
+///
+/// # Safety
+/// `out.ptr` must be valid for writes of `N * out.channels * oh * ow` floats, with `out.offset
+/// + cout <= out.channels`, and nothing else may access those channels meanwhile.
+pub unsafe fn conv2d_into(
+    x: &[f32],
+    geo: &Geometry,
+    packed: &Packed,
+    bias: Option<&[f32]>,
+    relu: bool,
+    out: Out,
+) {
     use rayon::prelude::*;
     let Geometry {
         n,
@@ -182,9 +237,8 @@ pub fn conv2d(
             }
         }
     });
-    let total = n * cout * oh * ow;
-    let mut out: Vec<f32> = Vec::with_capacity(total);
-    let outp = Ptr(out.as_mut_ptr());
+    let outp = Ptr(out.ptr);
+    let (ctot, coff) = (out.channels, out.offset);
     // Where each 16-position vector of each block goes: the mask of its valid positions (ox <
     // ow, q < qn) and the output index of the first of them. Valid positions are consecutive
     // in the output (row-major), so a vector is stored compressed under its mask.
@@ -264,7 +318,7 @@ pub fn conv2d(
                             cn,
                             plane,
                             wb.as_ptr(),
-                            outp.get().add((img * cout + co0) * opl),
+                            outp.get().add((img * ctot + coff + co0) * opl),
                             opl,
                             vecs,
                             nco,
@@ -277,10 +331,6 @@ pub fn conv2d(
             }
         }
     });
-    // SAFETY: every element was written above: each (image, channel, oy, ox) is a valid
-    // position of exactly one block, in one task's channel block and position range.
-    unsafe { out.set_len(total) };
-    (out, oh, ow)
 }
 
 /// 64 positions x `nco` (<= 6) output channels: `sum over c, taps of w[(c * taps + k) * NC +

@@ -5,7 +5,7 @@
 
 use super::MatNet;
 use super::cpu::{self, FastConv};
-use super::ops::{Func, IDENTITY, Op, RELU};
+use super::ops::{CONCAT_C, Func, IDENTITY, Op, RELU};
 use burn::module::Param;
 use burn::prelude::*;
 
@@ -161,6 +161,64 @@ impl MatNet {
                 });
             }
         }
+        self.fuse_concatenations(&consumers);
         self
+    }
+
+    /// Channel concatenations whose every input is a convolution (possibly through identities
+    /// left by fused ReLUs or folded batch norms) read by nothing else: the convolutions write
+    /// their channels straight into the concatenation's output (no copy afterwards).
+    fn fuse_concatenations(&mut self, consumers: &[usize]) {
+        let is_identity = |n: &super::Node| {
+            n.fast.is_none() && matches!(&n.op, Op::Func(f) if f.code == IDENTITY)
+        };
+        for k in 0..self.nodes.len() {
+            if !matches!(&self.nodes[k].op, Op::Func(f) if f.code == CONCAT_C) {
+                continue;
+            }
+            // Each input's chain back to its convolution.
+            let mut chains = Vec::new();
+            for &i in &self.nodes[k].inputs {
+                let mut chain = vec![i];
+                let mut j = i;
+                while consumers[j] == 1
+                    && j != self.output
+                    && is_identity(&self.nodes[j])
+                    && self.nodes[j].inputs.len() == 1
+                {
+                    j = self.nodes[j].inputs[0];
+                    chain.push(j);
+                }
+                let ok = consumers[j] == 1
+                    && j != self.output
+                    && self.nodes[j].fast.is_some()
+                    && chain.iter().all(|&c| self.nodes[c].concat_into.is_none());
+                if !ok {
+                    chains.clear();
+                    break;
+                }
+                chains.push(chain);
+            }
+            if chains.is_empty() {
+                continue;
+            }
+            let channels: usize = chains
+                .iter()
+                .filter_map(|c| c.last().and_then(|&j| self.nodes[j].fast.as_ref()))
+                .map(|f| f.out_channels())
+                .sum();
+            let mut offset = 0;
+            for chain in chains {
+                let conv = *chain.last().expect("a chain ends at its convolution");
+                let c = self.nodes[conv]
+                    .fast
+                    .as_ref()
+                    .map_or(0, |f| f.out_channels());
+                for &j in &chain {
+                    self.nodes[j].concat_into = Some((k, offset, channels));
+                }
+                offset += c;
+            }
+        }
     }
 }

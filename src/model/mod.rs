@@ -65,6 +65,10 @@ pub struct Node {
     /// The CPU inference kernel that replaces `op` (see [`MatNet::prepare_cpu`]).
     #[module(skip)]
     pub fast: Option<cpu::FastConv>,
+    /// This convolution writes straight into the output of channel concatenation `.0`, at
+    /// channel `.1` of `.2` (see [`MatNet::prepare_cpu`]).
+    #[module(skip)]
+    pub concat_into: Option<(usize, usize, usize)>,
 }
 
 /// A MATLAB network as a Burn module.
@@ -121,6 +125,7 @@ impl MatNet {
                 inputs: layer.inputs.clone(),
                 name: layer.name.clone(),
                 fast: None,
+                concat_into: None,
             });
         }
         let output = net
@@ -166,7 +171,21 @@ impl MatNet {
             }
         }
         uses[nodes.len() - 1] += 1;
+        // Concatenations whose convolutions write into them (prepare_cpu), by node.
+        let mut concat_bufs: Vec<Option<cpu::ConcatBuf>> = Vec::new();
         for (k, node) in nodes.iter().enumerate() {
+            if let (None, Some((into, ..))) = (&node.fast, node.concat_into)
+                && into < nodes.len()
+            {
+                // An identity between a convolution and the concatenation it writes into.
+                continue;
+            }
+            if let Some(buf) = concat_bufs.get_mut(k).and_then(Option::take) {
+                // Every input wrote its channels already.
+                let device = input.device();
+                acts[k] = Some(buf.into_tensor(&device));
+                continue;
+            }
             let ins: Vec<Tensor<4>> = if node.inputs.is_empty() {
                 vec![input.clone()]
             } else {
@@ -184,6 +203,21 @@ impl MatNet {
                     .collect()
             };
             let t0 = std::time::Instant::now();
+            if let (Some(f), Some((into, offset, channels))) = (&node.fast, node.concat_into)
+                && into < nodes.len()
+            {
+                if concat_bufs.len() <= into {
+                    concat_bufs.resize_with(into + 1, || None);
+                }
+                let x = ins.into_iter().next().expect("one input");
+                cpu::conv2d_part(x, f, &mut concat_bufs[into], offset, channels);
+                if let Some(t) = times.as_deref_mut()
+                    && let Some(slot) = t.get_mut(k)
+                {
+                    *slot += t0.elapsed().as_secs_f64() * 1e3;
+                }
+                continue;
+            }
             acts[k] = Some(match &node.fast {
                 Some(f) => cpu::conv2d(ins.into_iter().next().expect("one input"), f),
                 None => node.op.forward(ins),
