@@ -10,14 +10,15 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use rayon::prelude::*;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// A convolution prepared for [`conv2d`]: weights on the host as `[Cout, Cin/groups * kh * kw]`
 /// rows (Burn's `[Cout, Cin/groups, kh, kw]` order, which is im2col's), bias folded in, and an
 /// optional ReLU applied on the way out.
 #[derive(Debug, Clone)]
 pub struct FastConv {
-    weight: Arc<Vec<f32>>,
+    /// The weights, held once in the form the last call used.
+    weight: Arc<Mutex<Weights>>,
     bias: Option<Arc<Vec<f32>>>,
     cout: usize,
     cin_g: usize,
@@ -28,9 +29,63 @@ pub struct FastConv {
     dilation: [usize; 2],
     groups: usize,
     pub relu: bool,
-    /// Weights packed for the direct stride-1 kernel, where the CPU has AVX-512.
+}
+
+/// A convolution's weights as `[Cout, Cin/groups * kh * kw]` rows (im2col + gemm, and fully
+/// connected convolutions) or packed for the direct kernel: converted on the first call that
+/// needs the other form (the previous one is dropped, so the weights are held once; a
+/// MatConvNet fully connected layer's 400 MB are never packed).
+#[derive(Debug)]
+enum Weights {
+    Rows(Arc<Vec<f32>>),
     #[cfg(target_arch = "x86_64")]
-    packed: Option<Arc<super::direct::Packed>>,
+    Packed(Arc<super::direct::Packed>),
+}
+
+impl FastConv {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Weights> {
+        // A panic while converting leaves the previous form in place: the data is still good.
+        self.weight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The weights as rows.
+    fn rows(&self) -> Arc<Vec<f32>> {
+        let mut w = self.lock();
+        match &*w {
+            Weights::Rows(r) => r.clone(),
+            #[cfg(target_arch = "x86_64")]
+            Weights::Packed(p) => {
+                let [kh, kw] = self.k;
+                let r = Arc::new(p.unpack(self.cout, self.cin_g, kh * kw, self.groups));
+                *w = Weights::Rows(r.clone());
+                r
+            }
+        }
+    }
+
+    /// The weights packed for the direct kernel; `None` where the CPU lacks AVX-512.
+    #[cfg(target_arch = "x86_64")]
+    fn packed(&self) -> Option<Arc<super::direct::Packed>> {
+        if !super::direct::available() {
+            return None;
+        }
+        let mut w = self.lock();
+        Some(match &*w {
+            Weights::Packed(p) => p.clone(),
+            Weights::Rows(r) => {
+                let [kh, kw] = self.k;
+                let p = Arc::new(super::direct::Packed::new(
+                    r,
+                    self.cout,
+                    self.cin_g,
+                    kh * kw,
+                    self.groups,
+                ));
+                *w = Weights::Packed(p.clone());
+                p
+            }
+        })
+    }
 }
 
 fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
@@ -63,18 +118,8 @@ impl FastConv {
             _ => [0; 4],
         };
         let weight = host(c.weight.into_value());
-        #[cfg(target_arch = "x86_64")]
-        let packed = super::direct::available().then(|| {
-            Arc::new(super::direct::Packed::new(
-                &weight,
-                cout,
-                cin_g,
-                kh * kw,
-                c.groups,
-            ))
-        });
         Some(FastConv {
-            weight: Arc::new(weight),
+            weight: Arc::new(Mutex::new(Weights::Rows(Arc::new(weight)))),
             bias: c.bias.map(|b| Arc::new(host(b.into_value()))),
             cout,
             cin_g,
@@ -84,8 +129,6 @@ impl FastConv {
             dilation: c.dilation,
             groups: c.groups,
             relu: false,
-            #[cfg(target_arch = "x86_64")]
-            packed,
         })
     }
 }
@@ -162,7 +205,7 @@ pub fn conv2d_part(
 ) {
     let [n, cin, h, w] = x.dims();
     #[cfg(target_arch = "x86_64")]
-    if let Some(p) = &f.packed {
+    if super::direct::available() {
         let geo = super::direct::Geometry {
             n,
             cin,
@@ -177,7 +220,7 @@ pub fn conv2d_part(
         };
         let [oh, ow] = geo.output();
         let whole = oh == 1 && ow == 1 && f.pad == [0; 4] && [h, w] == f.k && f.groups == 1;
-        if !whole {
+        if !whole && let Some(p) = f.packed() {
             let b = part_buf(buf, [n, channels, oh, ow], offset, f.cout);
             let data = x.into_data().try_into_vec::<f32>().expect("f32 data");
             let out = super::direct::Out {
@@ -191,7 +234,7 @@ pub fn conv2d_part(
                 super::direct::conv2d_into(
                     &data,
                     &geo,
-                    p,
+                    &p,
                     f.bias.as_deref().map(|b| &b[..]),
                     f.relu,
                     out,
@@ -259,9 +302,9 @@ fn conv2d_tiled(x: Tensor<4>, f: &FastConv, tile: Option<usize>) -> Tensor<4> {
     let data = x.into_data().try_into_vec::<f32>().expect("f32 data");
     let whole = oh == 1 && ow == 1 && f.pad == [0; 4] && ekh == h && ekw == w && g == 1;
     #[cfg(target_arch = "x86_64")]
-    if let Some(p) = &f.packed
-        && tile.is_none()
+    if tile.is_none()
         && !whole
+        && let Some(p) = f.packed()
     {
         let geo = super::direct::Geometry {
             n,
@@ -276,13 +319,14 @@ fn conv2d_tiled(x: Tensor<4>, f: &FastConv, tile: Option<usize>) -> Tensor<4> {
             pad: f.pad,
         };
         let (out, oh, ow) =
-            super::direct::conv2d(&data, &geo, p, f.bias.as_deref().map(|b| &b[..]), f.relu);
+            super::direct::conv2d(&data, &geo, &p, f.bias.as_deref().map(|b| &b[..]), f.relu);
         return Tensor::from_data(TensorData::new(out, [n, cout, oh, ow]), &device);
     }
     let mut out = vec![0f32; n * cout * npix];
     let threads = rayon::current_num_threads().max(1);
+    let weight = f.rows();
     if whole {
-        fully_connected(&data, &mut out, f, n, kk, threads);
+        fully_connected(&data, &mut out, f, &weight, n, kk, threads);
         return Tensor::from_data(TensorData::new(out, [n, cout, oh, ow]), &device);
     }
     let direct = kh == 1 && kw == 1 && f.stride == [1, 1] && f.pad == [0; 4];
@@ -316,7 +360,7 @@ fn conv2d_tiled(x: Tensor<4>, f: &FastConv, tile: Option<usize>) -> Tensor<4> {
         let p1 = (p0 + tp).min(npix);
         let np = p1 - p0;
         let xg = &data[(img * cin + gi * cin_g) * h * w..(img * cin + (gi + 1) * cin_g) * h * w];
-        let wg = &f.weight[gi * cout_g * kk..(gi + 1) * cout_g * kk];
+        let wg = &weight[gi * cout_g * kk..(gi + 1) * cout_g * kk];
         // SAFETY: this task owns rows gi*cout_g.. of image img, columns p0..p1: disjoint from
         // every other task's, and inside `out`, which outlives the parallel loop.
         let dst = unsafe { outp.get().add((img * cout + gi * cout_g) * npix + p0) };
@@ -388,10 +432,12 @@ fn conv2d_tiled(x: Tensor<4>, f: &FastConv, tile: Option<usize>) -> Tensor<4> {
 /// A kernel covering the whole unpadded input, as one gemm over the batch: `out[N, Cout] =
 /// x[N, K] x W[Cout, K]^T + bias`, split over output channels between the threads (at batch 1
 /// this reads the weights once, in parallel).
+#[allow(clippy::too_many_arguments)]
 fn fully_connected(
     data: &[f32],
     out: &mut [f32],
     f: &FastConv,
+    weight: &[f32],
     n: usize,
     kk: usize,
     threads: usize,
@@ -423,7 +469,7 @@ fn fully_connected(
                 cout as isize,
                 1,
                 f.bias.is_some(),
-                f.weight[c0 * kk..].as_ptr(),
+                weight[c0 * kk..].as_ptr(),
                 1,
                 kk as isize,
                 data.as_ptr(),
@@ -837,14 +883,16 @@ mod tests {
                 &dev,
             );
             let want = conv.forward(x.clone());
-            // Tiles of the chosen size, of one pixel, and of sizes that cut output rows.
+            // Tiles of the chosen size, of one pixel, and of sizes that cut output rows; one
+            // kernel for all, so that its weights change form (packed, rows) between calls.
+            let mut f = FastConv::new(conv.clone()).expect("supported");
             for (relu, tile) in [
                 (false, None),
                 (true, None),
                 (true, Some(1)),
+                (false, None),
                 (false, Some(7)),
             ] {
-                let mut f = FastConv::new(conv.clone()).expect("supported");
                 f.relu = relu;
                 let got = conv2d_tiled(x.clone(), &f, tile);
                 assert_eq!(got.dims(), want.dims(), "case {cin} {k:?} {s:?}");

@@ -53,6 +53,24 @@ impl Packed {
         }
         Packed { data, blocks }
     }
+
+    /// The weights back as `[cout, cin_g, kh, kw]` rows (the inverse of [`new`](Self::new)).
+    pub fn unpack(&self, cout: usize, cin_g: usize, taps: usize, groups: usize) -> Vec<f32> {
+        let cout_g = cout / groups;
+        let bsize = cin_g * taps * NC;
+        let mut weight = vec![0f32; cout * cin_g * taps];
+        for g in 0..groups {
+            for co in 0..cout_g {
+                let (b, j) = (co / NC, co % NC);
+                let dst = &mut weight[(g * cout_g + co) * cin_g * taps..][..cin_g * taps];
+                let src = &self.data[(g * self.blocks + b) * bsize..][..bsize];
+                for (i, v) in dst.iter_mut().enumerate() {
+                    *v = src[i * NC + j];
+                }
+            }
+        }
+        weight
+    }
 }
 
 /// The geometry of one call of [`conv2d`].
