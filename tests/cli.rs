@@ -235,3 +235,62 @@ fn dump_and_inspect_json() {
     );
     assert!(stdout(&o).contains("FunctionLayer"));
 }
+
+/// `bench` on the built-in network: a timing per repetition and batch size, and with
+/// `--profile` one entry per layer of the network, in its order, each a time >= 0 whose sum
+/// fits in the pass; `--load-only` times loading alone; a zero batch is refused.
+#[test]
+fn bench_times_passes_and_layers() {
+    let o = matcnn(&[
+        "bench",
+        "--batch",
+        "1,3",
+        "--repeat",
+        "2",
+        "--warmup",
+        "1",
+        "--profile",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let inspect = matcnn(&["inspect", "--json"]);
+    let net: serde_json::Value = serde_json::from_str(&stdout(&inspect)).unwrap();
+    let names: Vec<&str> = net["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    let forward = v["forward"].as_array().unwrap();
+    assert_eq!(forward.len(), 2);
+    for (f, batch) in forward.iter().zip([1, 3]) {
+        assert_eq!(f["batch"], batch);
+        let times = f["times_ms"].as_array().unwrap();
+        assert_eq!(times.len(), 2);
+        let layers = f["layers"].as_array().unwrap();
+        let got: Vec<&str> = layers
+            .iter()
+            .map(|l| l["layer"].as_str().unwrap())
+            .collect();
+        assert_eq!(got, names);
+        let sum: f64 = layers.iter().map(|l| l["ms"].as_f64().unwrap()).sum();
+        assert!(layers.iter().all(|l| l["ms"].as_f64().unwrap() >= 0.0));
+        let slowest = times
+            .iter()
+            .map(|t| t.as_f64().unwrap())
+            .fold(0.0, f64::max);
+        assert!(
+            sum > 0.0 && sum <= slowest,
+            "layers {sum} ms, passes up to {slowest} ms"
+        );
+    }
+    let o = matcnn(&["bench", "--load-only", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(v["load_ms"].as_f64().unwrap() > 0.0);
+    assert!(v["forward"].as_array().unwrap().is_empty());
+    let o = matcnn(&["bench", "--batch", "0"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--batch"), "{}", stderr(&o));
+}

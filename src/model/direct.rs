@@ -1,15 +1,19 @@
-//! Direct convolution for stride-1 convolutions on CPUs with AVX-512: no im2col and no gemm
-//! packing. Each image (and group) is copied once into a zero-padded buffer `[Cin, Hp, Wp]`;
-//! output positions are numbered on that padded width, `q = oy * Wp + ox`, so that for every
-//! kernel tap `(ky, kx)` the inputs of consecutive outputs are consecutive floats at
-//! `c * Hp * Wp + q + ky * dh * Wp + kx * dw`. The micro-kernel computes 64 consecutive `q` (four
-//! 16-float vectors) for up to 6 output channels at once: per input channel and tap, 4 loads,
-//! 6 broadcast weights and 24 fused multiply-adds, all accumulators in registers. Positions with
-//! `ox >= ow` (the padding columns) are computed and dropped when the result is copied out,
-//! with the bias and the fused ReLU.
+//! Direct convolution on CPUs with AVX-512, for every stride, dilation and padding: no im2col
+//! and no gemm packing. Each image (and group) is copied once into a zero-padded buffer, each
+//! channel stored as its `sh x sw` stride phases (one phase, the padded plane itself, for
+//! stride 1; none of it when there is no padding and no stride: the input is then read in
+//! place). Output positions are numbered on the phase width, `q = oy * wh + ox`, so that for
+//! every kernel tap `(ky, kx)` the inputs of consecutive outputs are consecutive floats at a
+//! fixed offset (phase `((ky dh) % sh, (kx dw) % sw)`, row `(ky dh) / sh`, column `(kx dw) /
+//! sw`). The micro-kernel computes 64 consecutive `q` (four 16-float vectors) for up to 6
+//! output channels at once: per input channel and tap, 4 loads, 6 broadcast weights and 24
+//! fused multiply-adds, all accumulators in registers. Bias and ReLU are applied in registers
+//! and the result is stored straight into the `[N, C, oh, ow]` output: the positions with `ox >=
+//! ow` (padding columns) are squeezed out of each vector by a masked compress, since the valid
+//! ones are consecutive in the output.
 //!
-//! Chosen over im2col + gemm where it applies (measured in DESIGN.md): im2col writes and gemm
-//! then re-packs `kh * kw` copies of the input, which cost as much as the arithmetic on 2 cores.
+//! Chosen over im2col + gemm where it applies (figures in DESIGN.md): im2col writes and gemm then
+//! re-packs `kh * kw` copies of the input, which cost as much as the arithmetic on 2 cores.
 
 use std::arch::x86_64::*;
 
