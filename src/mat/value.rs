@@ -127,13 +127,9 @@ impl NumericArray {
     }
 }
 
-/// Reorders a column-major buffer with MATLAB `dims` into a row-major buffer whose axis `k` is
-/// MATLAB dimension `axes[k]`. See [`NumericArray::to_row_major`].
-pub fn permute_col_major<T: Copy>(
-    data: &[T],
-    dims: &[usize],
-    axes: &[usize],
-) -> Result<(Vec<T>, Vec<usize>), String> {
+/// The shape [`permute_col_major`] gives MATLAB `dims` reordered by `axes`, checking that
+/// `axes` names each dimension at most once and every non-singleton one.
+pub fn permuted_shape(dims: &[usize], axes: &[usize]) -> Result<Vec<usize>, String> {
     let ndim = dims
         .len()
         .max(axes.iter().map(|a| a + 1).max().unwrap_or(0));
@@ -156,6 +152,21 @@ pub fn permute_col_major<T: Copy>(
             ));
         }
     }
+    Ok(axes.iter().map(|&a| dim(a)).collect())
+}
+
+/// Reorders a column-major buffer with MATLAB `dims` into a row-major buffer whose axis `k` is
+/// MATLAB dimension `axes[k]`. See [`NumericArray::to_row_major`].
+pub fn permute_col_major<T: Copy>(
+    data: &[T],
+    dims: &[usize],
+    axes: &[usize],
+) -> Result<(Vec<T>, Vec<usize>), String> {
+    permuted_shape(dims, axes)?;
+    let ndim = dims
+        .len()
+        .max(axes.iter().map(|a| a + 1).max().unwrap_or(0));
+    let dim = |d: usize| dims.get(d).copied().unwrap_or(1);
     let total: usize = (0..ndim).map(dim).product();
     if total != data.len() {
         return Err(format!(

@@ -9,7 +9,7 @@
 
 use crate::mat::MatFile;
 use crate::mat::value::{
-    F32Buf, NumData, NumericArray, permute_col_major, permute_col_major_owned,
+    F32Buf, NumData, NumericArray, permute_col_major, permute_col_major_owned, permuted_shape,
 };
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -106,24 +106,6 @@ impl Drop for DeferGuard {
     fn drop(&mut self) {
         DEFER.set(false);
     }
-}
-
-/// The shape [`permute_col_major`] gives `dims` reordered by `axes`, with its checks.
-fn permuted_shape(dims: &[usize], axes: &[usize]) -> Result<Vec<usize>, String> {
-    let ndim = dims
-        .len()
-        .max(axes.iter().map(|a| a + 1).max().unwrap_or(0));
-    let dim = |d: usize| dims.get(d).copied().unwrap_or(1);
-    let mut seen = vec![false; ndim];
-    for &a in axes {
-        if std::mem::replace(&mut seen[a], true) {
-            return Err(format!("axis {a} named twice in {axes:?}"));
-        }
-    }
-    if seen.iter().enumerate().any(|(d, s)| !s && dim(d) != 1) {
-        return Err(format!("dims {dims:?} not all named in {axes:?}"));
-    }
-    Ok(axes.iter().map(|&a| dim(a)).collect())
 }
 
 /// Moves the values of `net`'s pending tensors out of `file` (consumed), reordering each in its
