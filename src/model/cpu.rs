@@ -614,7 +614,7 @@ pub fn max_pool2d(x: Tensor<4>, k: [usize; 2], s: [usize; 2], pad: [usize; 4]) -
                     unsafe { pool_plane_avx512(&g, o, plane, vrow, phases) };
                     return;
                 }
-                pool_plane(&g, o, plane, vrow, phases);
+                pool_plane(&g, o, plane, vrow, phases, max_into);
             },
         );
     Tensor::from_data(TensorData::new(out, [n, c, oh, ow]), &device)
@@ -644,7 +644,46 @@ unsafe fn pool_plane_avx512(
     vrow: &mut [f32],
     phases: &mut [f32],
 ) {
-    pool_plane(g, o, plane, vrow, phases)
+    pool_plane(g, o, plane, vrow, phases, |d, s| {
+        // SAFETY: this function runs only where AVX-512F is available.
+        unsafe { max_into_avx512(d, s) }
+    })
+}
+
+/// `d[i] = max(d[i], s[i])` over the shorter length, NaN in `s` propagating, 16 lanes at a
+/// time (the compiler's version of the generic loop used 8-lane masked stores).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn max_into_avx512(d: &mut [f32], s: &[f32]) {
+    use std::arch::x86_64::*;
+    let n = d.len().min(s.len());
+    let (dp, sp) = (d.as_mut_ptr(), s.as_ptr());
+    let mut i = 0;
+    // SAFETY: every access is below n, inside both slices; the tail uses masked accesses.
+    unsafe {
+        let step = |i: usize, k: __mmask16| {
+            let a = _mm512_maskz_loadu_ps(k, dp.add(i));
+            let b = _mm512_maskz_loadu_ps(k, sp.add(i));
+            let take =
+                _mm512_cmp_ps_mask::<_CMP_GT_OQ>(b, a) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(b, b);
+            _mm512_mask_storeu_ps(dp.add(i), k, _mm512_mask_blend_ps(take, a, b));
+        };
+        while i + 16 <= n {
+            step(i, u16::MAX);
+            i += 16;
+        }
+        if i < n {
+            step(i, ((1u32 << (n - i)) - 1) as u16);
+        }
+    }
+}
+
+/// `d[i] = max(d[i], s[i])` over the shorter length, NaN in `s` propagating (as Burn's op).
+fn max_into(d: &mut [f32], s: &[f32]) {
+    for (d, &v) in d.iter_mut().zip(s) {
+        // `|`, not `||`: no branch, so the loop vectorizes.
+        *d = if (v > *d) | v.is_nan() { v } else { *d };
+    }
 }
 
 /// One plane of [`max_pool2d`]. Separable, and unit-stride throughout: for each output row,
@@ -658,9 +697,8 @@ fn pool_plane(
     plane: &[f32],
     vrow: &mut [f32],
     phases: &mut [f32],
+    max_into: impl Fn(&mut [f32], &[f32]),
 ) {
-    // `|`, not `||`: no branch, so the loops vectorize. NaN propagates, as in Burn's op.
-    let max = |a: f32, b: f32| if (b > a) | b.is_nan() { b } else { a };
     let &PoolGeometry {
         h,
         w,
@@ -684,9 +722,7 @@ fn pool_plane(
         } else {
             inner.copy_from_slice(&plane[y0 * w..(y0 + 1) * w]);
             for y in y0 + 1..y1 {
-                for (d, &v) in inner.iter_mut().zip(&plane[y * w..(y + 1) * w]) {
-                    *d = max(*d, v);
-                }
+                max_into(inner, &plane[y * w..(y + 1) * w]);
             }
         }
         if sx == 1 {
@@ -714,10 +750,7 @@ fn pool_plane(
         let orow = &mut o[oy * ow..(oy + 1) * ow];
         orow.fill(f32::NEG_INFINITY);
         for j in 0..kx {
-            let ph = &phases[(j % sx) * plen + j / sx..];
-            for (d, &v) in orow.iter_mut().zip(ph) {
-                *d = max(*d, v);
-            }
+            max_into(orow, &phases[(j % sx) * plen + j / sx..]);
         }
     }
 }
