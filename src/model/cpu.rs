@@ -133,17 +133,75 @@ impl FastConv {
     }
 }
 
-/// Raw pointer to the output buffer, shared by tasks that write disjoint parts of it.
+/// Raw pointer to an output buffer, shared by parallel tasks that write disjoint parts of it.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: every task writes a region no other task touches (see `conv2d_tiled`).
+pub(crate) struct OutPtr(pub(crate) *mut f32);
+// SAFETY: the kernels give every task a region no other task touches.
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 impl OutPtr {
     /// The pointer (a method, so that closures capture the whole `Send` wrapper).
-    fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
+    }
+}
+
+/// The sizes of one convolution call.
+pub struct Geometry {
+    pub n: usize,
+    pub cin: usize,
+    pub h: usize,
+    pub w: usize,
+    pub cout: usize,
+    pub groups: usize,
+    pub k: [usize; 2],
+    pub stride: [usize; 2],
+    pub dilation: [usize; 2],
+    /// `[top, bottom, left, right]`.
+    pub pad: [usize; 4],
+}
+
+impl Geometry {
+    /// `[oh, ow]` (floor rounding, as MATLAB).
+    pub fn output(&self) -> [usize; 2] {
+        let [kh, kw] = self.k;
+        let [t, b, l, r] = self.pad;
+        let (ekh, ekw) = (
+            self.dilation[0] * (kh - 1) + 1,
+            self.dilation[1] * (kw - 1) + 1,
+        );
+        [
+            (self.h + t + b - ekh) / self.stride[0] + 1,
+            (self.w + l + r - ekw) / self.stride[1] + 1,
+        ]
+    }
+
+    /// The kernel covers the whole unpadded input: a fully connected layer stored as a
+    /// convolution (MatConvNet's), computed as one gemm over the batch.
+    pub fn whole(&self) -> bool {
+        self.k == [self.h, self.w]
+            && self.pad == [0; 4]
+            && self.dilation == [1, 1]
+            && self.groups == 1
+    }
+}
+
+impl FastConv {
+    /// The geometry of this convolution on an `[n, cin, h, w]` input.
+    fn geometry(&self, [n, cin, h, w]: [usize; 4]) -> Geometry {
+        Geometry {
+            n,
+            cin,
+            h,
+            w,
+            cout: self.cout,
+            groups: self.groups,
+            k: self.k,
+            stride: self.stride,
+            dilation: self.dilation,
+            pad: self.pad,
+        }
     }
 }
 
@@ -203,25 +261,14 @@ pub fn conv2d_part(
     offset: usize,
     channels: usize,
 ) {
-    let [n, cin, h, w] = x.dims();
     #[cfg(target_arch = "x86_64")]
-    if super::direct::available() {
-        let geo = super::direct::Geometry {
-            n,
-            cin,
-            h,
-            w,
-            cout: f.cout,
-            groups: f.groups,
-            k: f.k,
-            stride: f.stride,
-            dilation: f.dilation,
-            pad: f.pad,
-        };
-        let [oh, ow] = geo.output();
-        let whole = oh == 1 && ow == 1 && f.pad == [0; 4] && [h, w] == f.k && f.groups == 1;
-        if !whole && let Some(p) = f.packed() {
-            let b = part_buf(buf, [n, channels, oh, ow], offset, f.cout);
+    {
+        let geo = f.geometry(x.dims());
+        if !geo.whole()
+            && let Some(p) = f.packed()
+        {
+            let [oh, ow] = geo.output();
+            let b = part_buf(buf, [geo.n, channels, oh, ow], offset, f.cout);
             let data = x.into_data().try_into_vec::<f32>().expect("f32 data");
             let out = super::direct::Out {
                 ptr: b.data.as_mut_ptr(),
@@ -287,37 +334,22 @@ fn part_buf(
 }
 
 fn conv2d_tiled(x: Tensor<4>, f: &FastConv, tile: Option<usize>) -> Tensor<4> {
-    let [n, cin, h, w] = x.dims();
+    let geo = f.geometry(x.dims());
+    let Geometry { n, cin, h, w, .. } = geo;
     let device = x.device();
-    let [t, b, l, r] = f.pad;
+    let [oh, ow] = geo.output();
     let [kh, kw] = f.k;
-    let ekh = f.dilation[0] * (kh - 1) + 1;
-    let ekw = f.dilation[1] * (kw - 1) + 1;
-    let oh = (h + t + b - ekh) / f.stride[0] + 1;
-    let ow = (w + l + r - ekw) / f.stride[1] + 1;
     let (g, cin_g, cout) = (f.groups, f.cin_g, f.cout);
     let cout_g = cout / g;
     let kk = cin_g * kh * kw;
     let npix = oh * ow;
     let data = x.into_data().try_into_vec::<f32>().expect("f32 data");
-    let whole = oh == 1 && ow == 1 && f.pad == [0; 4] && ekh == h && ekw == w && g == 1;
+    let whole = geo.whole();
     #[cfg(target_arch = "x86_64")]
     if tile.is_none()
         && !whole
         && let Some(p) = f.packed()
     {
-        let geo = super::direct::Geometry {
-            n,
-            cin,
-            h,
-            w,
-            cout,
-            groups: g,
-            k: f.k,
-            stride: f.stride,
-            dilation: f.dilation,
-            pad: f.pad,
-        };
         let (out, oh, ow) =
             super::direct::conv2d(&data, &geo, &p, f.bias.as_deref().map(|b| &b[..]), f.relu);
         return Tensor::from_data(TensorData::new(out, [n, cout, oh, ow]), &device);

@@ -15,6 +15,7 @@
 //! Chosen over im2col + gemm where it applies (figures in DESIGN.md): im2col writes and gemm then
 //! re-packs `kh * kw` copies of the input, which cost as much as the arithmetic on 2 cores.
 
+use super::cpu::{Geometry, OutPtr as Ptr};
 use std::arch::x86_64::*;
 
 /// Output channels per micro-kernel call (6 x 4 accumulators + 4 inputs + 1 weight = 29 of the
@@ -77,32 +78,6 @@ impl Packed {
     }
 }
 
-/// The geometry of one call of [`conv2d`].
-pub struct Geometry {
-    pub n: usize,
-    pub cin: usize,
-    pub h: usize,
-    pub w: usize,
-    pub cout: usize,
-    pub groups: usize,
-    pub k: [usize; 2],
-    pub stride: [usize; 2],
-    pub dilation: [usize; 2],
-    /// `[top, bottom, left, right]`.
-    pub pad: [usize; 4],
-}
-
-#[derive(Clone, Copy)]
-struct Ptr(*mut f32);
-// SAFETY: tasks write disjoint parts of the output (see `conv2d`).
-unsafe impl Send for Ptr {}
-unsafe impl Sync for Ptr {}
-impl Ptr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
 /// Convolution of `x` (`[N, Cin, H, W]` row-major) into a new `[N, Cout, oh, ow]` buffer, plus
 /// `bias`, ReLU when `relu`. The caller checks [`available`] and that the padded input holds
 /// one kernel extent.
@@ -138,22 +113,6 @@ pub struct Out {
     pub offset: usize,
 }
 
-impl Geometry {
-    /// `[oh, ow]`.
-    pub fn output(&self) -> [usize; 2] {
-        let [kh, kw] = self.k;
-        let [t, b, l, r] = self.pad;
-        let (ekh, ekw) = (
-            self.dilation[0] * (kh - 1) + 1,
-            self.dilation[1] * (kw - 1) + 1,
-        );
-        [
-            (self.h + t + b - ekh) / self.stride[0] + 1,
-            (self.w + l + r - ekw) / self.stride[1] + 1,
-        ]
-    }
-}
-
 /// As [`conv2d`], writing every element of channels `out.offset..out.offset + cout` of the
 /// `[N, out.channels, oh, ow]` buffer at `out.ptr`.
 ///
@@ -183,8 +142,7 @@ pub unsafe fn conv2d_into(
     } = *geo;
     let (cin_g, cout_g) = (cin / groups, cout / groups);
     let (hp, wp) = (h + t + b, w + l + r);
-    let (ekh, ekw) = (dh * (kh - 1) + 1, dw * (kw - 1) + 1);
-    let (oh, ow) = ((hp - ekh) / sh + 1, (wp - ekw) / sw + 1);
+    let [oh, ow] = geo.output();
     // Each padded channel is stored as its sh x sw stride phases, phase (a, b) holding padded
     // rows a, a + sh, ... and columns b, b + sw, ...: kernel tap (ky, kx) of output (oy, ox)
     // is then phase ((ky dh) % sh, (kx dw) % sw) at row oy + (ky dh) / sh, column ox + (kx dw)

@@ -133,27 +133,20 @@ impl MatNet {
                 }
             }
         }
-        let is_identity = |n: &super::Node| {
-            n.fast.is_none() && matches!(&n.op, Op::Func(f) if f.code == IDENTITY)
-        };
         for k in 0..self.nodes.len() {
-            let mut j = match (&self.nodes[k].op, self.nodes[k].inputs.as_slice()) {
+            let j = match (&self.nodes[k].op, self.nodes[k].inputs.as_slice()) {
                 (Op::Func(f), &[j]) if f.code == RELU => j,
                 _ => continue,
             };
-            // Through identities left by folded batch normalizations (conv -> bn -> relu),
-            // when nothing else reads what lies between.
-            while consumers[j] == 1
-                && j != self.output
-                && is_identity(&self.nodes[j])
-                && self.nodes[j].inputs.len() == 1
-            {
-                j = self.nodes[j].inputs[0];
-            }
-            if consumers[j] != 1 || j == self.output {
+            // Through identities left by folded batch normalizations (conv -> bn -> relu).
+            let Some(&conv) = self
+                .sole_chain(j, &consumers)
+                .as_ref()
+                .and_then(|c| c.last())
+            else {
                 continue;
-            }
-            if let Some(f) = self.nodes[j].fast.as_mut() {
+            };
+            if let Some(f) = self.nodes[conv].fast.as_mut() {
                 f.relu = true;
                 self.nodes[k].op = Op::Func(Func {
                     code: IDENTITY,
@@ -165,13 +158,28 @@ impl MatNet {
         self
     }
 
+    /// The nodes from `j` back through identities (left by fused ReLUs or folded batch norms)
+    /// to the node that computes them, when each is read only by the one before it and none is
+    /// the output: `[j, ..., producer]`; `None` when something else reads one of them.
+    fn sole_chain(&self, j: usize, consumers: &[usize]) -> Option<Vec<usize>> {
+        let sole = |j: usize| consumers[j] == 1 && j != self.output;
+        let mut chain = vec![j];
+        let mut j = j;
+        while sole(j)
+            && self.nodes[j].fast.is_none()
+            && matches!(&self.nodes[j].op, Op::Func(f) if f.code == IDENTITY)
+            && self.nodes[j].inputs.len() == 1
+        {
+            j = self.nodes[j].inputs[0];
+            chain.push(j);
+        }
+        sole(j).then_some(chain)
+    }
+
     /// Channel concatenations whose every input is a convolution (possibly through identities
     /// left by fused ReLUs or folded batch norms) read by nothing else: the convolutions write
     /// their channels straight into the concatenation's output (no copy afterwards).
     fn fuse_concatenations(&mut self, consumers: &[usize]) {
-        let is_identity = |n: &super::Node| {
-            n.fast.is_none() && matches!(&n.op, Op::Func(f) if f.code == IDENTITY)
-        };
         for k in 0..self.nodes.len() {
             if !matches!(&self.nodes[k].op, Op::Func(f) if f.code == CONCAT_C) {
                 continue;
@@ -179,24 +187,14 @@ impl MatNet {
             // Each input's chain back to its convolution.
             let mut chains = Vec::new();
             for &i in &self.nodes[k].inputs {
-                let mut chain = vec![i];
-                let mut j = i;
-                while consumers[j] == 1
-                    && j != self.output
-                    && is_identity(&self.nodes[j])
-                    && self.nodes[j].inputs.len() == 1
-                {
-                    j = self.nodes[j].inputs[0];
-                    chain.push(j);
-                }
-                let ok = consumers[j] == 1
-                    && j != self.output
-                    && self.nodes[j].fast.is_some()
-                    && chain.iter().all(|&c| self.nodes[c].concat_into.is_none());
-                if !ok {
+                let ok = self.sole_chain(i, consumers).filter(|chain| {
+                    chain.last().is_some_and(|&j| self.nodes[j].fast.is_some())
+                        && chain.iter().all(|&c| self.nodes[c].concat_into.is_none())
+                });
+                let Some(chain) = ok else {
                     chains.clear();
                     break;
-                }
+                };
                 chains.push(chain);
             }
             if chains.is_empty() {

@@ -172,7 +172,7 @@ impl MatNet {
         }
         uses[nodes.len() - 1] += 1;
         // Concatenations whose convolutions write into them (prepare_cpu), by node.
-        let mut concat_bufs: Vec<Option<cpu::ConcatBuf>> = Vec::new();
+        let mut concat_bufs: Vec<Option<cpu::ConcatBuf>> = (0..nodes.len()).map(|_| None).collect();
         for (k, node) in nodes.iter().enumerate() {
             if let (None, Some((into, ..))) = (&node.fast, node.concat_into)
                 && into < nodes.len()
@@ -180,7 +180,7 @@ impl MatNet {
                 // An identity between a convolution and the concatenation it writes into.
                 continue;
             }
-            if let Some(buf) = concat_bufs.get_mut(k).and_then(Option::take) {
+            if let Some(buf) = concat_bufs[k].take() {
                 // Every input wrote its channels already.
                 let device = input.device();
                 acts[k] = Some(buf.into_tensor(&device));
@@ -203,25 +203,15 @@ impl MatNet {
                     .collect()
             };
             let t0 = std::time::Instant::now();
-            if let (Some(f), Some((into, offset, channels))) = (&node.fast, node.concat_into)
-                && into < nodes.len()
-            {
-                if concat_bufs.len() <= into {
-                    concat_bufs.resize_with(into + 1, || None);
+            acts[k] = match (&node.fast, node.concat_into) {
+                (Some(f), Some((into, offset, channels))) if into < nodes.len() => {
+                    let x = ins.into_iter().next().expect("one input");
+                    cpu::conv2d_part(x, f, &mut concat_bufs[into], offset, channels);
+                    None
                 }
-                let x = ins.into_iter().next().expect("one input");
-                cpu::conv2d_part(x, f, &mut concat_bufs[into], offset, channels);
-                if let Some(t) = times.as_deref_mut()
-                    && let Some(slot) = t.get_mut(k)
-                {
-                    *slot += t0.elapsed().as_secs_f64() * 1e3;
-                }
-                continue;
-            }
-            acts[k] = Some(match &node.fast {
-                Some(f) => cpu::conv2d(ins.into_iter().next().expect("one input"), f),
-                None => node.op.forward(ins),
-            });
+                (Some(f), _) => Some(cpu::conv2d(ins.into_iter().next().expect("one input"), f)),
+                (None, _) => Some(node.op.forward(ins)),
+            };
             if let Some(t) = times.as_deref_mut()
                 && let Some(slot) = t.get_mut(k)
             {
