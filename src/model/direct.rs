@@ -26,6 +26,9 @@ const NQ: usize = 64;
 /// Input channels per pass over the outputs (their inputs for one position block fit in L1).
 const CHUNK: usize = 128;
 
+/// Bytes of packed weights one task reuses over its images: half of a core's 2 MiB L2.
+const WEIGHT_BUDGET: usize = 1 << 20;
+
 /// True when the running CPU can use this kernel.
 pub fn available() -> bool {
     is_x86_feature_detected!("avx512f")
@@ -236,11 +239,15 @@ pub unsafe fn conv2d_into(
             (mask, if mask == 0 { 0 } else { first })
         })
         .collect();
-    // Tasks: a run of q blocks of one image and group, and a run of channel blocks; enough of
-    // them for every thread (several each, for balance).
+    // Tasks: a run of channel blocks, one image and group, and a run of q blocks; enough of
+    // them for every thread (several each, for balance). A channel run's weights fit in half
+    // of a core's L2 and tasks are numbered channel run first, so that the consecutive tasks a
+    // thread takes reuse the same weights over every image: 512-channel 3x3 weights (9.4 MB)
+    // are then read once per run of images instead of once per image.
     let threads = rayon::current_num_threads().max(1);
     let mut qrun = qblocks.min(4);
-    let mut crun = packed.blocks;
+    let block_bytes = cin_g * taps.len() * NC * size_of::<f32>();
+    let mut crun = packed.blocks.min((WEIGHT_BUDGET / block_bytes).max(1));
     let count =
         |qrun: usize, crun: usize| jobs * qblocks.div_ceil(qrun) * packed.blocks.div_ceil(crun);
     while count(qrun, crun) < 4 * threads && (qrun > 1 || crun > 1) {
@@ -255,8 +262,8 @@ pub unsafe fn conv2d_into(
     let zeros = [0f32; NC];
     let opl = oh * ow;
     (0..jobs * nq * nc).into_par_iter().for_each(|task| {
-        let (job, rest) = (task / (nq * nc), task % (nq * nc));
-        let (qi, ci) = (rest / nc, rest % nc);
+        let (ci, rest) = (task / (jobs * nq), task % (jobs * nq));
+        let (job, qi) = (rest / nq, rest % nq);
         let (img, g) = (job / groups, job % groups);
         let (qb0, qb1) = (qi * qrun, ((qi + 1) * qrun).min(qblocks));
         let (cb0, cb1) = (ci * crun, ((ci + 1) * crun).min(packed.blocks));
