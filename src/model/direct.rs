@@ -193,10 +193,23 @@ pub unsafe fn conv2d_into(
     };
     // Every copied job's buffer starts on a cache line (64 bytes).
     let xlen = (cin_g * plane + slack).next_multiple_of(16);
-    let mut xbuf = vec![0f32; (jobs - copied_from) * xlen + 16];
-    let skew = xbuf.as_ptr().align_offset(64).min(15);
-    let xp = &mut xbuf[skew..skew + (jobs - copied_from) * xlen];
-    xp.par_chunks_mut(xlen).enumerate().for_each(|(k, dst)| {
+    // Uninitialised, then zeroed job by job by the thread that fills it, while it stays in
+    // that core's cache (a zeroed allocation is one single-threaded memset of the whole batch).
+    let total = (jobs - copied_from) * xlen + 16;
+    let mut xbuf: Vec<f32> = Vec::with_capacity(total);
+    let spare = &mut xbuf.spare_capacity_mut()[..total];
+    let skew = spare.as_ptr().align_offset(64).min(15);
+    let (head, rest) = spare.split_at_mut(skew);
+    let (body, tail) = rest.split_at_mut((jobs - copied_from) * xlen);
+    head.iter_mut().chain(tail.iter_mut()).for_each(|v| {
+        v.write(0.0);
+    });
+    body.par_chunks_mut(xlen).enumerate().for_each(|(k, dst)| {
+        dst.iter_mut().for_each(|v| {
+            v.write(0.0);
+        });
+        // SAFETY: every element was just initialised, and f32 has MaybeUninit<f32>'s layout.
+        let dst: &mut [f32] = unsafe { &mut *(dst as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
         let job = copied_from + k;
         let src = &x[job * cin_g * h * w..][..cin_g * h * w];
         for c in 0..cin_g {
@@ -208,18 +221,27 @@ pub unsafe fn conv2d_into(
                     if slot[a] != usize::MAX {
                         dst[base + slot[a] * phase + l..][..w].copy_from_slice(row);
                     }
-                } else {
-                    for (x, &v) in row.iter().enumerate() {
-                        let xq = x + l;
-                        let sl = slot[a * sw + xq % sw];
-                        if sl != usize::MAX {
-                            dst[base + sl * phase + xq / sw] = v;
-                        }
+                    continue;
+                }
+                // Column phase by column phase: padded column x + l goes to phase (x + l) %
+                // sw, column (x + l) / sw.
+                for col in 0..sw {
+                    let sl = slot[a * sw + col];
+                    if sl == usize::MAX {
+                        continue;
+                    }
+                    let x0 = (col + sw - l % sw) % sw;
+                    let d = &mut dst[base + sl * phase + (x0 + l) / sw..];
+                    for (d, &v) in d.iter_mut().zip(row.iter().skip(x0).step_by(sw)) {
+                        *d = v;
                     }
                 }
             }
         }
     });
+    // SAFETY: head, body and tail, all `total` elements, were initialised above.
+    unsafe { xbuf.set_len(total) };
+    let xp = &xbuf[skew..skew + (jobs - copied_from) * xlen];
     let outp = Ptr(out.ptr);
     let (ctot, coff) = (out.channels, out.offset);
     // Where each 16-position vector of each block goes: the mask of its valid positions (ox <
