@@ -23,6 +23,8 @@ use std::arch::x86_64::*;
 const NC: usize = 6;
 /// Output positions per micro-kernel call: four vectors of 16.
 const NQ: usize = 64;
+/// How many input channels ahead the micro-kernel prefetches its weights.
+const PREFETCH: usize = 8;
 /// Input channels per pass over the outputs (their inputs for one position block fit in L1).
 const CHUNK: usize = 128;
 
@@ -209,7 +211,8 @@ pub unsafe fn conv2d_into(
             v.write(0.0);
         });
         // SAFETY: every element was just initialised, and f32 has MaybeUninit<f32>'s layout.
-        let dst: &mut [f32] = unsafe { &mut *(dst as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
+        let dst: &mut [f32] =
+            unsafe { &mut *(dst as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
         let job = copied_from + k;
         let src = &x[job * cin_g * h * w..][..cin_g * h * w];
         for c in 0..cin_g {
@@ -426,7 +429,15 @@ unsafe fn block<const J: usize>(a: Args) {
                 }
             }
         }
+        let per_channel = a.taps.len() * NC;
         for c in 0..a.cin {
+            // The weights are read once per call, in order, too slowly for the hardware
+            // prefetchers: fetch those of the channel PREFETCH channels ahead (a prefetch never
+            // faults, so past the end is harmless).
+            let ahead = wp.wrapping_add(PREFETCH * per_channel);
+            for line in (0..per_channel).step_by(16) {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line) as *const i8);
+            }
             let xc = a.x.add(c * a.plane);
             for &o in a.taps {
                 let xo = xc.add(o);
