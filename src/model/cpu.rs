@@ -638,7 +638,8 @@ pub fn max_pool2d(x: Tensor<4>, k: [usize; 2], s: [usize; 2], pad: [usize; 4]) -
     let oh = (hp - k[0]) / s[0] + 1;
     let ow = (wp - k[1]) / s[1] + 1;
     let data = Values::of(x);
-    let mut out = vec![0f32; n * c * oh * ow];
+    let total = n * c * oh * ow;
+    let mut out: Vec<f32> = Vec::with_capacity(total);
     let sx = s[1];
     // Length of each stride phase of a padded row: phase q holds columns q, q + sx, ...
     let plen = wp.div_ceil(sx);
@@ -659,7 +660,8 @@ pub fn max_pool2d(x: Tensor<4>, k: [usize; 2], s: [usize; 2], pad: [usize; 4]) -
     };
     #[cfg(target_arch = "x86_64")]
     let avx512 = is_x86_feature_detected!("avx512f");
-    out.par_chunks_mut(oh * ow)
+    out.spare_capacity_mut()[..total]
+        .par_chunks_mut(oh * ow)
         .zip(data.par_chunks(h * w))
         .for_each_init(
             || {
@@ -669,6 +671,15 @@ pub fn max_pool2d(x: Tensor<4>, k: [usize; 2], s: [usize; 2], pad: [usize; 4]) -
                 )
             },
             |(vrow, phases), (o, plane)| {
+                // Zeroed here, in this core's cache, rather than by one memset of the whole
+                // output up front.
+                let o = zeroed(o);
+                #[cfg(target_arch = "x86_64")]
+                if avx512 && s[1] == 2 && (k[1] == 2 || k[1] == 3) {
+                    // SAFETY: the CPU has AVX-512F (checked above).
+                    unsafe { pool_plane_s2_avx512(&g, o, plane) };
+                    return;
+                }
                 #[cfg(target_arch = "x86_64")]
                 if avx512 {
                     // SAFETY: the CPU has AVX-512F (checked above).
@@ -678,7 +689,17 @@ pub fn max_pool2d(x: Tensor<4>, k: [usize; 2], s: [usize; 2], pad: [usize; 4]) -
                 pool_plane(&g, o, plane, vrow, phases, max_into);
             },
         );
+    // SAFETY: every chunk of the first `total` elements was initialised by `zeroed`.
+    unsafe { out.set_len(total) };
     Tensor::from_data(TensorData::new(out, [n, c, oh, ow]), &device)
+}
+
+/// Zeroes `s` and returns it as floats (a chunk of a vector's spare capacity, zeroed by the
+/// thread that then fills it).
+pub(crate) fn zeroed(s: &mut [std::mem::MaybeUninit<f32>]) -> &mut [f32] {
+    s.fill(std::mem::MaybeUninit::new(0.0));
+    // SAFETY: every element was just initialised, and f32 has MaybeUninit<f32>'s layout.
+    unsafe { &mut *(s as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) }
 }
 
 /// What [`pool_plane`] needs to know of a max pooling.
@@ -709,6 +730,89 @@ unsafe fn pool_plane_avx512(
         // SAFETY: this function runs only where AVX-512F is available.
         unsafe { max_into_avx512(d, s) }
     })
+}
+
+/// One plane of [`max_pool2d`] for windows 2 or 3 wide with horizontal stride 2 (VGG's 2x2,
+/// ResNet's and SqueezeNet's 3x3 poolings), 16 output columns at a time: each input row's 32
+/// (or 34) columns under them are loaded once, under a mask that turns padding and the columns
+/// past the row into -inf, and split into even and odd columns by two permutes; then the
+/// maximum over the window's rows, stored under the mask of valid output columns. About 3x
+/// faster than the separable `pool_plane` on these, whose passes are short rows of scalars.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pool_plane_s2_avx512(g: &PoolGeometry, o: &mut [f32], plane: &[f32]) {
+    use std::arch::x86_64::*;
+    let &PoolGeometry {
+        h,
+        w,
+        oh,
+        ow,
+        k,
+        s,
+        t,
+        l,
+        ..
+    } = g;
+    let three = k[1] == 3;
+    // max(a, b) with NaN from either side winning, as Burn's op.
+    let maxn = |a: __m512, b: __m512| {
+        let take =
+            _mm512_cmp_ps_mask::<_CMP_GT_OQ>(b, a) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(b, b);
+        _mm512_mask_blend_ps(take, a, b)
+    };
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
+    // Lanes i of a load at column `from` that lie in 0..w.
+    let cols = |from: isize| -> __mmask16 {
+        let lo = (-from).clamp(0, 16) as u32;
+        let hi = (w as isize - from).clamp(0, 16) as u32;
+        if hi <= lo {
+            0
+        } else {
+            (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16
+        }
+    };
+    for oy in 0..oh {
+        let y0 = (oy * s[0]).saturating_sub(t);
+        let y1 = (oy * s[0] + k[0]).saturating_sub(t).min(h);
+        for ox0 in (0..ow).step_by(16) {
+            let from = (2 * ox0) as isize - l as isize;
+            let (m0, m1) = (cols(from), cols(from + 16));
+            let (m2, m3) = (cols(from + 2), cols(from + 18));
+            let mut acc = ninf;
+            for y in y0..y1 {
+                let row = plane.as_ptr().wrapping_add(y * w);
+                // SAFETY: masked-off lanes are never read (nor can they fault), and every
+                // lane left on is a column of row y, inside `plane`.
+                let (a, b) = unsafe {
+                    (
+                        _mm512_mask_loadu_ps(ninf, m0, row.wrapping_offset(from)),
+                        _mm512_mask_loadu_ps(ninf, m1, row.wrapping_offset(from + 16)),
+                    )
+                };
+                let mut v = maxn(
+                    _mm512_permutex2var_ps(a, even, b),
+                    _mm512_permutex2var_ps(a, odd, b),
+                );
+                if three {
+                    // SAFETY: as above.
+                    let (c, d) = unsafe {
+                        (
+                            _mm512_mask_loadu_ps(ninf, m2, row.wrapping_offset(from + 2)),
+                            _mm512_mask_loadu_ps(ninf, m3, row.wrapping_offset(from + 18)),
+                        )
+                    };
+                    v = maxn(v, _mm512_permutex2var_ps(c, even, d));
+                }
+                acc = maxn(acc, v);
+            }
+            let n = (ow - ox0).min(16);
+            let keep = ((1u32 << n) - 1) as u16;
+            // SAFETY: the n <= 16 stored lanes are outputs ox0..ox0 + n of row oy, inside `o`.
+            unsafe { _mm512_mask_storeu_ps(o.as_mut_ptr().add(oy * ow + ox0), keep, acc) };
+        }
+    }
 }
 
 /// `d[i] = max(d[i], s[i])` over the shorter length, NaN in `s` propagating, 16 lanes at a
@@ -1016,35 +1120,55 @@ mod tests {
     #[test]
     fn max_pool_equals_burns() {
         let dev = Device::flex();
-        let (n, c, h, w) = (2, 3, 9, 8);
-        let mut rng = crate::train::Rng::new(3);
-        let x: Vec<f32> = (0..n * c * h * w)
-            .map(|_| (rng.uniform() * 2.0 - 1.5) as f32)
-            .collect();
-        let x = Tensor::<4>::from_data(TensorData::new(x, [n, c, h, w]), &dev);
-        for (k, s, pad) in [
-            ([2, 2], [2, 2], [0, 0, 0, 0]),
-            ([3, 3], [2, 2], [0, 0, 0, 0]),
-            ([3, 3], [1, 1], [1, 1, 1, 1]),
-            ([3, 2], [2, 1], [0, 1, 1, 0]),
-            ([2, 3], [1, 2], [1, 0, 0, 2]),
-            ([3, 3], [3, 3], [1, 1, 1, 1]),
-            ([2, 2], [1, 1], [0, 0, 0, 0]),
-            ([3, 1], [3, 2], [2, 0, 0, 1]),
+        // Narrow and wide planes (several 16-column vectors, with a tail), one with a NaN.
+        for (n, c, h, w, nan) in [
+            (2, 3, 9, 8, false),
+            (1, 2, 13, 45, true),
+            (1, 1, 7, 57, true),
         ] {
-            let [t, b, l, r] = pad;
-            let want = MaxPool2dConfig::new(k)
-                .with_strides(s)
-                .with_padding(PaddingConfig2d::Explicit(t, l, b, r))
-                .init()
-                .forward(x.clone());
-            let got = max_pool2d(x.clone(), k, s, pad);
-            assert_eq!(got.dims(), want.dims(), "{k:?} {s:?} {pad:?}");
-            assert_eq!(
-                got.into_data().try_to_vec::<f32>().ok(),
-                want.into_data().try_to_vec::<f32>().ok(),
-                "{k:?} {s:?} {pad:?}"
-            );
+            let mut rng = crate::train::Rng::new(3);
+            let mut x: Vec<f32> = (0..n * c * h * w)
+                .map(|_| (rng.uniform() * 2.0 - 1.5) as f32)
+                .collect();
+            if nan {
+                // Rows increasing down the plane: a window reading past a row's end into the
+                // next row would pick that row's larger values.
+                for (i, v) in x.iter_mut().enumerate() {
+                    *v += ((i / w) % h) as f32 * 4.0;
+                }
+                x[3 * w + 37] = f32::NAN;
+            }
+            let x = Tensor::<4>::from_data(TensorData::new(x, [n, c, h, w]), &dev);
+            for (k, s, pad) in [
+                ([2, 2], [2, 2], [0, 0, 0, 0]),
+                ([2, 2], [2, 2], [0, 1, 0, 1]),
+                ([3, 3], [2, 2], [0, 0, 0, 0]),
+                ([3, 3], [2, 2], [1, 1, 1, 1]),
+                ([3, 3], [2, 2], [0, 1, 0, 1]),
+                ([1, 3], [1, 2], [2, 0, 2, 1]),
+                ([3, 3], [1, 1], [1, 1, 1, 1]),
+                ([3, 2], [2, 1], [0, 1, 1, 0]),
+                ([2, 3], [1, 2], [1, 0, 0, 2]),
+                ([3, 3], [3, 3], [1, 1, 1, 1]),
+                ([2, 2], [1, 1], [0, 0, 0, 0]),
+                ([3, 1], [3, 2], [2, 0, 0, 1]),
+            ] {
+                let [t, b, l, r] = pad;
+                let want = MaxPool2dConfig::new(k)
+                    .with_strides(s)
+                    .with_padding(PaddingConfig2d::Explicit(t, l, b, r))
+                    .init()
+                    .forward(x.clone());
+                let got = max_pool2d(x.clone(), k, s, pad);
+                assert_eq!(got.dims(), want.dims(), "{k:?} {s:?} {pad:?}");
+                let bits = |t: Tensor<4>| {
+                    t.into_data()
+                        .try_to_vec::<f32>()
+                        .map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+                        .ok()
+                };
+                assert_eq!(bits(got), bits(want), "{w} {k:?} {s:?} {pad:?}");
+            }
         }
     }
 }

@@ -207,12 +207,7 @@ pub unsafe fn conv2d_into(
         v.write(0.0);
     });
     body.par_chunks_mut(xlen).enumerate().for_each(|(k, dst)| {
-        dst.iter_mut().for_each(|v| {
-            v.write(0.0);
-        });
-        // SAFETY: every element was just initialised, and f32 has MaybeUninit<f32>'s layout.
-        let dst: &mut [f32] =
-            unsafe { &mut *(dst as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
+        let dst = super::cpu::zeroed(dst);
         let job = copied_from + k;
         let src = &x[job * cin_g * h * w..][..cin_g * h * w];
         for c in 0..cin_g {
