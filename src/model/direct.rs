@@ -178,8 +178,10 @@ pub unsafe fn conv2d_into(
             })
         })
         .collect();
-    // Slack after the last plane for the reads of the dropped positions.
-    let slack = qblocks * NQ + taps.iter().copied().max().unwrap_or(0);
+    // Slack after the last plane for the reads of the dropped positions: the last channel's
+    // reads reach its largest tap plus every block's 64 positions. (None for a 1x1 kernel over
+    // a multiple of 64 positions, which then reads every image in place.)
+    let slack = (qblocks * NQ + taps.iter().copied().max().unwrap_or(0)).saturating_sub(plane);
     let jobs = n * groups;
     // Without padding and stride the input planes are already in the layout read below, and
     // every job whose reads (slack included) stay inside `x` reads it in place; the others
@@ -206,36 +208,48 @@ pub unsafe fn conv2d_into(
     head.iter_mut().chain(tail.iter_mut()).for_each(|v| {
         v.write(0.0);
     });
+    // Each job's planes in runs of channels (several per thread at batch 1).
+    let threads = rayon::current_num_threads().max(1);
+    let cper = if jobs - copied_from >= 2 * threads {
+        cin_g
+    } else {
+        cin_g.div_ceil(4 * threads).max(1)
+    };
     body.par_chunks_mut(xlen).enumerate().for_each(|(k, dst)| {
-        let dst = super::cpu::zeroed(dst);
         let job = copied_from + k;
         let src = &x[job * cin_g * h * w..][..cin_g * h * w];
-        for c in 0..cin_g {
-            for y in 0..h {
-                let (a, i) = ((y + t) % sh, (y + t) / sh);
-                let row = &src[(c * h + y) * w..][..w];
-                let base = c * plane + i * wh;
-                if sw == 1 {
-                    if slot[a] != usize::MAX {
-                        dst[base + slot[a] * phase + l..][..w].copy_from_slice(row);
+        // The last run also holds the slack.
+        dst.par_chunks_mut(cper * plane)
+            .enumerate()
+            .for_each(|(u, dst)| {
+                let dst = super::cpu::zeroed(dst);
+                for c in u * cper..((u + 1) * cper).min(cin_g) {
+                    for y in 0..h {
+                        let (a, i) = ((y + t) % sh, (y + t) / sh);
+                        let row = &src[(c * h + y) * w..][..w];
+                        let base = (c - u * cper) * plane + i * wh;
+                        if sw == 1 {
+                            if slot[a] != usize::MAX {
+                                dst[base + slot[a] * phase + l..][..w].copy_from_slice(row);
+                            }
+                            continue;
+                        }
+                        // Column phase by column phase: padded column x + l goes to phase (x + l) %
+                        // sw, column (x + l) / sw.
+                        for col in 0..sw {
+                            let sl = slot[a * sw + col];
+                            if sl == usize::MAX {
+                                continue;
+                            }
+                            let x0 = (col + sw - l % sw) % sw;
+                            let d = &mut dst[base + sl * phase + (x0 + l) / sw..];
+                            for (d, &v) in d.iter_mut().zip(row.iter().skip(x0).step_by(sw)) {
+                                *d = v;
+                            }
+                        }
                     }
-                    continue;
                 }
-                // Column phase by column phase: padded column x + l goes to phase (x + l) %
-                // sw, column (x + l) / sw.
-                for col in 0..sw {
-                    let sl = slot[a * sw + col];
-                    if sl == usize::MAX {
-                        continue;
-                    }
-                    let x0 = (col + sw - l % sw) % sw;
-                    let d = &mut dst[base + sl * phase + (x0 + l) / sw..];
-                    for (d, &v) in d.iter_mut().zip(row.iter().skip(x0).step_by(sw)) {
-                        *d = v;
-                    }
-                }
-            }
-        }
+            });
     });
     // SAFETY: head, body and tail, all `total` elements, were initialised above.
     unsafe { xbuf.set_len(total) };
