@@ -993,6 +993,12 @@ mod tests {
             // Unpadded stride 1: the input read in place, but for the last images.
             (6, 40, 9, 11, 7, [1, 1], [1, 1], [0, 0, 0, 0], [1, 1], 1, true),
             (5, 8, 7, 9, 6, [3, 2], [1, 1], [0, 0, 0, 0], [1, 1], 2, false),
+            // Rows wide enough for the vectorised stride-2 split (32 columns at a time plus
+            // a tail), with even and odd left padding.
+            (2, 3, 9, 71, 8, [3, 3], [2, 2], [0, 0, 0, 0], [1, 1], 1, true),
+            (1, 3, 7, 66, 5, [3, 3], [2, 2], [1, 2, 1, 0], [1, 1], 1, true),
+            // 1x1 over exactly 64 positions: every image, the last included, read in place.
+            (3, 5, 8, 8, 7, [1, 1], [1, 1], [0, 0, 0, 0], [1, 1], 1, true),
             // More input channels than one pass of the direct kernel takes (partial sums).
             (2, 300, 6, 7, 9, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 1, true),
             (1, 3, 9, 8, 4, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 1, true),

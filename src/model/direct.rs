@@ -234,6 +234,10 @@ pub unsafe fn conv2d_into(
                             }
                             continue;
                         }
+                        if sw == 2 && split_row2(row, dst, base, &slot[a * 2..a * 2 + 2], l, phase)
+                        {
+                            continue;
+                        }
                         // Column phase by column phase: padded column x + l goes to phase (x + l) %
                         // sw, column (x + l) / sw.
                         for col in 0..sw {
@@ -352,6 +356,70 @@ pub unsafe fn conv2d_into(
             }
         }
     });
+}
+
+/// Stride 2: writes a row's even and odd columns to their two phases (column x is padded
+/// column x + l: phase (x + l) % 2, index (x + l) / 2 from `base`), 16 at a time. False, with
+/// nothing written, when one of the two phases is not stored (`slots`: the row's two phase
+/// slots).
+fn split_row2(
+    row: &[f32],
+    dst: &mut [f32],
+    base: usize,
+    slots: &[usize],
+    l: usize,
+    phase: usize,
+) -> bool {
+    let (se, so) = (slots[l % 2], slots[(l + 1) % 2]);
+    if se == usize::MAX || so == usize::MAX {
+        return false;
+    }
+    let (pe, ne) = (base + se * phase + l / 2, row.len().div_ceil(2));
+    let (po, no) = (base + so * phase + (l + 1) / 2, row.len() / 2);
+    // Two different phases: disjoint ranges.
+    let (ev, od) = if pe < po {
+        let (a, b) = dst.split_at_mut(po);
+        (&mut a[pe..pe + ne], &mut b[..no])
+    } else {
+        let (a, b) = dst.split_at_mut(pe);
+        (&mut b[..ne], &mut a[po..po + no])
+    };
+    // SAFETY: this module's code runs only where AVX-512F is available.
+    unsafe { deinterleave(row, ev, od) };
+    true
+}
+
+/// `row`'s even elements to `even`, its odd ones to `odd` (of lengths ⌈n/2⌉ and ⌊n/2⌋).
+#[target_feature(enable = "avx512f")]
+unsafe fn deinterleave(row: &[f32], even: &mut [f32], odd: &mut [f32]) {
+    let ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    assert!(even.len() >= row.len().div_ceil(2) && odd.len() >= row.len() / 2);
+    let mut i = 0;
+    while i + 32 <= row.len() {
+        // SAFETY: 32 floats of `row` from i, and 16 of each destination from i / 2, inside
+        // their lengths (checked above).
+        unsafe {
+            let a = _mm512_loadu_ps(row.as_ptr().add(i));
+            let b = _mm512_loadu_ps(row.as_ptr().add(i + 16));
+            _mm512_storeu_ps(
+                even.as_mut_ptr().add(i / 2),
+                _mm512_permutex2var_ps(a, ie, b),
+            );
+            _mm512_storeu_ps(
+                odd.as_mut_ptr().add(i / 2),
+                _mm512_permutex2var_ps(a, io, b),
+            );
+        }
+        i += 32;
+    }
+    for (j, &v) in row.iter().enumerate().skip(i) {
+        if j % 2 == 0 {
+            even[j / 2] = v;
+        } else {
+            odd[j / 2] = v;
+        }
+    }
 }
 
 /// 64 positions x `nco` (<= 6) output channels: `sum over c, taps of w[(c * taps + k) * NC +
