@@ -263,20 +263,22 @@ pub unsafe fn conv2d_into(
     // Where each 16-position vector of each block goes: the mask of its valid positions (ox <
     // ow, q < qn) and the output index of the first of them. Valid positions are consecutive
     // in the output (row-major), so a vector is stored compressed under its mask.
-    let vectors: Vec<(u16, usize)> = (0..qblocks * NQ / 16)
-        .map(|v| {
-            let (mut mask, mut first) = (0u16, usize::MAX);
-            for i in 0..16 {
-                let q = v * 16 + i;
-                let (oy, ox) = (q / wh, q % wh);
-                if q < qn && ox < ow {
-                    mask |= 1 << i;
-                    first = first.min(oy * ow + ox);
-                }
+    let mut vectors = vec![(0u16, 0usize); qblocks * NQ / 16];
+    // Position q = oy * wh + ox, walked in order (no division per position).
+    let (mut oy, mut ox) = (0, 0);
+    for (q, v) in (0..qn.min(vectors.len() * 16)).zip((0..).map(|q: usize| q / 16)) {
+        if ox < ow {
+            let (mask, first) = &mut vectors[v];
+            if *mask == 0 {
+                *first = oy * ow + ox;
             }
-            (mask, if mask == 0 { 0 } else { first })
-        })
-        .collect();
+            *mask |= 1 << (q % 16);
+        }
+        ox += 1;
+        if ox == wh {
+            (oy, ox) = (oy + 1, 0);
+        }
+    }
     // Tasks: a run of channel blocks, one image and group, and a run of q blocks; enough of
     // them for every thread (several each, for balance). A channel run's weights fit in half
     // of a core's L2 and tasks are numbered channel run first, so that the consecutive tasks a
