@@ -377,7 +377,7 @@ fn split_row2(
         return false;
     }
     let (pe, ne) = (base + se * phase + l / 2, row.len().div_ceil(2));
-    let (po, no) = (base + so * phase + (l + 1) / 2, row.len() / 2);
+    let (po, no) = (base + so * phase + l.div_ceil(2), row.len() / 2);
     // Two different phases: disjoint ranges.
     let (ev, od) = if pe < po {
         let (a, b) = dst.split_at_mut(po);
