@@ -198,3 +198,80 @@ fn saved_network_round_trips_exactly() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn residual_addition_and_relu_fuse_into_one_pass() {
+    // in (2x3x2) → a: 1x1 conv (y0 = x0 - 2 x1 + 0.1, y1 = 0.5 x0 + x1 - 0.3) → add(a, in) →
+    // relu: relu(y + x) per channel. The inference build fuses the addition and the ReLU.
+    use matcnn::model::{ADD_RELU, Op};
+    let n = net(vec![
+        input(2, 3, 2),
+        layer(
+            "a",
+            conv1x1(2, 2, &[1.0, -2.0, 0.5, 1.0], &[0.1, -0.3]),
+            vec![0],
+        ),
+        layer("add", LayerKind::Addition { inputs: 2 }, vec![1, 0]),
+        layer("relu", LayerKind::Activation(Activation::Relu), vec![2]),
+    ]);
+    // [N, C, H, W] = [2, 2, 2, 3], positive and negative values, and a NaN that must survive
+    // the ReLU.
+    let mut x: Vec<f32> = (0..24).map(|i| (i as f32 - 11.5) * 0.37).collect();
+    x[7] = f32::NAN;
+    let mut want = vec![0f32; 24];
+    for img in 0..2 {
+        for p in 0..6 {
+            let (x0, x1) = (x[img * 12 + p], x[img * 12 + 6 + p]);
+            let y = [x0 - 2.0 * x1 + 0.1 + x0, 0.5 * x0 + x1 - 0.3 + x1];
+            for c in 0..2 {
+                let v = y[c];
+                want[img * 12 + c * 6 + p] = if v.is_nan() || v > 0.0 { v } else { 0.0 };
+            }
+        }
+    }
+    let dev = Device::flex();
+    let m = MatNet::from_network(&n, &dev).unwrap();
+    let fast = m.clone().fold_batch_norm().0.prepare_cpu();
+    assert!(
+        fast.nodes
+            .iter()
+            .any(|n| matches!(&n.op, Op::Func(f) if f.code == ADD_RELU)),
+        "addition and ReLU fused"
+    );
+    for (name, net) in [("plain", m), ("inference build", fast)] {
+        let y = net.predict(&x, [2, 2, 2, 3], 8, &dev, |_| {}).0;
+        assert_eq!(y.len(), 24);
+        for (i, (a, b)) in y.iter().zip(&want).enumerate() {
+            assert!(
+                (a.is_nan() && b.is_nan()) || (a - b).abs() < 1e-5,
+                "{name}, element {i}: {a} vs {b}"
+            );
+        }
+        assert!(y.iter().any(|v| v.is_nan()) && y.iter().any(|&v| v == 0.0));
+    }
+    // Both inputs shared (one activation twice): the sum goes to a new buffer. The 1x1
+    // convolution is the identity.
+    let twice = net(vec![
+        input(2, 3, 2),
+        layer(
+            "id",
+            conv1x1(2, 2, &[1.0, 0.0, 0.0, 1.0], &[0.0, 0.0]),
+            vec![0],
+        ),
+        layer("add", LayerKind::Addition { inputs: 2 }, vec![1, 1]),
+        layer("relu", LayerKind::Activation(Activation::Relu), vec![2]),
+    ]);
+    let m = MatNet::from_network(&twice, &dev).unwrap();
+    let fast = m.fold_batch_norm().0.prepare_cpu();
+    assert!(
+        fast.nodes
+            .iter()
+            .any(|n| matches!(&n.op, Op::Func(f) if f.code == ADD_RELU))
+    );
+    // (No NaN: the convolution would spread it over the channels.)
+    x[7] = 0.3;
+    let y = fast.predict(&x, [2, 2, 2, 3], 8, &dev, |_| {}).0;
+    for (a, &v) in y.iter().zip(&x) {
+        assert_eq!(*a, if v > 0.0 { 2.0 * v } else { 0.0 });
+    }
+}

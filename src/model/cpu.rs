@@ -627,6 +627,75 @@ pub fn is_plain_flex(x: &Tensor<4>) -> bool {
     !d.is_autodiff() && d == Device::flex()
 }
 
+/// The sum of `xs` (in order) through a ReLU (NaN stays NaN, as Burn's), in one pass over
+/// memory on plain Flex tensors of one shape, written in place into an input that nothing else
+/// holds (a residual branch's output) when there is one: a residual block's addition and ReLU
+/// as Burn ops read and write every activation twice more. Elsewhere, Burn's ops.
+pub fn add_relu(xs: Vec<Tensor<4>>) -> Tensor<4> {
+    let dims = xs[0].dims();
+    if xs.len() < 2 || !xs.iter().all(|x| is_plain_flex(x) && x.dims() == dims) {
+        let mut it = xs.into_iter();
+        let first = it.next().expect("an addition has inputs");
+        return burn::tensor::activation::relu(it.fold(first, |a, b| a + b));
+    }
+    use burn::backend::Flex;
+    let total: usize = dims.iter().product();
+    const CHUNK: usize = 1 << 14;
+    let relu = |v: f32| if v.is_nan() | (v > 0.0) { v } else { 0.0 };
+    let mut xs = xs;
+    // With two inputs either may take the sum (a + b = b + a exactly); with more, the first,
+    // to keep the order of the additions.
+    let candidates = if xs.len() == 2 { 2 } else { 1 };
+    for k in 0..candidates {
+        let x = xs.remove(k);
+        let Ok(mut t) = x.try_into_primitive::<Flex>() else {
+            unreachable!("a plain Flex tensor converts to Flex's primitive");
+        };
+        if t.is_contiguous()
+            && t.layout().start_offset() == 0
+            && let Some(d) = t.try_storage_mut::<f32>()
+            && d.len() >= total
+        {
+            let others: Vec<Values> = xs.into_iter().map(Values::of).collect();
+            d[..total]
+                .par_chunks_mut(CHUNK)
+                .enumerate()
+                .for_each(|(i, d)| {
+                    let at = i * CHUNK;
+                    for v in &others {
+                        for (d, &s) in d.iter_mut().zip(&v[at..]) {
+                            *d += s;
+                        }
+                    }
+                    d.iter_mut().for_each(|d| *d = relu(*d));
+                });
+            return Tensor::from_primitive::<Flex>(t);
+        }
+        xs.insert(k, Tensor::from_primitive::<Flex>(t));
+    }
+    // Every input is shared: a new buffer.
+    let device = xs[0].device();
+    let vals: Vec<Values> = xs.into_iter().map(Values::of).collect();
+    let mut out: Vec<f32> = Vec::with_capacity(total);
+    out.spare_capacity_mut()[..total]
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(i, o)| {
+            let o = zeroed(o);
+            let at = i * CHUNK;
+            o.copy_from_slice(&vals[0][at..at + o.len()]);
+            for v in &vals[1..] {
+                for (d, &s) in o.iter_mut().zip(&v[at..]) {
+                    *d += s;
+                }
+            }
+            o.iter_mut().for_each(|d| *d = relu(*d));
+        });
+    // SAFETY: every chunk of the first `total` elements was initialised by `zeroed`.
+    unsafe { out.set_len(total) };
+    Tensor::from_data(TensorData::new(out, dims), &device)
+}
+
 /// Max pooling of `[N, C, H, W]` with kernel `k`, stride `s` and padding `[top, bottom, left,
 /// right]` (padded positions never win), floor rounding as MATLAB. `None` when the shapes do not
 /// give an output (the caller then uses Burn's op, which reports the error).

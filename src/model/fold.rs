@@ -5,7 +5,7 @@
 
 use super::MatNet;
 use super::cpu::{self, FastConv};
-use super::ops::{CONCAT_C, Func, IDENTITY, Op, RELU};
+use super::ops::{ADD, ADD_RELU, CONCAT_C, Func, IDENTITY, Op, RELU};
 use burn::module::Param;
 use burn::prelude::*;
 
@@ -97,7 +97,8 @@ impl MatNet {
     /// On the plain CPU (flex) device, replaces convolutions by matcnn's own kernel
     /// ([`cpu::conv2d`]: weights packed once, bias and ReLU applied as the result is written) and
     /// fuses a ReLU that is a convolution's only consumer (possibly through folded batch
-    /// normalizations) into it. Elsewhere the module is returned as is.
+    /// normalizations) into it, and one that is an addition's only consumer into the addition
+    /// ([`cpu::add_relu`]). Elsewhere the module is returned as is.
     /// The result is for inference only: the replaced convolutions' weights live in the kernel,
     /// not in the module's parameters (do not save or write it back).
     pub fn prepare_cpu(mut self) -> MatNet {
@@ -139,20 +140,27 @@ impl MatNet {
                 _ => continue,
             };
             // Through identities left by folded batch normalizations (conv -> bn -> relu).
-            let Some(&conv) = self
+            let Some(&producer) = self
                 .sole_chain(j, &consumers)
                 .as_ref()
                 .and_then(|c| c.last())
             else {
                 continue;
             };
-            if let Some(f) = self.nodes[conv].fast.as_mut() {
+            if let Some(f) = self.nodes[producer].fast.as_mut() {
                 f.relu = true;
-                self.nodes[k].op = Op::Func(Func {
-                    code: IDENTITY,
-                    a: 0.0,
-                });
+            } else if let Op::Func(f) = &mut self.nodes[producer].op
+                && f.code == ADD
+            {
+                // A residual block's addition and ReLU in one pass.
+                f.code = ADD_RELU;
+            } else {
+                continue;
             }
+            self.nodes[k].op = Op::Func(Func {
+                code: IDENTITY,
+                a: 0.0,
+            });
         }
         self.fuse_concatenations(&consumers);
         self

@@ -14,7 +14,7 @@ mod recurrent;
 pub mod saved;
 
 pub use backend::{Backend, device_for};
-pub use ops::Op;
+pub use ops::{ADD_RELU, Op};
 pub use recurrent::Rnn;
 
 use crate::net::layer::{self, LayerKind, Network, PaddingMode};

@@ -80,12 +80,14 @@ const GELU_TANH: usize = 9;
 pub(crate) const SOFTMAX: usize = 10;
 const GLOBAL_AVG: usize = 11;
 const GLOBAL_MAX: usize = 12;
-const ADD: usize = 13;
+pub(crate) const ADD: usize = 13;
 const MUL: usize = 14;
 pub(crate) const CONCAT_C: usize = 15;
 const CONCAT_H: usize = 16;
 const CONCAT_W: usize = 17;
 const FLATTEN: usize = 18;
+/// An addition followed by a ReLU, in one pass (made by `MatNet::prepare_cpu`).
+pub const ADD_RELU: usize = 19;
 
 fn func(code: usize, a: f64) -> Op {
     Op::Func(Func { code, a })
@@ -462,6 +464,7 @@ impl Op {
                 GLOBAL_AVG => x.mean_dim(3).mean_dim(2),
                 GLOBAL_MAX => x.max_dim(3).max_dim(2),
                 ADD => rest.fold(x, |a, b| a + b),
+                ADD_RELU => super::cpu::add_relu(std::iter::once(x).chain(rest).collect()),
                 MUL => rest.fold(x, |a, b| a * b),
                 CONCAT_C | CONCAT_H | CONCAT_W => {
                     let all: Vec<Tensor<4>> = std::iter::once(x).chain(rest).collect();
