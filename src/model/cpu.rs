@@ -640,8 +640,22 @@ pub fn add_relu(xs: Vec<Tensor<4>>) -> Tensor<4> {
     }
     use burn::backend::Flex;
     let total: usize = dims.iter().product();
-    const CHUNK: usize = 1 << 14;
-    let relu = |v: f32| if v.is_nan() | (v > 0.0) { v } else { 0.0 };
+    // d = relu(d + others...), in parallel chunks.
+    let sum_relu = |d: &mut [f32], others: &[Values]| {
+        const CHUNK: usize = 1 << 14;
+        d.par_chunks_mut(CHUNK).enumerate().for_each(|(i, d)| {
+            let at = i * CHUNK;
+            for v in others {
+                for (d, &s) in d.iter_mut().zip(&v[at..]) {
+                    *d += s;
+                }
+            }
+            for d in d.iter_mut() {
+                // `|`, not `||`: no branch, so the loop vectorizes.
+                *d = if d.is_nan() | (*d > 0.0) { *d } else { 0.0 };
+            }
+        });
+    };
     let mut xs = xs;
     // With two inputs either may take the sum (a + b = b + a exactly); with more, the first,
     // to keep the order of the additions.
@@ -657,42 +671,16 @@ pub fn add_relu(xs: Vec<Tensor<4>>) -> Tensor<4> {
             && d.len() >= total
         {
             let others: Vec<Values> = xs.into_iter().map(Values::of).collect();
-            d[..total]
-                .par_chunks_mut(CHUNK)
-                .enumerate()
-                .for_each(|(i, d)| {
-                    let at = i * CHUNK;
-                    for v in &others {
-                        for (d, &s) in d.iter_mut().zip(&v[at..]) {
-                            *d += s;
-                        }
-                    }
-                    d.iter_mut().for_each(|d| *d = relu(*d));
-                });
+            sum_relu(&mut d[..total], &others);
             return Tensor::from_primitive::<Flex>(t);
         }
         xs.insert(k, Tensor::from_primitive::<Flex>(t));
     }
-    // Every input is shared: a new buffer.
+    // Every input is shared: the sum goes into a copy of the first.
     let device = xs[0].device();
     let vals: Vec<Values> = xs.into_iter().map(Values::of).collect();
-    let mut out: Vec<f32> = Vec::with_capacity(total);
-    out.spare_capacity_mut()[..total]
-        .par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(i, o)| {
-            let o = zeroed(o);
-            let at = i * CHUNK;
-            o.copy_from_slice(&vals[0][at..at + o.len()]);
-            for v in &vals[1..] {
-                for (d, &s) in o.iter_mut().zip(&v[at..]) {
-                    *d += s;
-                }
-            }
-            o.iter_mut().for_each(|d| *d = relu(*d));
-        });
-    // SAFETY: every chunk of the first `total` elements was initialised by `zeroed`.
-    unsafe { out.set_len(total) };
+    let mut out = vals[0].to_vec();
+    sum_relu(&mut out, &vals[1..]);
     Tensor::from_data(TensorData::new(out, dims), &device)
 }
 
