@@ -17,6 +17,7 @@
 
 use super::cpu::{Geometry, OutPtr as Ptr};
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
 
 /// Output channels per micro-kernel call (6 x 4 accumulators + 4 inputs + 1 weight = 29 of the
 /// 32 vector registers).
@@ -222,8 +223,21 @@ pub unsafe fn conv2d_into(
         dst.par_chunks_mut(cper * plane)
             .enumerate()
             .for_each(|(u, dst)| {
+                // (Past the last channel, when the slack exceeds a run: none.)
+                let channels = (u * cper).min(cin_g)..((u + 1) * cper).min(cin_g);
+                if sh == 1 && sw == 1 {
+                    // One phase, the padded plane: written in order, each float once (zeroing
+                    // the whole buffer first cost as much as the copy).
+                    pad_planes(
+                        &src[channels.start * hw..channels.end * hw],
+                        [h, w],
+                        geo.pad,
+                        dst,
+                    );
+                    return;
+                }
                 let dst = super::cpu::zeroed(dst);
-                for c in u * cper..((u + 1) * cper).min(cin_g) {
+                for c in channels {
                     for y in 0..h {
                         let (a, i) = ((y + t) % sh, (y + t) / sh);
                         let row = &src[(c * h + y) * w..][..w];
@@ -298,6 +312,24 @@ pub unsafe fn conv2d_into(
         }
     }
     let (nq, nc) = (qblocks.div_ceil(qrun), packed.blocks.div_ceil(crun));
+    // Offsets (16 floats apart) covering what a call reads of one channel: each tap's 64
+    // positions, overlapping ranges merged (stride phases lie far apart).
+    let mut lines = Vec::new();
+    let mut sorted = taps.clone();
+    sorted.sort_unstable();
+    let mut next = 0;
+    for &o in &sorted {
+        let mut at = o.max(next);
+        while at < o + NQ {
+            lines.push(at);
+            at += 16;
+        }
+        // The last read of this tap ends inside the line at o + NQ - 1.
+        next = next.max(at);
+    }
+    if let Some(&o) = sorted.last() {
+        lines.push(o + NQ - 1);
+    }
     let bsize = cin_g * taps.len() * NC;
     let zeros = [0f32; NC];
     let opl = oh * ow;
@@ -342,6 +374,7 @@ pub unsafe fn conv2d_into(
                         kernel(
                             xj.as_ptr().add(c0 * plane + q0),
                             &taps,
+                            &lines,
                             cn,
                             plane,
                             wb.as_ptr(),
@@ -358,6 +391,33 @@ pub unsafe fn conv2d_into(
             }
         }
     });
+}
+
+/// The `[h, w]` planes of `src`, each zero-padded by `[t, b, l, r]`, one after the other into
+/// the start of `dst`, and zeros in the rest of `dst`.
+fn pad_planes(
+    src: &[f32],
+    [h, w]: [usize; 2],
+    [t, b, l, r]: [usize; 4],
+    dst: &mut [MaybeUninit<f32>],
+) {
+    let wp = w + l + r;
+    let mut at = 0;
+    let zero = |dst: &mut [MaybeUninit<f32>], at: &mut usize, n: usize| {
+        dst[*at..*at + n].fill(MaybeUninit::new(0.0));
+        *at += n;
+    };
+    for plane in src.chunks_exact(h * w) {
+        zero(dst, &mut at, t * wp + l);
+        for (y, row) in plane.chunks_exact(w).enumerate() {
+            dst[at..at + w].write_copy_of_slice(row);
+            at += w;
+            zero(dst, &mut at, if y + 1 < h { r + l } else { r });
+        }
+        zero(dst, &mut at, b * wp);
+    }
+    let rest = dst.len() - at;
+    zero(dst, &mut at, rest);
 }
 
 /// Stride 2: writes a row's even and odd columns to their two phases (column x is padded
@@ -433,6 +493,7 @@ unsafe fn deinterleave(row: &[f32], even: &mut [f32], odd: &mut [f32]) {
 unsafe fn kernel(
     x: *const f32,
     taps: &[usize],
+    lines: &[usize],
     cin: usize,
     plane: usize,
     w: *const f32,
@@ -447,6 +508,7 @@ unsafe fn kernel(
     let a = Args {
         x,
         taps,
+        lines,
         cin,
         plane,
         w,
@@ -473,6 +535,7 @@ unsafe fn kernel(
 struct Args<'a> {
     x: *const f32,
     taps: &'a [usize],
+    lines: &'a [usize],
     cin: usize,
     plane: usize,
     w: *const f32,
@@ -521,6 +584,7 @@ unsafe fn block<const J: usize>(a: Args) {
             }
         }
         let per_channel = a.taps.len() * NC;
+        let xahead = (24 / a.taps.len()).max(2);
         for c in 0..a.cin {
             // The weights are read once per call, in order, too slowly for the hardware
             // prefetchers: fetch those of the channel PREFETCH channels ahead (a prefetch never
@@ -528,6 +592,12 @@ unsafe fn block<const J: usize>(a: Args) {
             let ahead = wp.wrapping_add(PREFETCH * per_channel);
             for line in (0..per_channel).step_by(16) {
                 _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line) as *const i8);
+            }
+            // The inputs of the channel `xahead` channels on: each channel's lines lie a
+            // plane apart, a stride the hardware prefetchers do not follow.
+            let xa = a.x.wrapping_add((c + xahead) * a.plane);
+            for &line in a.lines {
+                _mm_prefetch::<_MM_HINT_T0>(xa.wrapping_add(line) as *const i8);
             }
             let xc = a.x.add(c * a.plane);
             for &o in a.taps {
@@ -568,3 +638,4 @@ unsafe fn block<const J: usize>(a: Args) {
         }
     }
 }
+
