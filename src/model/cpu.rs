@@ -522,6 +522,17 @@ fn fully_connected(
                 row.copy_from_slice(&bias[c0..c1]);
             }
         }
+        #[cfg(target_arch = "x86_64")]
+        if n == 1 && is_x86_feature_detected!("avx512f") {
+            // SAFETY: AVX-512F is available; dst holds c1 - c0 floats (row 0, columns c0..c1).
+            let dst = unsafe { std::slice::from_raw_parts_mut(dst, c1 - c0) };
+            // SAFETY: as above; rows c0..c1 of W, each kk floats, and x's kk floats.
+            unsafe { gemv_avx512(&weight[c0 * kk..c1 * kk], &data[..kk], dst) };
+            if f.relu {
+                relu(dst);
+            }
+            return;
+        }
         // SAFETY: dst is [c1-c0, n] with column stride cout (out is [n, cout] row-major), lhs is
         // rows c0..c1 of W [cout, kk], rhs is x^T: [kk, n] with column stride kk.
         unsafe {
@@ -550,13 +561,78 @@ fn fully_connected(
         if f.relu {
             for i in 0..n {
                 // SAFETY: as above.
-                let row = unsafe { std::slice::from_raw_parts_mut(dst.add(i * cout), c1 - c0) };
-                for v in row.iter_mut() {
-                    *v = if *v < 0.0 { 0.0 } else { *v };
-                }
+                relu(unsafe { std::slice::from_raw_parts_mut(dst.add(i * cout), c1 - c0) });
             }
         }
     });
+}
+
+/// ReLU in place; NaN stays NaN. A select, not a conditional store, so that it vectorizes.
+fn relu(v: &mut [f32]) {
+    for v in v.iter_mut() {
+        *v = if *v < 0.0 { 0.0 } else { *v };
+    }
+}
+
+/// `out[o] += dot(w[o * k..(o + 1) * k], x)` for every row `o` of `w` (`out.len()` rows of
+/// `k = x.len()` floats): a batch-1 fully connected layer, whose time is reading the weights
+/// once. Four rows at a time, two accumulators each, so that four streams are in flight.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gemv_avx512(w: &[f32], x: &[f32], out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let k = x.len();
+    assert_eq!(w.len(), out.len() * k);
+    let full = k / 32 * 32;
+    let tail = k - full;
+    // Lanes of the last one or two partial vectors.
+    let m0 = if tail >= 16 {
+        u16::MAX
+    } else {
+        ((1u32 << tail) - 1) as u16
+    };
+    let m1 = if tail > 16 {
+        ((1u32 << (tail - 16)) - 1) as u16
+    } else {
+        0
+    };
+    let xp = x.as_ptr();
+    let mut rows = out.chunks_mut(4);
+    let mut o = 0;
+    // SAFETY (all loads): row r's floats are w[r * k..(r + 1) * k]; i + 32 <= full <= k, and the
+    // masked tail loads read lanes below k only.
+    unsafe {
+        for dst in rows.by_ref() {
+            let r = dst.len();
+            let base: [*const f32; 4] =
+                std::array::from_fn(|j| w.as_ptr().add((o + j.min(r - 1)) * k));
+            let mut a = [[_mm512_setzero_ps(); 2]; 4];
+            let mut i = 0;
+            while i < full {
+                let x0 = _mm512_loadu_ps(xp.add(i));
+                let x1 = _mm512_loadu_ps(xp.add(i + 16));
+                for j in 0..4 {
+                    a[j][0] = _mm512_fmadd_ps(_mm512_loadu_ps(base[j].add(i)), x0, a[j][0]);
+                    a[j][1] = _mm512_fmadd_ps(_mm512_loadu_ps(base[j].add(i + 16)), x1, a[j][1]);
+                }
+                i += 32;
+            }
+            if tail > 0 {
+                let x0 = _mm512_maskz_loadu_ps(m0, xp.add(i));
+                let x1 = _mm512_maskz_loadu_ps(m1, xp.add(i + 16));
+                for j in 0..4 {
+                    let w0 = _mm512_maskz_loadu_ps(m0, base[j].add(i));
+                    let w1 = _mm512_maskz_loadu_ps(m1, base[j].add(i + 16));
+                    a[j][0] = _mm512_fmadd_ps(w0, x0, a[j][0]);
+                    a[j][1] = _mm512_fmadd_ps(w1, x1, a[j][1]);
+                }
+            }
+            for (j, d) in dst.iter_mut().enumerate() {
+                *d += _mm512_reduce_add_ps(_mm512_add_ps(a[j][0], a[j][1]));
+            }
+            o += r;
+        }
+    }
 }
 
 /// Columns `p0..p1` of the column matrix `[cin * kh * kw, oh * ow]` of one image's `[cin, h,
@@ -1075,6 +1151,10 @@ mod tests {
             (2, 2, 2, 2, 3, [7, 7], [1, 1], [3, 3, 3, 3], [1, 1], 1, true),
             (1, 6, 5, 5, 4, [1, 1], [1, 1], [0, 0, 0, 0], [1, 1], 1, true),
             (2, 3, 4, 4, 5, [4, 4], [1, 1], [0, 0, 0, 0], [1, 1], 1, true),
+            // Whole-input kernels at batch 1 (the AVX-512 gemv): 105 and 50 inputs (tails of
+            // 9 and 18 after the 32-float steps), 10 and 6 outputs (a last group of 2).
+            (1, 3, 5, 7, 10, [5, 7], [1, 1], [0, 0, 0, 0], [1, 1], 1, true),
+            (1, 2, 5, 5, 6, [5, 5], [1, 1], [0, 0, 0, 0], [1, 1], 1, false),
             (1, 2, 9, 9, 2, [3, 3], [1, 2], [2, 2, 2, 2], [2, 2], 1, true),
             (5, 4, 6, 6, 4, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 4, true),
             (
