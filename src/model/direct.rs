@@ -7,7 +7,8 @@
 //! fixed offset (phase `((ky dh) % sh, (kx dw) % sw)`, row `(ky dh) / sh`, column `(kx dw) /
 //! sw`). The micro-kernel computes 64 consecutive `q` (four 16-float vectors) for up to 6
 //! output channels at once: per input channel and tap, 4 loads, 6 broadcast weights and 24
-//! fused multiply-adds, all accumulators in registers. Bias and ReLU are applied in registers
+//! fused multiply-adds, all accumulators in registers (the last block of a plane takes only
+//! the vectors that hold positions). Bias and ReLU are applied in registers
 //! and the result is stored straight into the `[N, C, oh, ow]` output: the positions with `ox >=
 //! ow` (padding columns) are squeezed out of each vector by a masked compress, since the valid
 //! ones are consecutive in the output.
@@ -351,7 +352,10 @@ pub unsafe fn conv2d_into(
             let cn = CHUNK.min(cin_g - c0);
             let last = c0 + cn == cin_g;
             for qb in qb0..qb1 {
-                let vecs = &vectors[qb * 4..qb * 4 + 4];
+                // The last block computes only the vectors that hold positions (a 14 x 16 grid
+                // is 3.5 blocks: the last one is 2 vectors, not 4).
+                let nv = (qn - qb * NQ).div_ceil(16).min(NQ / 16);
+                let vecs = &vectors[qb * 4..qb * 4 + nv];
                 for cb in cb0..cb1 {
                     let wb = &packed.data[(g * packed.blocks + cb) * bsize..][..bsize];
                     let wb = &wb[c0 * taps.len() * NC..];
@@ -484,8 +488,8 @@ unsafe fn deinterleave(row: &[f32], even: &mut [f32], odd: &mut [f32]) {
     }
 }
 
-/// 64 positions x `nco` (<= 6) output channels: `sum over c, taps of w[(c * taps + k) * NC +
-/// j] * x[c * plane + tap_k + i]` (plus what is stored when `add`), plus `bias[j]` and, when
+/// `16 * vecs.len()` (<= 64) positions x `nco` (<= 6) output channels: `sum over c, taps of w[(c
+/// * taps + k) * NC + j] * x[c * plane + tap_k + i]` (plus what is stored when `add`), plus `bias[j]` and, when
 /// `relu`, the ReLU (NaN stays NaN); vector v's valid lanes (`vecs[v].0`) are stored compressed
 /// at `dst + j * ld + vecs[v].1`.
 #[target_feature(enable = "avx512f")]
@@ -521,13 +525,27 @@ unsafe fn kernel(
     };
     // SAFETY (all calls): the caller's bounds; `nco` selects a fully unrolled instance.
     unsafe {
+        match a.vecs.len() {
+            4 => by_channels::<4>(a, nco),
+            3 => by_channels::<3>(a, nco),
+            2 => by_channels::<2>(a, nco),
+            _ => by_channels::<1>(a, nco),
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn by_channels<const V: usize>(a: Args, nco: usize) {
+    // SAFETY: as `kernel`.
+    unsafe {
         match nco {
-            6 => block::<6>(a),
-            5 => block::<5>(a),
-            4 => block::<4>(a),
-            3 => block::<3>(a),
-            2 => block::<2>(a),
-            _ => block::<1>(a),
+            6 => block::<6, V>(a),
+            5 => block::<5, V>(a),
+            4 => block::<4, V>(a),
+            3 => block::<3, V>(a),
+            2 => block::<2, V>(a),
+            _ => block::<1, V>(a),
         }
     }
 }
@@ -549,8 +567,8 @@ struct Args<'a> {
 
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn block<const J: usize>(a: Args) {
-    let mut acc = [[_mm512_setzero_ps(); 4]; J];
+unsafe fn block<const J: usize, const V: usize>(a: Args) {
+    let mut acc = [[_mm512_setzero_ps(); V]; J];
     let mut wp = a.w;
     // SAFETY: the caller's bounds (see `kernel`).
     unsafe {
@@ -602,15 +620,10 @@ unsafe fn block<const J: usize>(a: Args) {
             let xc = a.x.add(c * a.plane);
             for &o in a.taps {
                 let xo = xc.add(o);
-                let xs = [
-                    _mm512_loadu_ps(xo),
-                    _mm512_loadu_ps(xo.add(16)),
-                    _mm512_loadu_ps(xo.add(32)),
-                    _mm512_loadu_ps(xo.add(48)),
-                ];
+                let xs: [__m512; V] = std::array::from_fn(|v| _mm512_loadu_ps(xo.add(16 * v)));
                 for (j, r) in acc.iter_mut().enumerate() {
                     let wv = _mm512_set1_ps(*wp.add(j));
-                    for v in 0..4 {
+                    for v in 0..V {
                         r[v] = _mm512_fmadd_ps(xs[v], wv, r[v]);
                     }
                 }
