@@ -312,7 +312,13 @@ pub unsafe fn conv2d_into(
             qrun = qrun.div_ceil(2);
         }
     }
-    let (nq, nc) = (qblocks.div_ceil(qrun), packed.blocks.div_ceil(crun));
+    let (nq, mut nc) = (qblocks.div_ceil(qrun), packed.blocks.div_ceil(crun));
+    // Few tasks (batch 1): as many channel runs as make the count a multiple of the threads,
+    // so that none waits on another's last task. Runs are split evenly (sizes differ by one
+    // block at most), positions and channels alike.
+    while jobs * nq * nc < 16 * threads && (jobs * nq * nc) % threads != 0 && nc < packed.blocks {
+        nc += 1;
+    }
     // Offsets (16 floats apart) covering what a call reads of one channel: each tap's 64
     // positions, overlapping ranges merged (stride phases lie far apart).
     let mut lines = Vec::new();
@@ -338,8 +344,8 @@ pub unsafe fn conv2d_into(
         let (ci, rest) = (task / (jobs * nq), task % (jobs * nq));
         let (job, qi) = (rest / nq, rest % nq);
         let (img, g) = (job / groups, job % groups);
-        let (qb0, qb1) = (qi * qrun, ((qi + 1) * qrun).min(qblocks));
-        let (cb0, cb1) = (ci * crun, ((ci + 1) * crun).min(packed.blocks));
+        let (qb0, qb1) = (qi * qblocks / nq, (qi + 1) * qblocks / nq);
+        let (cb0, cb1) = (ci * packed.blocks / nc, (ci + 1) * packed.blocks / nc);
         let xj = if job < copied_from {
             &x[job * cin_g * hw..]
         } else {
