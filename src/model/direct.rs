@@ -319,6 +319,15 @@ pub unsafe fn conv2d_into(
     while jobs * nq * nc < 16 * threads && (jobs * nq * nc) % threads != 0 && nc < packed.blocks {
         nc += 1;
     }
+    // What a call prefetches of each channel c's inputs, at c * plane + prefetch + lines: with
+    // several taps (many multiply-adds per input line), those of channel c + 24 / taps (at
+    // least 2), read later in the same call; a 1x1 kernel reads its inputs too quickly for
+    // that and fetches, in the first call over a block, the next block's.
+    let prefetch = if taps.len() > 1 {
+        (24 / taps.len()).max(2) * plane
+    } else {
+        NQ
+    };
     // Offsets (16 floats apart) covering what a call reads of one channel: each tap's 64
     // positions, overlapping ranges merged (stride phases lie far apart).
     let mut lines = Vec::new();
@@ -384,7 +393,12 @@ pub unsafe fn conv2d_into(
                         kernel(
                             xj.as_ptr().add(c0 * plane + q0),
                             &taps,
-                            &lines,
+                            prefetch,
+                            if taps.len() > 1 || cb == cb0 {
+                                &lines
+                            } else {
+                                &[]
+                            },
                             cn,
                             plane,
                             wb.as_ptr(),
@@ -503,6 +517,7 @@ unsafe fn deinterleave(row: &[f32], even: &mut [f32], odd: &mut [f32]) {
 unsafe fn kernel(
     x: *const f32,
     taps: &[usize],
+    prefetch: usize,
     lines: &[usize],
     cin: usize,
     plane: usize,
@@ -518,6 +533,7 @@ unsafe fn kernel(
     let a = Args {
         x,
         taps,
+        prefetch,
         lines,
         cin,
         plane,
@@ -559,6 +575,7 @@ unsafe fn by_channels<const V: usize>(a: Args, nco: usize) {
 struct Args<'a> {
     x: *const f32,
     taps: &'a [usize],
+    prefetch: usize,
     lines: &'a [usize],
     cin: usize,
     plane: usize,
@@ -608,7 +625,6 @@ unsafe fn block<const J: usize, const V: usize>(a: Args) {
             }
         }
         let per_channel = a.taps.len() * NC;
-        let xahead = (24 / a.taps.len()).max(2);
         for c in 0..a.cin {
             // The weights are read once per call, in order, too slowly for the hardware
             // prefetchers: fetch those of the channel PREFETCH channels ahead (a prefetch never
@@ -617,9 +633,9 @@ unsafe fn block<const J: usize, const V: usize>(a: Args) {
             for line in (0..per_channel).step_by(16) {
                 _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line) as *const i8);
             }
-            // The inputs of the channel `xahead` channels on: each channel's lines lie a
+            // Inputs read later (see `prefetch` in `conv2d_into`): each channel's lines lie a
             // plane apart, a stride the hardware prefetchers do not follow.
-            let xa = a.x.wrapping_add((c + xahead) * a.plane);
+            let xa = a.x.wrapping_add(c * a.plane + a.prefetch);
             for &line in a.lines {
                 _mm_prefetch::<_MM_HINT_T0>(xa.wrapping_add(line) as *const i8);
             }
