@@ -697,6 +697,67 @@ fn im2col(
     }
 }
 
+/// An input layer's normalization, `(x - shift) * scale`, with `shift` and `scale` each
+/// `[1, C, H, W]` (per pixel) or `[1, C, 1, 1]` (per channel): one parallel pass on plain Flex
+/// tensors, the same operations in the same order as Burn's two (which are each a
+/// single-threaded pass with its own output: SqueezeNet at batch 32, 4.3 -> 1.7 ms).
+/// Elsewhere, Burn's ops.
+pub fn normalize(x: Tensor<4>, shift: Tensor<4>, scale: Tensor<4>) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    let fits = |t: &Tensor<4>| {
+        let [one, tc, th, tw] = t.dims();
+        one == 1 && tc == c && ([th, tw] == [h, w] || [th, tw] == [1, 1])
+    };
+    if !(is_plain_flex(&x) && is_plain_flex(&shift) && is_plain_flex(&scale))
+        || !fits(&shift)
+        || !fits(&scale)
+    {
+        return (x - shift) * scale;
+    }
+    let device = x.device();
+    let hw = h * w;
+    let (x, shift, scale) = (Values::of(x), Values::of(shift), Values::of(scale));
+    let per_pixel = |t: &Values| t.len() == c * hw && hw > 1;
+    let (ps, pk) = (per_pixel(&shift), per_pixel(&scale));
+    let mut out: Vec<f32> = Vec::with_capacity(n * c * hw);
+    out.spare_capacity_mut()[..n * c * hw]
+        .par_chunks_mut(hw.max(1))
+        .zip(x.par_chunks(hw.max(1)))
+        .enumerate()
+        .for_each(|(i, (o, x))| {
+            let ch = i % c;
+            let s = if ps {
+                &shift[ch * hw..][..hw]
+            } else {
+                &shift[ch..ch + 1]
+            };
+            let k = if pk {
+                &scale[ch * hw..][..hw]
+            } else {
+                &scale[ch..ch + 1]
+            };
+            // One loop per case, so that each vectorizes.
+            let xo = o.iter_mut().zip(x);
+            match (ps, pk) {
+                (true, true) => xo.zip(s.iter().zip(k)).for_each(|((o, &x), (&s, &k))| {
+                    o.write((x - s) * k);
+                }),
+                (true, false) => xo.zip(s).for_each(|((o, &x), &s)| {
+                    o.write((x - s) * k[0]);
+                }),
+                (false, true) => xo.zip(k).for_each(|((o, &x), &k)| {
+                    o.write((x - s[0]) * k);
+                }),
+                (false, false) => xo.for_each(|(o, &x)| {
+                    o.write((x - s[0]) * k[0]);
+                }),
+            }
+        });
+    // SAFETY: the chunks cover all n * c * hw elements, each written above.
+    unsafe { out.set_len(n * c * hw) };
+    Tensor::from_data(TensorData::new(out, [n, c, h, w]), &device)
+}
+
 /// True when `x` lives on the plain flex CPU device.
 pub fn is_plain_flex(x: &Tensor<4>) -> bool {
     let d = x.device();
@@ -1087,6 +1148,43 @@ mod tests {
     use super::*;
     use burn::nn::PaddingConfig2d;
     use burn::nn::pool::MaxPool2dConfig;
+
+    /// The input normalization equals Burn's `(x - shift) * scale`, bit for bit, per pixel and
+    /// per channel, NaN and infinities included.
+    #[test]
+    fn normalize_equals_burns() {
+        let dev = Device::flex();
+        let mut rng = crate::train::Rng::new(4);
+        let mut mk = |dims: [usize; 4]| {
+            let mut v: Vec<f32> = (0..dims.iter().product::<usize>())
+                .map(|_| (rng.uniform() * 20.0 - 10.0) as f32)
+                .collect();
+            if v.len() > 5 {
+                v[3] = f32::NAN;
+                v[5] = f32::INFINITY;
+            }
+            Tensor::<4>::from_data(TensorData::new(v, dims), &dev)
+        };
+        let x = mk([3, 4, 5, 6]);
+        for (shift, scale) in [
+            ([1, 4, 5, 6], [1, 4, 5, 6]),
+            ([1, 4, 1, 1], [1, 4, 1, 1]),
+            ([1, 4, 5, 6], [1, 4, 1, 1]),
+            ([1, 4, 1, 1], [1, 4, 5, 6]),
+        ] {
+            let (shift, scale) = (mk(shift), mk(scale));
+            let want = (x.clone() - shift.clone()) * scale.clone();
+            let got = normalize(x.clone(), shift, scale);
+            assert_eq!(got.dims(), want.dims());
+            let bits = |t: Tensor<4>| -> Vec<u32> {
+                let v = t.into_data().try_to_vec::<f32>().expect("f32");
+                v.iter()
+                    .map(|v| if v.is_nan() { u32::MAX } else { v.to_bits() })
+                    .collect()
+            };
+            assert_eq!(bits(got), bits(want));
+        }
+    }
 
     #[test]
     fn concat_equals_burns() {

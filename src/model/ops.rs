@@ -401,7 +401,7 @@ impl Op {
         let mut rest = ins.into_iter();
         let x = rest.next().expect("every node has at least one input");
         match self {
-            Op::Input(n) => (x - n.shift.val()) * n.scale.val(),
+            Op::Input(n) => super::cpu::normalize(x, n.shift.val(), n.scale.val()),
             Op::Conv(c) => c.forward(x),
             Op::ConvT(c) => {
                 let y = c.conv.forward(x);
