@@ -1228,6 +1228,11 @@ mod tests {
             // a tail), with even and odd left padding.
             (2, 3, 9, 71, 8, [3, 3], [2, 2], [0, 0, 0, 0], [1, 1], 1, true),
             (1, 3, 7, 66, 5, [3, 3], [2, 2], [1, 2, 1, 0], [1, 1], 1, true),
+            // 1x1 with stride 2: one stride phase stored, the row's even columns (no left
+            // padding) or odd ones (left padding 1), 32 at a time plus tails of 6, 2 and 0.
+            (2, 3, 5, 70, 4, [1, 1], [2, 2], [0, 0, 0, 0], [1, 1], 1, true),
+            (1, 2, 6, 66, 3, [1, 1], [2, 2], [1, 0, 1, 0], [1, 1], 1, true),
+            (1, 2, 4, 64, 3, [1, 1], [2, 2], [0, 1, 1, 0], [1, 1], 1, false),
             // 1x1 over exactly 64 positions: every image, the last included, read in place.
             (3, 5, 8, 8, 7, [1, 1], [1, 1], [0, 0, 0, 0], [1, 1], 1, true),
             // More input channels than one pass of the direct kernel takes (partial sums).

@@ -249,8 +249,8 @@ pub unsafe fn conv2d_into(
                             }
                             continue;
                         }
-                        if sw == 2 && split_row2(row, dst, base, &slot[a * 2..a * 2 + 2], l, phase)
-                        {
+                        if sw == 2 {
+                            split_row2(row, dst, base, &slot[a * 2..a * 2 + 2], l, phase);
                             continue;
                         }
                         // Column phase by column phase: padded column x + l goes to phase (x + l) %
@@ -347,6 +347,11 @@ pub unsafe fn conv2d_into(
     }
     if let Some(&o) = sorted.last() {
         lines.push(o + NQ - 1);
+    }
+    // Kernels larger than 3x3 (a 7x7 first layer over 3 channels) read each line for many taps
+    // and cover many lines: there the prefetches cost more than they save.
+    if taps.len() > 9 {
+        lines.clear();
     }
     let bsize = cin_g * taps.len() * NC;
     let zeros = [0f32; NC];
@@ -447,23 +452,26 @@ fn pad_planes(
 }
 
 /// Stride 2: writes a row's even and odd columns to their two phases (column x is padded
-/// column x + l: phase (x + l) % 2, index (x + l) / 2 from `base`), 16 at a time. False, with
-/// nothing written, when one of the two phases is not stored (`slots`: the row's two phase
-/// slots).
-fn split_row2(
-    row: &[f32],
-    dst: &mut [f32],
-    base: usize,
-    slots: &[usize],
-    l: usize,
-    phase: usize,
-) -> bool {
+/// column x + l: phase (x + l) % 2, index (x + l) / 2 from `base`), 16 at a time; only the
+/// stored ones (`slots`: the row's two phase slots, `usize::MAX` where not stored).
+fn split_row2(row: &[f32], dst: &mut [f32], base: usize, slots: &[usize], l: usize, phase: usize) {
     let (se, so) = (slots[l % 2], slots[(l + 1) % 2]);
-    if se == usize::MAX || so == usize::MAX {
-        return false;
+    let (pe, ne) = (base + se.wrapping_mul(phase) + l / 2, row.len().div_ceil(2));
+    let (po, no) = (base + so.wrapping_mul(phase) + l.div_ceil(2), row.len() / 2);
+    match (se == usize::MAX, so == usize::MAX) {
+        (true, true) => return,
+        // One phase read (a 1x1 kernel with stride 2): the row's even or odd columns only.
+        // SAFETY (both): this module's code runs only where AVX-512F is available.
+        (false, true) => {
+            unsafe { pick2(row, &mut dst[pe..pe + ne], 0) };
+            return;
+        }
+        (true, false) => {
+            unsafe { pick2(row, &mut dst[po..po + no], 1) };
+            return;
+        }
+        (false, false) => {}
     }
-    let (pe, ne) = (base + se * phase + l / 2, row.len().div_ceil(2));
-    let (po, no) = (base + so * phase + l.div_ceil(2), row.len() / 2);
     // Two different phases: disjoint ranges.
     let (ev, od) = if pe < po {
         let (a, b) = dst.split_at_mut(po);
@@ -474,7 +482,37 @@ fn split_row2(
     };
     // SAFETY: this module's code runs only where AVX-512F is available.
     unsafe { deinterleave(row, ev, od) };
-    true
+}
+
+/// `row[parity + 2 i]` to `out[i]`, for every such element of `row` (`out` holds exactly
+/// those).
+#[target_feature(enable = "avx512f")]
+unsafe fn pick2(row: &[f32], out: &mut [f32], parity: usize) {
+    let idx = _mm512_add_epi32(
+        _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
+        _mm512_set1_epi32(parity as i32),
+    );
+    assert_eq!(out.len(), (row.len() + 1 - parity) / 2);
+    let mut i = 0;
+    while i + 32 <= row.len() {
+        // SAFETY: 32 floats of `row` from i, and 16 of `out` from i / 2 (< out.len(), as
+        // out.len() >= (i + 32 - parity) / 2 >= i / 2 + 16).
+        unsafe {
+            let a = _mm512_loadu_ps(row.as_ptr().add(i));
+            let b = _mm512_loadu_ps(row.as_ptr().add(i + 16));
+            _mm512_storeu_ps(
+                out.as_mut_ptr().add(i / 2),
+                _mm512_permutex2var_ps(a, idx, b),
+            );
+        }
+        i += 32;
+    }
+    for (o, &v) in out[i / 2..]
+        .iter_mut()
+        .zip(row[i..].iter().skip(parity).step_by(2))
+    {
+        *o = v;
+    }
 }
 
 /// `row`'s even elements to `even`, its odd ones to `odd` (of lengths ⌈n/2⌉ and ⌊n/2⌋).
