@@ -507,11 +507,20 @@ unsafe fn pick2(row: &[f32], out: &mut [f32], parity: usize) {
         }
         i += 32;
     }
-    for (o, &v) in out[i / 2..]
-        .iter_mut()
-        .zip(row[i..].iter().skip(parity).step_by(2))
-    {
-        *o = v;
+    let rest = row.len() - i;
+    if rest > 0 {
+        let (ma, mb) = tail_masks(rest);
+        // SAFETY: the loads read row[i..i + rest] and the store out[i / 2..][..(rest + 1 -
+        // parity) / 2] (out's remaining length); masked-off lanes are not accessed.
+        unsafe {
+            let a = _mm512_maskz_loadu_ps(ma, row.as_ptr().add(i));
+            let b = _mm512_maskz_loadu_ps(mb, row.as_ptr().add(i + 16));
+            _mm512_mask_storeu_ps(
+                out.as_mut_ptr().add(i / 2),
+                low_mask((rest + 1 - parity) / 2),
+                _mm512_permutex2var_ps(a, idx, b),
+            );
+        }
     }
 }
 
@@ -539,13 +548,40 @@ unsafe fn deinterleave(row: &[f32], even: &mut [f32], odd: &mut [f32]) {
         }
         i += 32;
     }
-    for (j, &v) in row.iter().enumerate().skip(i) {
-        if j % 2 == 0 {
-            even[j / 2] = v;
-        } else {
-            odd[j / 2] = v;
+    let rest = row.len() - i;
+    if rest > 0 {
+        // The last 1..31 floats under masks (as scalars they took as long as the rest of a
+        // 56-wide row).
+        let (ma, mb) = tail_masks(rest);
+        let (ke, ko) = (low_mask(rest.div_ceil(2)), low_mask(rest / 2));
+        // SAFETY: the loads read row[i..i + rest], the stores even[i / 2..][..⌈rest/2⌉] and
+        // odd[i / 2..][..⌊rest/2⌋], all inside (checked above); masked-off lanes are not
+        // accessed.
+        unsafe {
+            let a = _mm512_maskz_loadu_ps(ma, row.as_ptr().add(i));
+            let b = _mm512_maskz_loadu_ps(mb, row.as_ptr().add(i + 16));
+            _mm512_mask_storeu_ps(
+                even.as_mut_ptr().add(i / 2),
+                ke,
+                _mm512_permutex2var_ps(a, ie, b),
+            );
+            _mm512_mask_storeu_ps(
+                odd.as_mut_ptr().add(i / 2),
+                ko,
+                _mm512_permutex2var_ps(a, io, b),
+            );
         }
     }
+}
+
+/// The load masks of the two vectors holding the last `rest` (< 32) floats of a row.
+fn tail_masks(rest: usize) -> (u16, u16) {
+    (low_mask(rest.min(16)), low_mask(rest.saturating_sub(16)))
+}
+
+/// The low `n` (<= 16) bits.
+fn low_mask(n: usize) -> u16 {
+    ((1u32 << n) - 1) as u16
 }
 
 /// `16 * vecs.len()` (<= 64) positions x `nco` (<= 6) output channels: `sum over c, taps of w[(c
