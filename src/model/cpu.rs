@@ -967,9 +967,17 @@ unsafe fn pool_plane_s2_avx512(g: &PoolGeometry, o: &mut [f32], plane: &[f32]) {
             (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16
         }
     };
+    let rows_ahead = (1024 / (s[0] * w).max(1)).max(2);
     for oy in 0..oh {
         let y0 = (oy * s[0]).saturating_sub(t);
         let y1 = (oy * s[0] + k[0]).saturating_sub(t).min(h);
+        // The rows this loop reaches about 4 KB on (past the plane's end: the next plane's
+        // first rows, which this thread usually takes next). Planes are read faster than the
+        // hardware prefetchers ramp up on them: the loads stalled for most of the time.
+        let ahead = plane.as_ptr().wrapping_add((y0 + rows_ahead * s[0]) * w);
+        for line in (0..s[0] * w).step_by(16) {
+            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line) as *const i8);
+        }
         for ox0 in (0..ow).step_by(16) {
             let from = (2 * ox0) as isize - l as isize;
             let (m0, m1) = (cols(from), cols(from + 16));
