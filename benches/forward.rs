@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod common;
-use common::{fixture, generated};
+use common::{fixture, generated, noise};
 
 /// Reads, imports and builds the network for inference, with its input as `[C, H, W]`.
 fn load(path: &Path, device: &Device) -> (MatNet, [usize; 3]) {
@@ -37,19 +37,6 @@ fn load(path: &Path, device: &Device) -> (MatNet, [usize; 3]) {
         .build_for_inference(device)
         .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
     (model, shape)
-}
-
-/// Seeded uniform noise in [0, 255] (xorshift), like `matcnn bench`'s default input.
-fn noise(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 * 255.0
-        })
-        .collect()
 }
 
 struct Net {

@@ -63,3 +63,16 @@ pub fn generated(name: &str) -> Option<PathBuf> {
         }
     }
 }
+
+/// Seeded uniform noise in [0, 255] (xorshift), like `matcnn bench`'s default input.
+pub fn noise(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32 * 255.0
+        })
+        .collect()
+}

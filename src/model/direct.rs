@@ -458,118 +458,53 @@ fn split_row2(row: &[f32], dst: &mut [f32], base: usize, slots: &[usize], l: usi
     let (se, so) = (slots[l % 2], slots[(l + 1) % 2]);
     let (pe, ne) = (base + se.wrapping_mul(phase) + l / 2, row.len().div_ceil(2));
     let (po, no) = (base + so.wrapping_mul(phase) + l.div_ceil(2), row.len() / 2);
-    match (se == usize::MAX, so == usize::MAX) {
+    // Only the stored phases (one, for a 1x1 kernel with stride 2); two are disjoint ranges.
+    let (ev, od) = match (se == usize::MAX, so == usize::MAX) {
         (true, true) => return,
-        // One phase read (a 1x1 kernel with stride 2): the row's even or odd columns only.
-        // SAFETY (both): this module's code runs only where AVX-512F is available.
-        (false, true) => {
-            unsafe { pick2(row, &mut dst[pe..pe + ne], 0) };
-            return;
+        (false, true) => (Some(&mut dst[pe..pe + ne]), None),
+        (true, false) => (None, Some(&mut dst[po..po + no])),
+        (false, false) if pe < po => {
+            let (a, b) = dst.split_at_mut(po);
+            (Some(&mut a[pe..pe + ne]), Some(&mut b[..no]))
         }
-        (true, false) => {
-            unsafe { pick2(row, &mut dst[po..po + no], 1) };
-            return;
+        (false, false) => {
+            let (a, b) = dst.split_at_mut(pe);
+            (Some(&mut b[..ne]), Some(&mut a[po..po + no]))
         }
-        (false, false) => {}
-    }
-    // Two different phases: disjoint ranges.
-    let (ev, od) = if pe < po {
-        let (a, b) = dst.split_at_mut(po);
-        (&mut a[pe..pe + ne], &mut b[..no])
-    } else {
-        let (a, b) = dst.split_at_mut(pe);
-        (&mut b[..ne], &mut a[po..po + no])
     };
     // SAFETY: this module's code runs only where AVX-512F is available.
     unsafe { deinterleave(row, ev, od) };
 }
 
-/// `row[parity + 2 i]` to `out[i]`, for every such element of `row` (`out` holds exactly
-/// those).
+/// `row`'s even elements to `even`, its odd ones to `odd` (of lengths at least ⌈n/2⌉ and
+/// ⌊n/2⌋), each only where given: 32 floats at a time, the last 1..31 under masks (as scalars
+/// they took as long as the rest of a 56-wide row).
 #[target_feature(enable = "avx512f")]
-unsafe fn pick2(row: &[f32], out: &mut [f32], parity: usize) {
-    let idx = _mm512_add_epi32(
-        _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
-        _mm512_set1_epi32(parity as i32),
-    );
-    assert_eq!(out.len(), (row.len() + 1 - parity) / 2);
-    let mut i = 0;
-    while i + 32 <= row.len() {
-        // SAFETY: 32 floats of `row` from i, and 16 of `out` from i / 2 (< out.len(), as
-        // out.len() >= (i + 32 - parity) / 2 >= i / 2 + 16).
-        unsafe {
-            let a = _mm512_loadu_ps(row.as_ptr().add(i));
-            let b = _mm512_loadu_ps(row.as_ptr().add(i + 16));
-            _mm512_storeu_ps(
-                out.as_mut_ptr().add(i / 2),
-                _mm512_permutex2var_ps(a, idx, b),
-            );
-        }
-        i += 32;
-    }
-    let rest = row.len() - i;
-    if rest > 0 {
-        let (ma, mb) = tail_masks(rest);
-        // SAFETY: the loads read row[i..i + rest] and the store out[i / 2..][..(rest + 1 -
-        // parity) / 2] (out's remaining length); masked-off lanes are not accessed.
-        unsafe {
-            let a = _mm512_maskz_loadu_ps(ma, row.as_ptr().add(i));
-            let b = _mm512_maskz_loadu_ps(mb, row.as_ptr().add(i + 16));
-            _mm512_mask_storeu_ps(
-                out.as_mut_ptr().add(i / 2),
-                low_mask((rest + 1 - parity) / 2),
-                _mm512_permutex2var_ps(a, idx, b),
-            );
-        }
-    }
-}
-
-/// `row`'s even elements to `even`, its odd ones to `odd` (of lengths ⌈n/2⌉ and ⌊n/2⌋).
-#[target_feature(enable = "avx512f")]
-unsafe fn deinterleave(row: &[f32], even: &mut [f32], odd: &mut [f32]) {
+unsafe fn deinterleave(row: &[f32], mut even: Option<&mut [f32]>, mut odd: Option<&mut [f32]>) {
     let ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     let io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    assert!(even.len() >= row.len().div_ceil(2) && odd.len() >= row.len() / 2);
-    let mut i = 0;
-    while i + 32 <= row.len() {
-        // SAFETY: 32 floats of `row` from i, and 16 of each destination from i / 2, inside
-        // their lengths (checked above).
-        unsafe {
-            let a = _mm512_loadu_ps(row.as_ptr().add(i));
-            let b = _mm512_loadu_ps(row.as_ptr().add(i + 16));
-            _mm512_storeu_ps(
-                even.as_mut_ptr().add(i / 2),
-                _mm512_permutex2var_ps(a, ie, b),
-            );
-            _mm512_storeu_ps(
-                odd.as_mut_ptr().add(i / 2),
-                _mm512_permutex2var_ps(a, io, b),
-            );
-        }
-        i += 32;
-    }
-    let rest = row.len() - i;
-    if rest > 0 {
-        // The last 1..31 floats under masks (as scalars they took as long as the rest of a
-        // 56-wide row).
+    let n = row.len();
+    assert!(
+        even.as_ref().is_none_or(|e| e.len() >= n.div_ceil(2))
+            && odd.as_ref().is_none_or(|o| o.len() >= n / 2)
+    );
+    for i in (0..n).step_by(32) {
+        let rest = (n - i).min(32);
         let (ma, mb) = tail_masks(rest);
-        let (ke, ko) = (low_mask(rest.div_ceil(2)), low_mask(rest / 2));
         // SAFETY: the loads read row[i..i + rest], the stores even[i / 2..][..⌈rest/2⌉] and
-        // odd[i / 2..][..⌊rest/2⌋], all inside (checked above); masked-off lanes are not
-        // accessed.
+        // odd[i / 2..][..⌊rest/2⌋], inside the lengths checked above; masked-off lanes are
+        // not accessed.
         unsafe {
             let a = _mm512_maskz_loadu_ps(ma, row.as_ptr().add(i));
             let b = _mm512_maskz_loadu_ps(mb, row.as_ptr().add(i + 16));
-            _mm512_mask_storeu_ps(
-                even.as_mut_ptr().add(i / 2),
-                ke,
-                _mm512_permutex2var_ps(a, ie, b),
-            );
-            _mm512_mask_storeu_ps(
-                odd.as_mut_ptr().add(i / 2),
-                ko,
-                _mm512_permutex2var_ps(a, io, b),
-            );
+            if let Some(e) = even.as_deref_mut() {
+                let v = _mm512_permutex2var_ps(a, ie, b);
+                _mm512_mask_storeu_ps(e.as_mut_ptr().add(i / 2), low_mask(rest.div_ceil(2)), v);
+            }
+            if let Some(o) = odd.as_deref_mut() {
+                let v = _mm512_permutex2var_ps(a, io, b);
+                _mm512_mask_storeu_ps(o.as_mut_ptr().add(i / 2), low_mask(rest / 2), v);
+            }
         }
     }
 }
@@ -749,4 +684,3 @@ unsafe fn block<const J: usize, const V: usize>(a: Args) {
         }
     }
 }
-

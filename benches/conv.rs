@@ -1,0 +1,71 @@
+//! One convolution layer at a time on the CPU kernels (`matcnn::model::cpu::conv2d`, what
+//! inference runs on the plain flex device): the 3x3, stride-2, 1x1 and 7x7 shapes of
+//! ResNet-18, VGG-16 and SqueezeNet, batch 1 (and one batch of 8), random weights, ReLU fused.
+//!
+//! `cargo bench --bench conv`. Criterion's "elements/s" are floating-point operations per
+//! second (2 per multiply-add, valid outputs only), to compare with the machine's peak and with
+//! onnxruntime's per-node profile. Threads: `RAYON_NUM_THREADS`.
+
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2dConfig;
+use burn::prelude::{Device, Tensor, TensorData};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use matcnn::model::cpu::{self, FastConv};
+
+mod common;
+use common::noise;
+
+/// Seeded uniform noise in [-1, 1].
+fn unit_noise(n: usize, seed: u64) -> Vec<f32> {
+    noise(n, seed)
+        .into_iter()
+        .map(|v| v / 127.5 - 1.0)
+        .collect()
+}
+
+fn conv(c: &mut Criterion) {
+    let dev = Device::flex();
+    // (name, n, cin, h, w, cout, k, stride, pad)
+    #[rustfmt::skip]
+    let shapes = [
+        ("resnet 3x3 64@56", 1, 64, 56, 56, 64, 3, 1, 1),
+        ("resnet 3x3 128@28", 1, 128, 28, 28, 128, 3, 1, 1),
+        ("resnet 3x3 256@14", 1, 256, 14, 14, 256, 3, 1, 1),
+        ("resnet 3x3 512@7", 1, 512, 7, 7, 512, 3, 1, 1),
+        ("resnet 3x3 s2 64@56->128", 1, 64, 56, 56, 128, 3, 2, 1),
+        ("resnet 1x1 s2 64@56->128", 1, 64, 56, 56, 128, 1, 2, 0),
+        ("resnet 7x7 s2 conv1", 1, 3, 224, 224, 64, 7, 2, 3),
+        ("vgg 3x3 256@56", 1, 256, 56, 56, 256, 3, 1, 1),
+        ("squeezenet 1x1 128@56->16", 1, 128, 56, 56, 16, 1, 1, 0),
+        ("resnet 3x3 64@56 batch 8", 8, 64, 56, 56, 64, 3, 1, 1),
+    ];
+    let mut group = c.benchmark_group("conv");
+    for (i, (name, n, cin, h, w, cout, k, s, p)) in shapes.into_iter().enumerate() {
+        let mut layer = Conv2dConfig::new([cin, cout], [k, k])
+            .with_stride([s, s])
+            .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+            .init(&dev);
+        let wd = layer.weight.val().dims();
+        layer.weight = burn::module::Param::from_tensor(Tensor::from_data(
+            TensorData::new(unit_noise(wd.iter().product(), i as u64 + 1), wd),
+            &dev,
+        ));
+        let mut f = FastConv::new(layer).expect("a supported convolution");
+        f.relu = true;
+        let x = Tensor::<4>::from_data(
+            TensorData::new(unit_noise(n * cin * h * w, 100 + i as u64), [n, cin, h, w]),
+            &dev,
+        );
+        let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+        group.throughput(Throughput::Elements(
+            2 * (n * cout * oh * ow * cin * k * k) as u64,
+        ));
+        group.bench_function(name, |b| {
+            b.iter(|| cpu::conv2d(x.clone(), &f));
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, conv);
+criterion_main!(benches);
