@@ -708,10 +708,8 @@ pub fn normalize(x: Tensor<4>, shift: Tensor<4>, scale: Tensor<4>) -> Tensor<4> 
         let [one, tc, th, tw] = t.dims();
         one == 1 && tc == c && ([th, tw] == [h, w] || [th, tw] == [1, 1])
     };
-    if !(is_plain_flex(&x) && is_plain_flex(&shift) && is_plain_flex(&scale))
-        || !fits(&shift)
-        || !fits(&scale)
-    {
+    let fast = [&x, &shift, &scale].into_iter().all(is_plain_flex) && fits(&shift) && fits(&scale);
+    if !fast {
         return (x - shift) * scale;
     }
     let device = x.device();
