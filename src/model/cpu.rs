@@ -757,7 +757,7 @@ pub fn normalize(x: Tensor<4>, shift: Tensor<4>, scale: Tensor<4>) -> Tensor<4> 
 }
 
 /// True when `x` lives on the plain flex CPU device.
-pub fn is_plain_flex(x: &Tensor<4>) -> bool {
+pub fn is_plain_flex<const D: usize>(x: &Tensor<D>) -> bool {
     let d = x.device();
     !d.is_autodiff() && d == Device::flex()
 }
