@@ -586,23 +586,13 @@ unsafe fn gemv_avx512(w: &[f32], x: &[f32], out: &mut [f32]) {
     let full = k / 32 * 32;
     let tail = k - full;
     // Lanes of the last one or two partial vectors.
-    let m0 = if tail >= 16 {
-        u16::MAX
-    } else {
-        ((1u32 << tail) - 1) as u16
-    };
-    let m1 = if tail > 16 {
-        ((1u32 << (tail - 16)) - 1) as u16
-    } else {
-        0
-    };
+    let (m0, m1) = super::direct::tail_masks(tail);
     let xp = x.as_ptr();
-    let mut rows = out.chunks_mut(4);
     let mut o = 0;
     // SAFETY (all loads): row r's floats are w[r * k..(r + 1) * k]; i + 32 <= full <= k, and the
     // masked tail loads read lanes below k only.
     unsafe {
-        for dst in rows.by_ref() {
+        for dst in out.chunks_mut(4) {
             let r = dst.len();
             let base: [*const f32; 4] =
                 std::array::from_fn(|j| w.as_ptr().add((o + j.min(r - 1)) * k));

@@ -509,8 +509,8 @@ unsafe fn deinterleave(row: &[f32], mut even: Option<&mut [f32]>, mut odd: Optio
     }
 }
 
-/// The load masks of the two vectors holding the last `rest` (< 32) floats of a row.
-fn tail_masks(rest: usize) -> (u16, u16) {
+/// The load masks of the two vectors holding the last `rest` (<= 32) floats of a row.
+pub(super) fn tail_masks(rest: usize) -> (u16, u16) {
     (low_mask(rest.min(16)), low_mask(rest.saturating_sub(16)))
 }
 

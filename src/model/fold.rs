@@ -30,7 +30,7 @@ fn scale_channels<const D: usize>(
 ) -> Tensor<D> {
     use burn::backend::Flex;
     let device = w.device();
-    if cpu::is_plain_flex(&w) {
+    let w = if cpu::is_plain_flex(&w) {
         let Ok(mut t) = w.try_into_primitive::<Flex>() else {
             unreachable!("a plain Flex tensor converts to Flex's primitive");
         };
@@ -44,10 +44,10 @@ fn scale_channels<const D: usize>(
             }
             return Tensor::from_primitive::<Flex>(t);
         }
-        let w = Tensor::from_primitive::<Flex>(t);
-        let s = Tensor::<1>::from_data(TensorData::new(scale.to_vec(), [scale.len()]), &device);
-        return w.mul(s.reshape(broadcast));
-    }
+        Tensor::from_primitive::<Flex>(t)
+    } else {
+        w
+    };
     let s = Tensor::<1>::from_data(TensorData::new(scale.to_vec(), [scale.len()]), &device);
     w.mul(s.reshape(broadcast))
 }
