@@ -29,6 +29,10 @@ pub struct FastConv {
     dilation: [usize; 2],
     groups: usize,
     pub relu: bool,
+    /// The weights transformed for the Winograd kernel, made on the first call it takes (in
+    /// addition to `weight`, which other batch sizes may still use).
+    #[cfg(target_arch = "x86_64")]
+    winograd: Arc<std::sync::OnceLock<super::winograd::Transformed>>,
 }
 
 /// A convolution's weights as `[Cout, Cin/groups * kh * kw]` rows (im2col + gemm, and fully
@@ -61,6 +65,27 @@ impl FastConv {
                 r
             }
         }
+    }
+
+    /// The weights transformed for the Winograd kernel when it computes `geo` (see
+    /// [`winograd::applies`](super::winograd::applies)) on this CPU.
+    #[cfg(target_arch = "x86_64")]
+    fn winograd(&self, geo: &Geometry) -> Option<&super::winograd::Transformed> {
+        if !super::direct::available() || !super::winograd::applies(geo) {
+            return None;
+        }
+        Some(self.winograd.get_or_init(|| {
+            let w = self.lock();
+            let unpacked;
+            let rows: &[f32] = match &*w {
+                Weights::Rows(r) => r,
+                Weights::Packed(p) => {
+                    unpacked = p.unpack(self.cout, self.cin_g, 9, self.groups);
+                    &unpacked
+                }
+            };
+            super::winograd::Transformed::new(rows, self.cout, self.cin_g)
+        }))
     }
 
     /// The weights packed for the direct kernel; `None` where the CPU lacks AVX-512.
@@ -161,6 +186,8 @@ impl FastConv {
             dilation: c.dilation,
             groups: c.groups,
             relu: false,
+            #[cfg(target_arch = "x86_64")]
+            winograd: Arc::default(),
         })
     }
 }
@@ -296,6 +323,21 @@ pub fn conv2d_part(
     #[cfg(target_arch = "x86_64")]
     {
         let geo = f.geometry(x.dims());
+        let bias = f.bias.as_deref().map(|b| &b[..]);
+        if let Some(u) = f.winograd(&geo) {
+            let [oh, ow] = geo.output();
+            let b = part_buf(buf, [geo.n, channels, oh, ow], offset, f.cout);
+            let data = Values::of(x);
+            let out = super::direct::Out {
+                ptr: b.data.as_mut_ptr(),
+                channels,
+                offset,
+            };
+            // SAFETY: as below.
+            unsafe { super::winograd::conv2d_into(&data, &geo, u, bias, f.relu, out) };
+            b.filled += f.cout;
+            return;
+        }
         if !geo.whole()
             && let Some(p) = f.packed()
         {
@@ -309,16 +351,7 @@ pub fn conv2d_part(
             };
             // SAFETY: `b` holds capacity for [n, channels, oh, ow] (checked by `part_buf`),
             // offset + cout <= channels, and no other part writes these channels.
-            unsafe {
-                super::direct::conv2d_into(
-                    &data,
-                    &geo,
-                    &p,
-                    f.bias.as_deref().map(|b| &b[..]),
-                    f.relu,
-                    out,
-                )
-            };
+            unsafe { super::direct::conv2d_into(&data, &geo, &p, bias, f.relu, out) };
             b.filled += f.cout;
             return;
         }
@@ -377,6 +410,32 @@ fn conv2d_tiled(x: Tensor<4>, f: &FastConv, tile: Option<usize>) -> Tensor<4> {
     let npix = oh * ow;
     let data = Values::of(x);
     let whole = geo.whole();
+    #[cfg(target_arch = "x86_64")]
+    if tile.is_none()
+        && let Some(u) = f.winograd(&geo)
+    {
+        let total = n * cout * npix;
+        let mut out: Vec<f32> = Vec::with_capacity(total);
+        let o = super::direct::Out {
+            ptr: out.as_mut_ptr(),
+            channels: cout,
+            offset: 0,
+        };
+        // SAFETY: `out` holds `total` floats, [N, cout, oh, ow]; every one is written (each
+        // output lies in one tile of one block, written by the tasks of its channel runs).
+        unsafe {
+            super::winograd::conv2d_into(
+                &data,
+                &geo,
+                u,
+                f.bias.as_deref().map(|b| &b[..]),
+                f.relu,
+                o,
+            );
+            out.set_len(total);
+        }
+        return Tensor::from_data(TensorData::new(out, [n, cout, oh, ow]), &device);
+    }
     #[cfg(target_arch = "x86_64")]
     if tile.is_none()
         && !whole
@@ -1353,6 +1412,131 @@ mod tests {
                     diff < 1e-6 * scale * 10.0,
                     "case {cin} {k:?} {s:?} {d:?} g{g} tile {tile:?}: {diff}"
                 );
+            }
+        }
+    }
+
+    /// The Winograd kernel equals Burn's convolution: odd and even output sizes (tiles half
+    /// outside), asymmetric and no padding, blocks of tiles across rows and images, input
+    /// channels over one chunk, output channels over one run (and a remainder block), with and
+    /// without bias and ReLU, into a concatenation at a channel offset.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn winograd_equals_burns() {
+        use burn::nn::conv::Conv2dConfig;
+        if !super::super::direct::available() {
+            return;
+        }
+        let dev = Device::flex();
+        let mut rng = crate::train::Rng::new(17);
+        let mut rand =
+            |n: usize| -> Vec<f32> { (0..n).map(|_| (rng.uniform() * 2.0 - 1.0) as f32).collect() };
+        // (n, cin, h, w, cout, [t, b, l, r], bias)
+        let cases = [
+            (2, 8, 20, 23, 13, [1, 1, 1, 1], true),
+            (3, 16, 7, 7, 8, [1, 1, 1, 1], false),
+            (1, 9, 11, 38, 7, [0, 2, 1, 0], true),
+            (2, 12, 6, 5, 20, [0, 0, 0, 0], true),
+            (3, 150, 9, 10, 140, [1, 1, 1, 1], true),
+            (4, 32, 14, 14, 64, [1, 1, 1, 1], false),
+            (1, 8, 3, 40, 6, [2, 0, 0, 2], true),
+            // Rows of more than 16 tiles: the first vector's 32 columns are all stored.
+            (2, 16, 6, 56, 9, [1, 1, 1, 1], true),
+            (1, 8, 5, 67, 7, [1, 1, 0, 0], false),
+        ];
+        for (n, cin, h, w, cout, [t, b, l, r], bias) in cases {
+            let mut conv = Conv2dConfig::new([cin, cout], [3, 3])
+                .with_bias(bias)
+                .with_padding(PaddingConfig2d::Explicit(t, l, b, r))
+                .init(&dev);
+            let wd = conv.weight.val().dims();
+            conv.weight = burn::module::Param::from_tensor(Tensor::from_data(
+                TensorData::new(rand(wd.iter().product()), wd),
+                &dev,
+            ));
+            if bias {
+                conv.bias = Some(burn::module::Param::from_tensor(Tensor::from_data(
+                    TensorData::new(rand(cout), [cout]),
+                    &dev,
+                )));
+            }
+            let x = Tensor::<4>::from_data(
+                TensorData::new(rand(n * cin * h * w), [n, cin, h, w]),
+                &dev,
+            );
+            let mut f = FastConv::new(conv.clone()).expect("supported");
+            let geo = f.geometry([n, cin, h, w]);
+            assert!(
+                super::super::winograd::applies(&geo),
+                "case {n} {cin} {h}x{w}"
+            );
+            let case = format!("case {n} {cin} {h}x{w} {cout} pad {t} {b} {l} {r}");
+            for relu in [false, true] {
+                f.relu = relu;
+                let want = conv.forward(x.clone());
+                let want = if relu {
+                    burn::tensor::activation::relu(want)
+                } else {
+                    want
+                };
+                let want = want.into_data().try_to_vec::<f32>().unwrap_or_default();
+                let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+                let close = |got: &[f32], what: &str| {
+                    assert_eq!(got.len(), want.len(), "{case} {what}");
+                    let diff = got
+                        .iter()
+                        .zip(&want)
+                        .fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+                    assert!(diff < 1e-5 * scale, "{case} relu {relu} {what}: {diff}");
+                };
+                let got = conv2d(x.clone(), &f);
+                close(
+                    &got.into_data().to_vec::<f32>().unwrap_or_default(),
+                    "alone",
+                );
+                // Into channels 3.. of a concatenation with 3 + cout + 2 channels, between two
+                // other parts (the direct kernel's, an unpadded 1x1 of the same output size
+                // where the padding allows).
+                let mut buf = None;
+                let [oh, ow] = geo.output();
+                let filler = |c: usize, v: f32| {
+                    Tensor::<4>::from_data(
+                        TensorData::new(vec![v; n * c * oh * ow], [n, c, oh, ow]),
+                        &dev,
+                    )
+                };
+                let one = |c: usize| {
+                    let mut k = Conv2dConfig::new([c, c], [1, 1])
+                        .with_bias(false)
+                        .init(&dev);
+                    let mut eye = vec![0f32; c * c];
+                    (0..c).for_each(|i| eye[i * c + i] = 1.0);
+                    k.weight = burn::module::Param::from_tensor(Tensor::from_data(
+                        TensorData::new(eye, [c, c, 1, 1]),
+                        &dev,
+                    ));
+                    FastConv::new(k).expect("supported")
+                };
+                conv2d_part(filler(3, 7.0), &one(3), &mut buf, 0, 3 + cout + 2);
+                conv2d_part(x.clone(), &f, &mut buf, 3, 3 + cout + 2);
+                conv2d_part(filler(2, -4.0), &one(2), &mut buf, 3 + cout, 3 + cout + 2);
+                let all = buf
+                    .expect("filled")
+                    .into_tensor(&dev)
+                    .into_data()
+                    .to_vec::<f32>()
+                    .unwrap_or_default();
+                let plane = oh * ow;
+                let mut mid = Vec::new();
+                for img in all.chunks_exact((3 + cout + 2) * plane) {
+                    assert!(img[..3 * plane].iter().all(|&v| v == 7.0), "{case}");
+                    assert!(
+                        img[(3 + cout) * plane..].iter().all(|&v| v == -4.0),
+                        "{case}"
+                    );
+                    mid.extend_from_slice(&img[3 * plane..(3 + cout) * plane]);
+                }
+                close(&mid, "concatenated");
             }
         }
     }

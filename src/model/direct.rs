@@ -22,7 +22,7 @@ use std::mem::MaybeUninit;
 
 /// Output channels per micro-kernel call (6 x 4 accumulators + 4 inputs + 1 weight = 29 of the
 /// 32 vector registers).
-const NC: usize = 6;
+pub(super) const NC: usize = 6;
 /// Output positions per micro-kernel call: four vectors of 16.
 const NQ: usize = 64;
 /// How many input channels ahead the micro-kernel prefetches its weights.
@@ -454,7 +454,14 @@ fn pad_planes(
 /// Stride 2: writes a row's even and odd columns to their two phases (column x is padded
 /// column x + l: phase (x + l) % 2, index (x + l) / 2 from `base`), 16 at a time; only the
 /// stored ones (`slots`: the row's two phase slots, `usize::MAX` where not stored).
-fn split_row2(row: &[f32], dst: &mut [f32], base: usize, slots: &[usize], l: usize, phase: usize) {
+pub(super) fn split_row2(
+    row: &[f32],
+    dst: &mut [f32],
+    base: usize,
+    slots: &[usize],
+    l: usize,
+    phase: usize,
+) {
     let (se, so) = (slots[l % 2], slots[(l + 1) % 2]);
     let (pe, ne) = (base + se.wrapping_mul(phase) + l / 2, row.len().div_ceil(2));
     let (po, no) = (base + so.wrapping_mul(phase) + l.div_ceil(2), row.len() / 2);
@@ -525,7 +532,7 @@ fn low_mask(n: usize) -> u16 {
 /// at `dst + j * ld + vecs[v].1`.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn kernel(
+pub(super) unsafe fn kernel(
     x: *const f32,
     taps: &[usize],
     prefetch: usize,

@@ -12,6 +12,8 @@ mod fold;
 mod ops;
 mod recurrent;
 pub mod saved;
+#[cfg(target_arch = "x86_64")]
+mod winograd;
 
 pub use backend::{Backend, device_for};
 pub use ops::{ADD_RELU, Op};

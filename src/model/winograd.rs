@@ -1,0 +1,384 @@
+//! Winograd F(2x2, 3x3) convolution on CPUs with AVX-512, for 3x3 kernels with stride 1, no
+//! dilation and one group: each 2x2 block of outputs (a tile) takes 16 multiplications per
+//! input and output channel pair instead of 36 (Lavin and Gray, "Fast Algorithms for
+//! Convolutional Neural Networks", 2015):
+//!
+//! `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`, with `d` the tile's 4x4 padded input patch and `g` the 3x3
+//! kernel. The 16 element-wise products summed over the input channels are 16 matrix products
+//! `M[k] = U[k] V[k]` (`U[k]`: `[cout, cin]`, the transformed weights; `V[k]`: `[cin, tiles]`,
+//! the transformed inputs), which run on the direct convolution's micro-kernel as 1x1
+//! convolutions over tiles (aligned loads, everything in L1).
+//!
+//! Tiles are numbered over the batch (`(image * th + ty) * tw + tx`) and taken 64 at a time.
+//! Per block of tiles and run of output channels: the input transform of a chunk of input
+//! channels (from the padded input split into its four stride-2 phases, so that the 16 values of
+//! 16 consecutive tiles are 16 contiguous loads), the 16 products, and once every chunk is in,
+//! the output transform with bias and ReLU, stored row by row into `[N, C, oh, ow]`.
+//!
+//! F(2x2, 3x3) rather than F(4x4, 3x3) (4x fewer multiplications) for its accuracy: its
+//! transforms have coefficients 0, ±1 and ±1/2 only, so the rounding error stays at the level of
+//! a direct sum's (the tests compare against the direct kernel at 1e-5).
+
+use super::cpu::{Geometry, OutPtr as Ptr};
+use super::direct::{self, NC, Out};
+use std::arch::x86_64::*;
+
+/// Tiles per block: four 16-float vectors, the micro-kernel's widest call.
+const TB: usize = 64;
+/// Input channels per transform chunk (their transformed inputs, 16 x 128 x 64 floats, stay in
+/// L2 while the products read them).
+const CHUNK: usize = 128;
+/// Floats from one transform element's inputs to the next in the scratch: a chunk, plus one
+/// cache line so that the 16 elements of a tile (stored together) fall in different L1 sets
+/// (32 KB apart, they all shared one, and the transform's stores stalled on each other).
+const KSTRIDE: usize = CHUNK * TB + 16;
+/// Output channel blocks per run at most (the run's 16 products, 16 x 132 x 64 floats, stay in
+/// L2 between chunks).
+const CRUN: usize = 22;
+
+/// A convolution's weights transformed and packed for the products: per transform element `k`
+/// (of 16), blocks of `NC` output channels, each `[cin][NC]` (the last block zero-padded).
+#[derive(Debug)]
+pub struct Transformed {
+    data: Vec<f32>,
+    blocks: usize,
+    cin: usize,
+}
+
+impl Transformed {
+    /// `U = G g Gᵀ` for every channel pair of `weight` (`[cout, cin, 3, 3]` row-major),
+    /// computed in f64.
+    pub fn new(weight: &[f32], cout: usize, cin: usize) -> Transformed {
+        const G: [[f64; 3]; 4] = [
+            [1.0, 0.0, 0.0],
+            [0.5, 0.5, 0.5],
+            [0.5, -0.5, 0.5],
+            [0.0, 0.0, 1.0],
+        ];
+        let blocks = cout.div_ceil(NC);
+        let ksize = blocks * cin * NC;
+        let mut data = vec![0f32; 16 * ksize];
+        for co in 0..cout {
+            for ci in 0..cin {
+                let g = &weight[(co * cin + ci) * 9..][..9];
+                // G g: 4 x 3.
+                let mut gg = [[0f64; 3]; 4];
+                for (i, row) in gg.iter_mut().enumerate() {
+                    for (l, v) in row.iter_mut().enumerate() {
+                        *v = (0..3).map(|m| G[i][m] * g[m * 3 + l] as f64).sum();
+                    }
+                }
+                for k in 0..16 {
+                    let (i, j) = (k / 4, k % 4);
+                    let u: f64 = (0..3).map(|l| gg[i][l] * G[j][l]).sum();
+                    data[k * ksize + ((co / NC) * cin + ci) * NC + co % NC] = u as f32;
+                }
+            }
+        }
+        Transformed { data, blocks, cin }
+    }
+}
+
+/// Whether this kernel computes `geo`'s convolution: 3x3, stride 1, no dilation, one group, and
+/// enough tiles per weight that the products beat the direct kernel (at batch 1 on 7x7 and 14x14
+/// planes with 256 or more channels, the transformed weights, 16/9 the size, are read for too
+/// few tiles; measured in DESIGN.md).
+pub fn applies(geo: &Geometry) -> bool {
+    let [oh, ow] = geo.output();
+    let tiles = geo.n * oh.div_ceil(2) * ow.div_ceil(2);
+    geo.groups == 1
+        && geo.k == [3, 3]
+        && geo.stride == [1, 1]
+        && geo.dilation == [1, 1]
+        && geo.cin >= 8
+        && tiles * 2 >= geo.cin.min(geo.cout)
+}
+
+/// One row of tiles inside a block: image `img`, tile row `ty`, tiles `tx..tx + len`, at
+/// position `at` of the block.
+#[derive(Clone, Copy)]
+struct Seg {
+    img: usize,
+    ty: usize,
+    tx: usize,
+    len: usize,
+    at: usize,
+}
+
+/// As [`direct::conv2d_into`], for a convolution that [`applies`].
+///
+/// # Safety
+/// As [`direct::conv2d_into`]; AVX-512F must be available.
+pub unsafe fn conv2d_into(
+    x: &[f32],
+    geo: &Geometry,
+    u: &Transformed,
+    bias: Option<&[f32]>,
+    relu: bool,
+    out: Out,
+) {
+    use rayon::prelude::*;
+    let Geometry {
+        n,
+        cin,
+        h,
+        w,
+        cout,
+        pad: [t, _, l, _],
+        ..
+    } = *geo;
+    assert!(u.cin == cin && u.blocks == cout.div_ceil(NC) && x.len() >= n * cin * h * w);
+    let [oh, ow] = geo.output();
+    let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
+    let threads = rayon::current_num_threads().max(1);
+    let tiles = n * th * tw;
+    let nb = tiles.div_ceil(TB);
+    let mut nc = u.blocks.div_ceil(CRUN);
+    while nb * nc < 4 * threads && nc < u.blocks {
+        nc += 1;
+    }
+    let outp = Ptr(out.ptr);
+    let (ctot, coff) = (out.channels, out.offset);
+    let zeros = [0f32; NC];
+    let ksize = u.blocks * cin * NC;
+    thread_local! {
+        // The transformed inputs and the products, kept per thread between calls.
+        static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    (0..nb * nc).into_par_iter().for_each(|task| {
+        let (ci, bi) = (task / nb, task % nb);
+        let (cb0, cb1) = (ci * u.blocks / nc, (ci + 1) * u.blocks / nc);
+        let runc = (cb1 - cb0) * NC;
+        let (co0, co1) = (cb0 * NC, (cb1 * NC).min(cout));
+        // The block's tiles, row by row.
+        let (start, end) = (bi * TB, ((bi + 1) * TB).min(tiles));
+        let mut segs = Vec::with_capacity(TB);
+        let mut at = start;
+        while at < end {
+            let (row, tx) = (at / tw, at % tw);
+            let len = (tw - tx).min(end - at);
+            segs.push(Seg {
+                img: row / th,
+                ty: row % th,
+                tx,
+                len,
+                at: at - start,
+            });
+            at += len;
+        }
+        let nv = (end - start).div_ceil(16);
+        let vecs: Vec<(u16, usize)> = (0..nv).map(|v| (u16::MAX, 16 * v)).collect();
+        SCRATCH.with_borrow_mut(|s| {
+            let vlen = 16 * KSTRIDE;
+            let need = vlen + 16 * runc * TB;
+            if s.len() < need {
+                s.resize(need, 0.0);
+            }
+            let (v, m) = s.split_at_mut(vlen);
+            for c0 in (0..cin).step_by(CHUNK) {
+                let cn = CHUNK.min(cin - c0);
+                // SAFETY: AVX-512F is available (the caller's contract).
+                unsafe { transform_in(x, [cin, h, w], [t, l], &segs, c0..c0 + cn, v) };
+                for k in 0..16 {
+                    for cb in cb0..cb1 {
+                        let nco = (cout - cb * NC).min(NC);
+                        // SAFETY: reads `cn` channels of TB floats of v[k] and `cn * NC`
+                        // weights of block cb from channel c0; writes rows cb * NC.. of m[k]
+                        // ([runc][TB]), vectors 0..nv.
+                        unsafe {
+                            direct::kernel(
+                                v.as_ptr().add(k * KSTRIDE),
+                                &[0],
+                                0,
+                                &[],
+                                cn,
+                                TB,
+                                u.data.as_ptr().add(k * ksize + (cb * cin + c0) * NC),
+                                m.as_mut_ptr().add((k * runc + (cb - cb0) * NC) * TB),
+                                TB,
+                                &vecs,
+                                nco,
+                                c0 > 0,
+                                zeros.as_ptr(),
+                                false,
+                            );
+                        }
+                    }
+                }
+            }
+            // SAFETY: reads m ([16][runc][TB]) rows 0..co1 - co0; writes the valid outputs
+            // of channels co0..co1 of this block's tiles, this task's alone, inside `out`.
+            unsafe {
+                transform_out(
+                    m,
+                    runc,
+                    &segs,
+                    co0..co1,
+                    bias,
+                    relu,
+                    [oh, ow],
+                    (outp, ctot, coff),
+                )
+            };
+        });
+    });
+}
+
+/// The input transform `V = Bᵀ d B` of channels `cs` of every segment's tiles, into `v` as
+/// `[16][CHUNK][TB]` (element k at `k * KSTRIDE`, channel `cs.start` first), read straight from `x` (`[N, cin, h, w]`
+/// with padding `[top, left]` and whatever the tiles reach past the bottom and right edges
+/// being zeros): per input row of 16 tiles, two pairs of vectors (from the tiles' first
+/// column and two further) split into even and odd columns are the patches' four columns.
+#[target_feature(enable = "avx512f")]
+unsafe fn transform_in(
+    x: &[f32],
+    [cin, h, w]: [usize; 3],
+    [t, l]: [usize; 2],
+    segs: &[Seg],
+    cs: std::ops::Range<usize>,
+    v: &mut [f32],
+) {
+    assert!(v.len() >= 16 * KSTRIDE && cs.len() <= CHUNK && cs.end <= cin);
+    let ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    let zero = _mm512_setzero_ps();
+    let hw = h * w;
+    let vp = v.as_mut_ptr();
+    // The lanes of a 16-float load from column `at` that lie inside the row.
+    let lanes = |at: isize| -> u16 {
+        let lo = (-at).clamp(0, 16);
+        let hi = (w as isize - at).clamp(0, 16);
+        if hi <= lo {
+            0
+        } else {
+            (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16
+        }
+    };
+    for s in segs {
+        // The patch rows' input rows (None: padding).
+        let rows: [Option<usize>; 4] =
+            std::array::from_fn(|r| (2 * s.ty + r).checked_sub(t).filter(|&y| y < h));
+        let img = &x[(s.img * cin + cs.start) * hw..(s.img + 1) * cin * hw];
+        for o in (0..s.len).step_by(16) {
+            let store = low_mask((s.len - o).min(16));
+            let col = (2 * (s.tx + o)) as isize - l as isize;
+            let m = [lanes(col), lanes(col + 16), lanes(col + 2), lanes(col + 18)];
+            for c in 0..cs.len() {
+                let plane = &img[c * hw..][..hw];
+                // SAFETY: the loads read, of a row of `plane`, only the lanes inside it
+                // (the masks; masked-off lanes are not accessed, and their addresses are only
+                // formed with wrapping arithmetic); the stores write element k, channel c,
+                // positions at + o.. of the block under `store`, inside `v` (checked above:
+                // at + o + 16 <= TB, c < CHUNK).
+                unsafe {
+                    let mut d = [[zero; 4]; 4];
+                    for (r, y) in rows.iter().enumerate() {
+                        let Some(y) = *y else { continue };
+                        let p = plane.as_ptr().wrapping_add(y * w).wrapping_offset(col);
+                        let a = _mm512_maskz_loadu_ps(m[0], p);
+                        let b = _mm512_maskz_loadu_ps(m[1], p.wrapping_add(16));
+                        let a2 = _mm512_maskz_loadu_ps(m[2], p.wrapping_add(2));
+                        let b2 = _mm512_maskz_loadu_ps(m[3], p.wrapping_add(18));
+                        d[r] = [
+                            _mm512_permutex2var_ps(a, ie, b),
+                            _mm512_permutex2var_ps(a, io, b),
+                            _mm512_permutex2var_ps(a2, ie, b2),
+                            _mm512_permutex2var_ps(a2, io, b2),
+                        ];
+                    }
+                    // Bᵀ d, column by column: rows d0 - d2, d1 + d2, d2 - d1, d1 - d3.
+                    let mut bd = [[zero; 4]; 4];
+                    for cc in 0..4 {
+                        bd[0][cc] = _mm512_sub_ps(d[0][cc], d[2][cc]);
+                        bd[1][cc] = _mm512_add_ps(d[1][cc], d[2][cc]);
+                        bd[2][cc] = _mm512_sub_ps(d[2][cc], d[1][cc]);
+                        bd[3][cc] = _mm512_sub_ps(d[1][cc], d[3][cc]);
+                    }
+                    // (Bᵀ d) B, row by row, the same combinations of columns.
+                    let at = vp.add(c * TB + s.at + o);
+                    for (i, r) in bd.iter().enumerate() {
+                        let vals = [
+                            _mm512_sub_ps(r[0], r[2]),
+                            _mm512_add_ps(r[1], r[2]),
+                            _mm512_sub_ps(r[2], r[1]),
+                            _mm512_sub_ps(r[1], r[3]),
+                        ];
+                        for (j, &val) in vals.iter().enumerate() {
+                            _mm512_mask_storeu_ps(at.add((i * 4 + j) * KSTRIDE), store, val);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The output transform `Y = Aᵀ M A` of channels `cos` (rows `0..` of `m`, `[16][runc][TB]`),
+/// plus bias and ReLU, stored at each tile's 2x2 outputs (the valid ones) into channels `coff +
+/// cos` of the `[N, ctot, oh, ow]` buffer at `outp`.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn transform_out(
+    m: &[f32],
+    runc: usize,
+    segs: &[Seg],
+    cos: std::ops::Range<usize>,
+    bias: Option<&[f32]>,
+    relu: bool,
+    [oh, ow]: [usize; 2],
+    (outp, ctot, coff): (Ptr, usize, usize),
+) {
+    assert!(m.len() >= 16 * runc * TB && cos.len() <= runc);
+    let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    let hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    let zero = _mm512_setzero_ps();
+    for (r, co) in cos.enumerate() {
+        let b = _mm512_set1_ps(bias.map_or(0.0, |b| b[co]));
+        for s in segs {
+            for o in (0..s.len).step_by(16) {
+                let tx = s.tx + o;
+                // SAFETY: m reads inside the bound checked above (row r < runc, positions
+                // < TB); output writes at rows 2 ty (+1) < oh, columns 2 tx.. < ow of channel
+                // co of image img (the caller's bounds).
+                unsafe {
+                    let mk =
+                        |k: usize| _mm512_loadu_ps(m.as_ptr().add((k * runc + r) * TB + s.at + o));
+                    // Aᵀ M: rows m0 + m1 + m2 and m1 - m2 - m3, column by column.
+                    let mut am = [[zero; 4]; 2];
+                    for c in 0..4 {
+                        let (m0, m1, m2, m3) = (mk(c), mk(4 + c), mk(8 + c), mk(12 + c));
+                        am[0][c] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+                        am[1][c] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+                    }
+                    let cols = (ow - 2 * tx).min(2 * (s.len - o)).min(32);
+                    let (ma, mb) = direct::tail_masks(cols);
+                    for (i, a) in am.iter().enumerate() {
+                        let y = 2 * s.ty + i;
+                        if y >= oh {
+                            break;
+                        }
+                        let mut y0 =
+                            _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a[0], a[1]), a[2]), b);
+                        let mut y1 =
+                            _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(a[1], a[2]), a[3]), b);
+                        if relu {
+                            // max(0, v) returns v when v is NaN (the second operand).
+                            y0 = _mm512_max_ps(zero, y0);
+                            y1 = _mm512_max_ps(zero, y1);
+                        }
+                        let p = outp
+                            .get()
+                            .add(((s.img * ctot + coff + co) * oh + y) * ow + 2 * tx);
+                        _mm512_mask_storeu_ps(p, ma, _mm512_permutex2var_ps(y0, lo, y1));
+                        _mm512_mask_storeu_ps(p.add(16), mb, _mm512_permutex2var_ps(y0, hi, y1));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The low `n` (<= 16) bits.
+fn low_mask(n: usize) -> u16 {
+    ((1u32 << n) - 1) as u16
+}
