@@ -1428,18 +1428,24 @@ mod tests {
             return;
         }
         let dev = Device::flex();
+        // Small shapes: the kernel is forced on them (the rule measured for speed would leave
+        // most of them to the direct kernel).
+        super::super::winograd::FORCE.set(true);
         let mut rng = crate::train::Rng::new(17);
         let mut rand =
             |n: usize| -> Vec<f32> { (0..n).map(|_| (rng.uniform() * 2.0 - 1.0) as f32).collect() };
         // (n, cin, h, w, cout, [t, b, l, r], bias)
         let cases = [
-            (2, 8, 20, 23, 13, [1, 1, 1, 1], true),
+            // Enough blocks for every thread: each task transforms its block's inputs.
+            (4, 8, 20, 23, 13, [1, 1, 1, 1], true),
+            // Few blocks: the inputs transformed once, shared by the tasks of a block (one
+            // with two chunks of input channels and two runs of output channels).
             (3, 16, 7, 7, 8, [1, 1, 1, 1], false),
             (1, 9, 11, 38, 7, [0, 2, 1, 0], true),
-            (2, 12, 6, 5, 20, [0, 0, 0, 0], true),
+            (3, 12, 14, 11, 20, [0, 0, 0, 0], true),
             (3, 150, 9, 10, 140, [1, 1, 1, 1], true),
             (4, 32, 14, 14, 64, [1, 1, 1, 1], false),
-            (1, 8, 3, 40, 6, [2, 0, 0, 2], true),
+            (1, 8, 5, 40, 6, [2, 0, 0, 2], true),
             // Rows of more than 16 tiles: the first vector's 32 columns are all stored.
             (2, 16, 6, 56, 9, [1, 1, 1, 1], true),
             (1, 8, 5, 67, 7, [1, 1, 0, 0], false),

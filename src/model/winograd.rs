@@ -32,6 +32,8 @@ const CHUNK: usize = 128;
 /// cache line so that the 16 elements of a tile (stored together) fall in different L1 sets
 /// (32 KB apart, they all shared one, and the transform's stores stalled on each other).
 const KSTRIDE: usize = CHUNK * TB + 16;
+/// How many input channels ahead the input transform prefetches.
+const PF_IN: usize = 4;
 /// Output channel blocks per run at most (the run's 16 products, 16 x 132 x 64 floats, stay in
 /// L2 between chunks).
 const CRUN: usize = 22;
@@ -80,18 +82,27 @@ impl Transformed {
 }
 
 /// Whether this kernel computes `geo`'s convolution: 3x3, stride 1, no dilation, one group, and
-/// enough tiles per weight that the products beat the direct kernel (at batch 1 on 7x7 and 14x14
-/// planes with 256 or more channels, the transformed weights, 16/9 the size, are read for too
-/// few tiles; measured in DESIGN.md).
+/// where it beats the direct kernel (measured on ResNet-18's and SqueezeNet's layers, figures in
+/// DESIGN.md): at least 48 tiles (a 7 x 7 image is 16, and at batch 1 the transformed weights,
+/// 16/9 the size, are read for too few of them), and under 512 tiles (batch 1 on 28 x 28 and
+/// smaller planes) only with 128 input channels or more (with fewer, the transforms and the
+/// short products cost more than the multiplications saved).
 pub fn applies(geo: &Geometry) -> bool {
     let [oh, ow] = geo.output();
     let tiles = geo.n * oh.div_ceil(2) * ow.div_ceil(2);
-    geo.groups == 1
-        && geo.k == [3, 3]
-        && geo.stride == [1, 1]
-        && geo.dilation == [1, 1]
-        && geo.cin >= 8
-        && tiles * 2 >= geo.cin.min(geo.cout)
+    let computes =
+        geo.groups == 1 && geo.k == [3, 3] && geo.stride == [1, 1] && geo.dilation == [1, 1];
+    #[cfg(test)]
+    if FORCE.get() {
+        return computes;
+    }
+    computes && tiles >= 48 && geo.cin >= if tiles >= 512 { 8 } else { 128 }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: every convolution this kernel computes takes it (on this thread).
+    pub static FORCE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// One row of tiles inside a block: image `img`, tile row `ty`, tiles `tx..tx + len`, at
@@ -133,7 +144,8 @@ pub unsafe fn conv2d_into(
     let threads = rayon::current_num_threads().max(1);
     let tiles = n * th * tw;
     let nb = tiles.div_ceil(TB);
-    let mut nc = u.blocks.div_ceil(CRUN);
+    let natural = u.blocks.div_ceil(CRUN);
+    let mut nc = natural;
     while nb * nc < 4 * threads && nc < u.blocks {
         nc += 1;
     }
@@ -141,87 +153,131 @@ pub unsafe fn conv2d_into(
     let (ctot, coff) = (out.channels, out.offset);
     let zeros = [0f32; NC];
     let ksize = u.blocks * cin * NC;
+    let chunks = cin.div_ceil(CHUNK);
     thread_local! {
         // The transformed inputs and the products, kept per thread between calls.
         static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+        // Every block's transformed inputs, when they are shared (below).
+        static SHARED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    (0..nb * nc).into_par_iter().for_each(|task| {
-        let (ci, bi) = (task / nb, task % nb);
-        let (cb0, cb1) = (ci * u.blocks / nc, (ci + 1) * u.blocks / nc);
-        let runc = (cb1 - cb0) * NC;
-        let (co0, co1) = (cb0 * NC, (cb1 * NC).min(cout));
-        // The block's tiles, row by row.
-        let (start, end) = (bi * TB, ((bi + 1) * TB).min(tiles));
-        let mut segs = Vec::with_capacity(TB);
-        let mut at = start;
-        while at < end {
-            let (row, tx) = (at / tw, at % tw);
-            let len = (tw - tx).min(end - at);
-            segs.push(Seg {
-                img: row / th,
-                ty: row % th,
-                tx,
-                len,
-                at: at - start,
-            });
-            at += len;
-        }
-        let nv = (end - start).div_ceil(16);
-        let vecs: Vec<(u16, usize)> = (0..nv).map(|v| (u16::MAX, 16 * v)).collect();
-        SCRATCH.with_borrow_mut(|s| {
-            let vlen = 16 * KSTRIDE;
-            let need = vlen + 16 * runc * TB;
-            if s.len() < need {
-                s.resize(need, 0.0);
+    // Few blocks (batch 1 on small planes): the output channels are split further to occupy
+    // every thread, so each block's inputs are transformed once beforehand, in parallel, instead
+    // of by every task that takes the block (at 14 x 14 with 256 channels, the repeated
+    // transforms cost a third of the layer).
+    let shared = nc > natural;
+    // Taken out of the thread-local for the call: while this thread waits in the parallel loops
+    // below, it may run another network's convolution, which then finds an empty buffer.
+    let mut all = SHARED.take();
+    {
+        if shared {
+            let need = nb * chunks * 16 * KSTRIDE;
+            if all.len() < need {
+                all.resize(need, 0.0);
             }
-            let (v, m) = s.split_at_mut(vlen);
-            for c0 in (0..cin).step_by(CHUNK) {
-                let cn = CHUNK.min(cin - c0);
-                // SAFETY: AVX-512F is available (the caller's contract).
-                unsafe { transform_in(x, [cin, h, w], [t, l], &segs, c0..c0 + cn, v) };
-                for k in 0..16 {
-                    for cb in cb0..cb1 {
-                        let nco = (cout - cb * NC).min(NC);
-                        // SAFETY: reads `cn` channels of TB floats of v[k] and `cn * NC`
-                        // weights of block cb from channel c0; writes rows cb * NC.. of m[k]
-                        // ([runc][TB]), vectors 0..nv.
-                        unsafe {
-                            direct::kernel(
-                                v.as_ptr().add(k * KSTRIDE),
-                                &[0],
-                                0,
-                                &[],
-                                cn,
-                                TB,
-                                u.data.as_ptr().add(k * ksize + (cb * cin + c0) * NC),
-                                m.as_mut_ptr().add((k * runc + (cb - cb0) * NC) * TB),
-                                TB,
-                                &vecs,
-                                nco,
-                                c0 > 0,
-                                zeros.as_ptr(),
-                                false,
-                            );
+            all[..need]
+                .par_chunks_mut(16 * KSTRIDE)
+                .enumerate()
+                .for_each(|(i, v)| {
+                    let (bi, ch) = (i / chunks, i % chunks);
+                    let c0 = ch * CHUNK;
+                    let segs = segments(bi, tiles, [th, tw]);
+                    // SAFETY: AVX-512F is available (the caller's contract).
+                    unsafe {
+                        transform_in(x, [cin, h, w], [t, l], &segs, c0..cin.min(c0 + CHUNK), v)
+                    };
+                });
+        }
+        let all = &all[..];
+        (0..nb * nc).into_par_iter().for_each(|task| {
+            let (ci, bi) = (task / nb, task % nb);
+            let (cb0, cb1) = (ci * u.blocks / nc, (ci + 1) * u.blocks / nc);
+            let runc = (cb1 - cb0) * NC;
+            let (co0, co1) = (cb0 * NC, (cb1 * NC).min(cout));
+            let segs = segments(bi, tiles, [th, tw]);
+            let nv = (((bi + 1) * TB).min(tiles) - bi * TB).div_ceil(16);
+            let vecs: Vec<(u16, usize)> = (0..nv).map(|v| (u16::MAX, 16 * v)).collect();
+            SCRATCH.with_borrow_mut(|s| {
+                let vlen = if shared { 0 } else { 16 * KSTRIDE };
+                let need = vlen + 16 * runc * TB;
+                if s.len() < need {
+                    s.resize(need, 0.0);
+                }
+                let (vs, m) = s.split_at_mut(vlen);
+                for c0 in (0..cin).step_by(CHUNK) {
+                    let cn = CHUNK.min(cin - c0);
+                    let v: &[f32] = if shared {
+                        &all[(bi * chunks + c0 / CHUNK) * 16 * KSTRIDE..][..16 * KSTRIDE]
+                    } else {
+                        // SAFETY: AVX-512F is available (the caller's contract).
+                        unsafe { transform_in(x, [cin, h, w], [t, l], &segs, c0..c0 + cn, vs) };
+                        vs
+                    };
+                    for k in 0..16 {
+                        for cb in cb0..cb1 {
+                            let nco = (cout - cb * NC).min(NC);
+                            // SAFETY: reads `cn` channels of TB floats of v[k] and `cn * NC`
+                            // weights of block cb from channel c0; writes rows cb * NC.. of m[k]
+                            // ([runc][TB]), vectors 0..nv.
+                            unsafe {
+                                direct::kernel(
+                                    v.as_ptr().add(k * KSTRIDE),
+                                    &[0],
+                                    0,
+                                    &[],
+                                    cn,
+                                    TB,
+                                    u.data.as_ptr().add(k * ksize + (cb * cin + c0) * NC),
+                                    m.as_mut_ptr().add((k * runc + (cb - cb0) * NC) * TB),
+                                    TB,
+                                    &vecs,
+                                    nco,
+                                    c0 > 0,
+                                    zeros.as_ptr(),
+                                    false,
+                                );
+                            }
                         }
                     }
                 }
-            }
-            // SAFETY: reads m ([16][runc][TB]) rows 0..co1 - co0; writes the valid outputs
-            // of channels co0..co1 of this block's tiles, this task's alone, inside `out`.
-            unsafe {
-                transform_out(
-                    m,
-                    runc,
-                    &segs,
-                    co0..co1,
-                    bias,
-                    relu,
-                    [oh, ow],
-                    (outp, ctot, coff),
-                )
-            };
+                // SAFETY: reads m ([16][runc][TB]) rows 0..co1 - co0; writes the valid outputs
+                // of channels co0..co1 of this block's tiles, this task's alone, inside `out`.
+                unsafe {
+                    transform_out(
+                        m,
+                        runc,
+                        &segs,
+                        co0..co1,
+                        bias,
+                        relu,
+                        [oh, ow],
+                        (outp, ctot, coff),
+                    )
+                };
+            });
         });
-    });
+    }
+    SHARED.set(all);
+}
+
+/// The tiles of block `bi` (of `tiles` numbered over the batch, `th x tw` per image), row by
+/// row.
+fn segments(bi: usize, tiles: usize, [th, tw]: [usize; 2]) -> Vec<Seg> {
+    let (start, end) = (bi * TB, ((bi + 1) * TB).min(tiles));
+    let mut segs = Vec::with_capacity(TB);
+    let mut at = start;
+    while at < end {
+        let (row, tx) = (at / tw, at % tw);
+        let len = (tw - tx).min(end - at);
+        segs.push(Seg {
+            img: row / th,
+            ty: row % th,
+            tx,
+            len,
+            at: at - start,
+        });
+        at += len;
+    }
+    segs
 }
 
 /// The input transform `V = Bᵀ d B` of channels `cs` of every segment's tiles, into `v` as
@@ -275,6 +331,11 @@ unsafe fn transform_in(
                     for (r, y) in rows.iter().enumerate() {
                         let Some(y) = *y else { continue };
                         let p = plane.as_ptr().wrapping_add(y * w).wrapping_offset(col);
+                        // The same columns of a channel PF_IN ahead: the planes lie far
+                        // apart, a stride the hardware prefetchers do not follow.
+                        let ahead = p.wrapping_add(PF_IN * hw);
+                        _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8);
+                        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(33) as *const i8);
                         let a = _mm512_maskz_loadu_ps(m[0], p);
                         let b = _mm512_maskz_loadu_ps(m[1], p.wrapping_add(16));
                         let a2 = _mm512_maskz_loadu_ps(m[2], p.wrapping_add(2));
@@ -369,6 +430,11 @@ unsafe fn transform_out(
                         let p = outp
                             .get()
                             .add(((s.img * ctot + coff + co) * oh + y) * ow + 2 * tx);
+                        // The same outputs two channels on, fetched for writing (at batch 32 they
+                        // are far from the cache).
+                        let n = p.wrapping_add(2 * oh * ow);
+                        _mm_prefetch::<_MM_HINT_ET0>(n as *const i8);
+                        _mm_prefetch::<_MM_HINT_ET0>(n.wrapping_add(31) as *const i8);
                         _mm512_mask_storeu_ps(p, ma, _mm512_permutex2var_ps(y0, lo, y1));
                         _mm512_mask_storeu_ps(p.add(16), mb, _mm512_permutex2var_ps(y0, hi, y1));
                     }
