@@ -202,7 +202,8 @@ fn saved_network_round_trips_exactly() {
 #[test]
 fn residual_addition_and_relu_fuse_into_one_pass() {
     // in (2x3x2) → a: 1x1 conv (y0 = x0 - 2 x1 + 0.1, y1 = 0.5 x0 + x1 - 0.3) → add(a, in) →
-    // relu: relu(y + x) per channel. The inference build fuses the addition and the ReLU.
+    // relu: relu(y + x) per channel. The inference build fuses the addition and the ReLU into
+    // the convolution, which takes the shortcut as a second input.
     use matcnn::model::{ADD_RELU, Op};
     let n = net(vec![
         input(2, 3, 2),
@@ -235,8 +236,15 @@ fn residual_addition_and_relu_fuse_into_one_pass() {
     assert!(
         fast.nodes
             .iter()
+            .any(|n| n.fast.as_ref().is_some_and(|f| f.relu) && n.inputs == [0, 0]),
+        "addition and ReLU fused into the convolution"
+    );
+    assert!(
+        !fast
+            .nodes
+            .iter()
             .any(|n| matches!(&n.op, Op::Func(f) if f.code == ADD_RELU)),
-        "addition and ReLU fused"
+        "no addition pass left"
     );
     for (name, net) in [("plain", m), ("inference build", fast)] {
         let y = net.predict(&x, [2, 2, 2, 3], 8, &dev, |_| {}).0;
@@ -249,8 +257,36 @@ fn residual_addition_and_relu_fuse_into_one_pass() {
         }
         assert!(y.iter().any(|v| v.is_nan()) && y.contains(&0.0));
     }
-    // Both inputs shared (one activation twice): the sum goes to a new buffer. The 1x1
-    // convolution is the identity.
+    // Without the ReLU: the addition alone fused (a NaN input stays NaN through both).
+    let plain_add = net(vec![
+        input(2, 3, 2),
+        layer(
+            "a",
+            conv1x1(2, 2, &[1.0, -2.0, 0.5, 1.0], &[0.1, -0.3]),
+            vec![0],
+        ),
+        layer("add", LayerKind::Addition { inputs: 2 }, vec![0, 1]),
+    ]);
+    let m = MatNet::from_network(&plain_add, &dev).unwrap();
+    let fast = m.clone().fold_batch_norm().0.prepare_cpu();
+    assert!(
+        fast.nodes
+            .iter()
+            .any(|n| n.fast.as_ref().is_some_and(|f| !f.relu) && n.inputs == [0, 0])
+    );
+    let (a, b) = (
+        m.predict(&x, [2, 2, 2, 3], 8, &dev, |_| {}).0,
+        fast.predict(&x, [2, 2, 2, 3], 8, &dev, |_| {}).0,
+    );
+    assert!(a.iter().any(|v| *v < 0.0) && a.iter().any(|v| v.is_nan()));
+    for (p, q) in a.iter().zip(&b) {
+        assert!(
+            (p.is_nan() && q.is_nan()) || (p - q).abs() < 1e-5,
+            "{p} vs {q}"
+        );
+    }
+    // Both inputs shared (one activation twice): not fused into the convolution (its output
+    // is read twice); the sum goes to a new buffer. The 1x1 convolution is the identity.
     let twice = net(vec![
         input(2, 3, 2),
         layer(

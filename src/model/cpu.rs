@@ -275,7 +275,7 @@ const COL_TILE_BYTES: usize = 512 * 1024;
 /// kernels with stride 1 and no padding); kernels that cover the whole unpadded input (fully
 /// connected layers stored as convolutions, as MatConvNet does) are one gemm over the batch.
 pub fn conv2d(x: Tensor<4>, f: &FastConv) -> Tensor<4> {
-    conv2d_tiled(x, f, None)
+    conv2d_tiled(x, f, None, None)
 }
 
 impl FastConv {
@@ -334,7 +334,7 @@ pub fn conv2d_part(
                 offset,
             };
             // SAFETY: as below.
-            unsafe { super::winograd::conv2d_into(&data, &geo, u, bias, f.relu, out) };
+            unsafe { super::winograd::conv2d_into(&data, &geo, u, bias, f.relu, None, out) };
             b.filled += f.cout;
             return;
         }
@@ -351,7 +351,7 @@ pub fn conv2d_part(
             };
             // SAFETY: `b` holds capacity for [n, channels, oh, ow] (checked by `part_buf`),
             // offset + cout <= channels, and no other part writes these channels.
-            unsafe { super::direct::conv2d_into(&data, &geo, &p, bias, f.relu, out) };
+            unsafe { super::direct::conv2d_into(&data, &geo, &p, bias, f.relu, None, out) };
             b.filled += f.cout;
             return;
         }
@@ -398,7 +398,19 @@ fn part_buf(
     b
 }
 
-fn conv2d_tiled(x: Tensor<4>, f: &FastConv, tile: Option<usize>) -> Tensor<4> {
+/// [`conv2d`] plus `residual` (a residual block's shortcut), before the ReLU: added as the
+/// kernels store their results (no pass of its own), where they take the convolution and the
+/// residual has the output's shape; elsewhere the convolution, then the addition.
+pub fn conv2d_add(x: Tensor<4>, residual: Tensor<4>, f: &FastConv) -> Tensor<4> {
+    conv2d_tiled(x, f, None, Some(residual))
+}
+
+fn conv2d_tiled(
+    x: Tensor<4>,
+    f: &FastConv,
+    tile: Option<usize>,
+    residual: Option<Tensor<4>>,
+) -> Tensor<4> {
     let geo = f.geometry(x.dims());
     let Geometry { n, cin, h, w, .. } = geo;
     let device = x.device();
@@ -408,8 +420,22 @@ fn conv2d_tiled(x: Tensor<4>, f: &FastConv, tile: Option<usize>) -> Tensor<4> {
     let cout_g = cout / g;
     let kk = cin_g * kh * kw;
     let npix = oh * ow;
-    let data = Values::of(x);
     let whole = geo.whole();
+    // Whether the Winograd or direct kernel computes this call (they add the residual).
+    #[cfg(target_arch = "x86_64")]
+    let kernels = tile.is_none() && (f.winograd(&geo).is_some() || !whole && f.packed().is_some());
+    #[cfg(not(target_arch = "x86_64"))]
+    let kernels = false;
+    let residual = match residual {
+        Some(r) if !kernels || r.dims() != [n, cout, oh, ow] || !is_plain_flex(&r) => {
+            let mut plain = f.clone();
+            plain.relu = false;
+            let y = conv2d_tiled(x, &plain, tile, None);
+            return if f.relu { add_relu(vec![y, r]) } else { y + r };
+        }
+        r => r.map(Values::of),
+    };
+    let data = Values::of(x);
     #[cfg(target_arch = "x86_64")]
     if tile.is_none()
         && let Some(u) = f.winograd(&geo)
@@ -430,6 +456,7 @@ fn conv2d_tiled(x: Tensor<4>, f: &FastConv, tile: Option<usize>) -> Tensor<4> {
                 u,
                 f.bias.as_deref().map(|b| &b[..]),
                 f.relu,
+                residual.as_deref(),
                 o,
             );
             out.set_len(total);
@@ -441,8 +468,14 @@ fn conv2d_tiled(x: Tensor<4>, f: &FastConv, tile: Option<usize>) -> Tensor<4> {
         && !whole
         && let Some(p) = f.packed()
     {
-        let (out, oh, ow) =
-            super::direct::conv2d(&data, &geo, &p, f.bias.as_deref().map(|b| &b[..]), f.relu);
+        let (out, oh, ow) = super::direct::conv2d(
+            &data,
+            &geo,
+            &p,
+            f.bias.as_deref().map(|b| &b[..]),
+            f.relu,
+            residual.as_deref(),
+        );
         return Tensor::from_data(TensorData::new(out, [n, cout, oh, ow]), &device);
     }
     let mut out = vec![0f32; n * cout * npix];
@@ -1390,7 +1423,7 @@ mod tests {
                 (false, Some(7)),
             ] {
                 f.relu = relu;
-                let got = conv2d_tiled(x.clone(), &f, tile);
+                let got = conv2d_tiled(x.clone(), &f, tile, None);
                 assert_eq!(got.dims(), want.dims(), "case {cin} {k:?} {s:?}");
                 let want = if relu {
                     burn::tensor::activation::relu(want.clone())
@@ -1543,6 +1576,83 @@ mod tests {
                     mid.extend_from_slice(&img[3 * plane..(3 + cout) * plane]);
                 }
                 close(&mid, "concatenated");
+            }
+        }
+    }
+
+    /// A convolution plus a residual (added by the kernels as they store) equals the
+    /// convolution, then the addition, then the ReLU: on the Winograd kernel, the direct one
+    /// (3x3 stride 2; more input channels than one chunk, where the residual must enter once;
+    /// 1x1 read in place), and the fallbacks (a whole-input kernel; a residual of another
+    /// shape, broadcast by Burn).
+    #[test]
+    fn conv_add_equals_conv_then_add() {
+        use burn::nn::conv::Conv2dConfig;
+        let dev = Device::flex();
+        let mut rng = crate::train::Rng::new(23);
+        let mut rand =
+            |n: usize| -> Vec<f32> { (0..n).map(|_| (rng.uniform() * 2.0 - 1.0) as f32).collect() };
+        // (n, cin, h, w, cout, k, stride, pad)
+        let cases = [
+            (4, 16, 18, 17, 20, 3, 1, 1),
+            (2, 6, 11, 13, 9, 3, 2, 1),
+            (2, 300, 5, 6, 8, 3, 1, 1),
+            (3, 8, 8, 8, 7, 1, 1, 0),
+            (2, 3, 4, 5, 6, 0, 1, 0),
+        ];
+        for (i, (n, cin, h, w, cout, k, s, p)) in cases.into_iter().enumerate() {
+            // The first on the Winograd kernel, the others on the direct one.
+            #[cfg(target_arch = "x86_64")]
+            super::super::winograd::FORCE.set(i == 0);
+            // k == 0: a kernel over the whole input.
+            let kk = if k == 0 { [h, w] } else { [k, k] };
+            let mut conv = Conv2dConfig::new([cin, cout], kk)
+                .with_stride([s, s])
+                .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+                .init(&dev);
+            let wd = conv.weight.val().dims();
+            conv.weight = burn::module::Param::from_tensor(Tensor::from_data(
+                TensorData::new(rand(wd.iter().product()), wd),
+                &dev,
+            ));
+            conv.bias = Some(burn::module::Param::from_tensor(Tensor::from_data(
+                TensorData::new(rand(cout), [cout]),
+                &dev,
+            )));
+            let x = Tensor::<4>::from_data(
+                TensorData::new(rand(n * cin * h * w), [n, cin, h, w]),
+                &dev,
+            );
+            let [_, _, oh, ow] = conv.forward(x.clone()).dims();
+            let mut res = rand(n * cout * oh * ow);
+            res[3] = f32::NAN;
+            let r = Tensor::<4>::from_data(TensorData::new(res, [n, cout, oh, ow]), &dev);
+            // The same residual, one value per channel, broadcast over the planes.
+            let rc = Tensor::<4>::from_data(TensorData::new(rand(cout), [1, cout, 1, 1]), &dev);
+            for (relu, r) in [(true, r.clone()), (false, r), (true, rc)] {
+                let mut f = FastConv::new(conv.clone()).expect("supported");
+                f.relu = relu;
+                let sum = conv.forward(x.clone()) + r.clone();
+                let want = if relu {
+                    burn::tensor::activation::relu(sum)
+                } else {
+                    sum
+                };
+                let want = want.into_data().to_vec::<f32>().unwrap_or_default();
+                let got = conv2d_add(x.clone(), r, &f)
+                    .into_data()
+                    .to_vec::<f32>()
+                    .unwrap_or_default();
+                assert_eq!(got.len(), want.len());
+                let scale = want
+                    .iter()
+                    .fold(1f32, |m, v| if v.is_nan() { m } else { m.max(v.abs()) });
+                for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (a.is_nan() && b.is_nan()) || (a - b).abs() < 1e-5 * scale,
+                        "case {cin} {kk:?} s{s} relu {relu}, element {i}: {a} vs {b}"
+                    );
+                }
             }
         }
     }

@@ -86,7 +86,7 @@ impl Packed {
 }
 
 /// Convolution of `x` (`[N, Cin, H, W]` row-major) into a new `[N, Cout, oh, ow]` buffer, plus
-/// `bias`, ReLU when `relu`. The caller checks [`available`] and that the padded input holds
+/// `bias` and `residual` (`[N, Cout, oh, ow]`), ReLU when `relu`. The caller checks [`available`] and that the padded input holds
 /// one kernel extent.
 pub fn conv2d(
     x: &[f32],
@@ -94,6 +94,7 @@ pub fn conv2d(
     packed: &Packed,
     bias: Option<&[f32]>,
     relu: bool,
+    residual: Option<&[f32]>,
 ) -> (Vec<f32>, usize, usize) {
     let [oh, ow] = geo.output();
     let total = geo.n * geo.cout * oh * ow;
@@ -104,7 +105,7 @@ pub fn conv2d(
         offset: 0,
     };
     // SAFETY: `out` holds `total` floats, [N, cout, oh, ow].
-    unsafe { conv2d_into(x, geo, packed, bias, relu, o) };
+    unsafe { conv2d_into(x, geo, packed, bias, relu, residual, o) };
     // SAFETY: every element was written: each (image, channel, oy, ox) is a valid position of
     // exactly one block, in one task's channel block and position range.
     unsafe { out.set_len(total) };
@@ -121,7 +122,8 @@ pub struct Out {
 }
 
 /// As [`conv2d`], writing every element of channels `out.offset..out.offset + cout` of the
-/// `[N, out.channels, oh, ow]` buffer at `out.ptr`.
+/// `[N, out.channels, oh, ow]` buffer at `out.ptr`; plus `residual` (`[N, cout, oh, ow]`, only
+/// where the buffer holds just this convolution's channels) before the ReLU.
 ///
 /// # Safety
 /// `out.ptr` must be valid for writes of `N * out.channels * oh * ow` floats, with `out.offset
@@ -132,6 +134,7 @@ pub unsafe fn conv2d_into(
     packed: &Packed,
     bias: Option<&[f32]>,
     relu: bool,
+    residual: Option<&[f32]>,
     out: Out,
 ) {
     use rayon::prelude::*;
@@ -150,6 +153,10 @@ pub unsafe fn conv2d_into(
     let (cin_g, cout_g) = (cin / groups, cout / groups);
     let (hp, wp) = (h + t + b, w + l + r);
     let [oh, ow] = geo.output();
+    assert!(residual.is_none_or(|r| {
+        out.channels == cout && out.offset == 0 && r.len() >= n * cout * oh * ow
+    }));
+    let res = residual.map(|r| Ptr(r.as_ptr().cast_mut()));
     // Each padded channel is stored as its sh x sw stride phases, phase (a, b) holding padded
     // rows a, a + sh, ... and columns b, b + sw, ...: kernel tap (ky, kx) of output (oy, ox)
     // is then phase ((ky dh) % sh, (kx dw) % sw) at row oy + (ky dh) / sh, column ox + (kx dw)
@@ -395,7 +402,16 @@ pub unsafe fn conv2d_into(
                     // taps * NC` floats of this block from channel c0; `nco` biases. Writes
                     // (and reads back, when accumulating): for channels co0..co0+nco of image
                     // img, the valid positions of this block, which belong to this task alone
-                    // and lie inside `out`'s capacity.
+                    // and lie inside `out`'s capacity; the same positions of the residual
+                    // (checked to hold the whole output).
+                    let dst = outp.get().wrapping_add((img * ctot + coff + co0) * opl);
+                    // Partial sums go on from what the previous chunk stored; the first chunk
+                    // starts from the residual (same layout as the output) or zeros.
+                    let init = match res {
+                        _ if c0 > 0 => dst.cast_const(),
+                        Some(r) => r.get().cast_const().wrapping_add((img * cout + co0) * opl),
+                        None => std::ptr::null(),
+                    };
                     unsafe {
                         kernel(
                             xj.as_ptr().add(c0 * plane + q0),
@@ -409,11 +425,11 @@ pub unsafe fn conv2d_into(
                             cn,
                             plane,
                             wb.as_ptr(),
-                            outp.get().add((img * ctot + coff + co0) * opl),
+                            dst,
                             opl,
                             vecs,
                             nco,
-                            c0 > 0,
+                            init,
                             b,
                             relu && last,
                         );
@@ -527,7 +543,8 @@ fn low_mask(n: usize) -> u16 {
 }
 
 /// `16 * vecs.len()` (<= 64) positions x `nco` (<= 6) output channels: `sum over c, taps of w[(c
-/// * taps + k) * NC + j] * x[c * plane + tap_k + i]` (plus what is stored when `add`), plus `bias[j]` and, when
+/// * taps + k) * NC + j] * x[c * plane + tap_k + i]` (plus what `init` holds at the same place,
+/// when not null), plus `bias[j]` and, when
 /// `relu`, the ReLU (NaN stays NaN); vector v's valid lanes (`vecs[v].0`) are stored compressed
 /// at `dst + j * ld + vecs[v].1`.
 #[target_feature(enable = "avx512f")]
@@ -544,7 +561,7 @@ pub(super) unsafe fn kernel(
     ld: usize,
     vecs: &[(u16, usize)],
     nco: usize,
-    add: bool,
+    init: *const f32,
     bias: *const f32,
     relu: bool,
 ) {
@@ -559,7 +576,7 @@ pub(super) unsafe fn kernel(
         dst,
         ld,
         vecs,
-        add,
+        init,
         bias,
         relu,
     };
@@ -601,7 +618,9 @@ struct Args<'a> {
     dst: *mut f32,
     ld: usize,
     vecs: &'a [(u16, usize)],
-    add: bool,
+    /// What the sums start from, laid out as `dst` (the partial sums so far, or a residual to
+    /// add); null: zeros.
+    init: *const f32,
     bias: *const f32,
     relu: bool,
 }
@@ -625,11 +644,11 @@ unsafe fn block<const J: usize, const V: usize>(a: Args) {
                 }
             }
         }
-        if a.add {
+        if !a.init.is_null() {
             for (j, r) in acc.iter_mut().enumerate() {
                 for (v, r) in r.iter_mut().enumerate() {
                     let (m, at) = a.vecs[v];
-                    let p = a.dst.add(j * a.ld + at);
+                    let p = a.init.add(j * a.ld + at);
                     *r = if m == u16::MAX {
                         _mm512_loadu_ps(p)
                     } else {

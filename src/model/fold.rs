@@ -206,8 +206,55 @@ impl MatNet {
                 a: 0.0,
             });
         }
+        self.fuse_residuals(&consumers);
         self.fuse_concatenations(&consumers);
         self
+    }
+
+    /// Additions of two inputs where one is a convolution (possibly through identities left by
+    /// folded batch norms) read by nothing else, without a ReLU of its own, and the other is
+    /// computed before it (a residual block's shortcut): the convolution takes the other input
+    /// and adds it as it stores its result ([`cpu::conv2d_add`]), with the addition's ReLU; the
+    /// addition is left as an identity of the convolution's chain.
+    fn fuse_residuals(&mut self, consumers: &[usize]) {
+        for k in 0..self.nodes.len() {
+            let code = match (&self.nodes[k].op, self.nodes[k].inputs.len()) {
+                (Op::Func(f), 2) if f.code == ADD || f.code == ADD_RELU => f.code,
+                _ => continue,
+            };
+            // The later of the two convolutions when both qualify (the other input must be
+            // ready when it runs).
+            let mut best = None;
+            for (side, &i) in self.nodes[k].inputs.iter().enumerate() {
+                let other = self.nodes[k].inputs[1 - side];
+                let Some(conv) = self
+                    .sole_chain(i, consumers)
+                    .and_then(|c| c.last().copied())
+                else {
+                    continue;
+                };
+                let node = &self.nodes[conv];
+                if node.fast.as_ref().is_some_and(|f| !f.relu)
+                    && node.inputs.len() == 1
+                    && other < conv
+                    && best.is_none_or(|(c, _, _)| conv > c)
+                {
+                    best = Some((conv, i, other));
+                }
+            }
+            let Some((conv, i, other)) = best else {
+                continue;
+            };
+            self.nodes[conv].inputs.push(other);
+            if let Some(f) = self.nodes[conv].fast.as_mut() {
+                f.relu = code == ADD_RELU;
+            }
+            self.nodes[k].inputs = vec![i];
+            self.nodes[k].op = Op::Func(Func {
+                code: IDENTITY,
+                a: 0.0,
+            });
+        }
     }
 
     /// The nodes from `j` back through identities (left by fused ReLUs or folded batch norms)
@@ -240,8 +287,10 @@ impl MatNet {
             let mut chains = Vec::new();
             for &i in &self.nodes[k].inputs {
                 let ok = self.sole_chain(i, consumers).filter(|chain| {
-                    chain.last().is_some_and(|&j| self.nodes[j].fast.is_some())
-                        && chain.iter().all(|&c| self.nodes[c].concat_into.is_none())
+                    // (Not a convolution that adds a residual: it writes its own output.)
+                    chain.last().is_some_and(|&j| {
+                        self.nodes[j].fast.is_some() && self.nodes[j].inputs.len() == 1
+                    }) && chain.iter().all(|&c| self.nodes[c].concat_into.is_none())
                 });
                 let Some(chain) = ok else {
                     chains.clear();

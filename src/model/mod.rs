@@ -227,7 +227,15 @@ impl MatNet {
                     cpu::conv2d_part(x, f, &mut concat_bufs[into], offset, channels);
                     None
                 }
-                (Some(f), _) => Some(cpu::conv2d(ins.into_iter().next().expect("one input"), f)),
+                (Some(f), _) => {
+                    let mut ins = ins.into_iter();
+                    let x = ins.next().expect("one input");
+                    // A second input: the residual the convolution adds (prepare_cpu).
+                    Some(match ins.next() {
+                        Some(r) => cpu::conv2d_add(x, r, f),
+                        None => cpu::conv2d(x, f),
+                    })
+                }
                 (None, _) => Some(node.op.forward(ins)),
             };
             if let Some(t) = times.as_deref_mut()

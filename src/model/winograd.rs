@@ -34,6 +34,8 @@ const CHUNK: usize = 128;
 const KSTRIDE: usize = CHUNK * TB + 16;
 /// How many input channels ahead the input transform prefetches.
 const PF_IN: usize = 4;
+/// How many output channels ahead the output transform fetches its outputs (and residual).
+const PF_OUT: usize = 6;
 /// Output channel blocks per run at most (the run's 16 products, 16 x 132 x 64 floats, stay in
 /// L2 between chunks).
 const CRUN: usize = 22;
@@ -126,6 +128,7 @@ pub unsafe fn conv2d_into(
     u: &Transformed,
     bias: Option<&[f32]>,
     relu: bool,
+    residual: Option<&[f32]>,
     out: Out,
 ) {
     use rayon::prelude::*;
@@ -141,6 +144,10 @@ pub unsafe fn conv2d_into(
     assert!(u.cin == cin && u.blocks == cout.div_ceil(NC) && x.len() >= n * cin * h * w);
     let [oh, ow] = geo.output();
     let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
+    assert!(residual.is_none_or(|r| {
+        out.channels == cout && out.offset == 0 && r.len() >= n * cout * oh * ow
+    }));
+    let res = residual.map(|r| Ptr(r.as_ptr().cast_mut()));
     let threads = rayon::current_num_threads().max(1);
     let tiles = n * th * tw;
     let nb = tiles.div_ceil(TB);
@@ -218,6 +225,9 @@ pub unsafe fn conv2d_into(
                             // SAFETY: reads `cn` channels of TB floats of v[k] and `cn * NC`
                             // weights of block cb from channel c0; writes rows cb * NC.. of m[k]
                             // ([runc][TB]), vectors 0..nv.
+                            let dst = m
+                                .as_mut_ptr()
+                                .wrapping_add((k * runc + (cb - cb0) * NC) * TB);
                             unsafe {
                                 direct::kernel(
                                     v.as_ptr().add(k * KSTRIDE),
@@ -227,11 +237,15 @@ pub unsafe fn conv2d_into(
                                     cn,
                                     TB,
                                     u.data.as_ptr().add(k * ksize + (cb * cin + c0) * NC),
-                                    m.as_mut_ptr().add((k * runc + (cb - cb0) * NC) * TB),
+                                    dst,
                                     TB,
                                     &vecs,
                                     nco,
-                                    c0 > 0,
+                                    if c0 > 0 {
+                                        dst.cast_const()
+                                    } else {
+                                        std::ptr::null()
+                                    },
                                     zeros.as_ptr(),
                                     false,
                                 );
@@ -249,6 +263,7 @@ pub unsafe fn conv2d_into(
                         co0..co1,
                         bias,
                         relu,
+                        res,
                         [oh, ow],
                         (outp, ctot, coff),
                     )
@@ -375,7 +390,7 @@ unsafe fn transform_in(
 }
 
 /// The output transform `Y = Aᵀ M A` of channels `cos` (rows `0..` of `m`, `[16][runc][TB]`),
-/// plus bias and ReLU, stored at each tile's 2x2 outputs (the valid ones) into channels `coff +
+/// plus bias, plus the residual `res` (laid out as the output) and ReLU, stored at each tile's 2x2 outputs (the valid ones) into channels `coff +
 /// cos` of the `[N, ctot, oh, ow]` buffer at `outp`.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
@@ -386,6 +401,7 @@ unsafe fn transform_out(
     cos: std::ops::Range<usize>,
     bias: Option<&[f32]>,
     relu: bool,
+    res: Option<Ptr>,
     [oh, ow]: [usize; 2],
     (outp, ctot, coff): (Ptr, usize, usize),
 ) {
@@ -418,25 +434,35 @@ unsafe fn transform_out(
                         if y >= oh {
                             break;
                         }
-                        let mut y0 =
-                            _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a[0], a[1]), a[2]), b);
-                        let mut y1 =
-                            _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(a[1], a[2]), a[3]), b);
+                        let y0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a[0], a[1]), a[2]), b);
+                        let y1 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(a[1], a[2]), a[3]), b);
+                        // Columns 2 tx.. in order: the two outputs of each tile side by side.
+                        let mut v0 = _mm512_permutex2var_ps(y0, lo, y1);
+                        let mut v1 = _mm512_permutex2var_ps(y0, hi, y1);
+                        let at = ((s.img * ctot + coff + co) * oh + y) * ow + 2 * tx;
+                        if let Some(r) = res {
+                            // The residual has the output's layout (checked by the caller);
+                            // fetched two channels ahead, as the outputs.
+                            let q = r.get().cast_const().add(at);
+                            let n = q.wrapping_add(PF_OUT * oh * ow);
+                            _mm_prefetch::<_MM_HINT_T0>(n as *const i8);
+                            _mm_prefetch::<_MM_HINT_T0>(n.wrapping_add(31) as *const i8);
+                            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(ma, q));
+                            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(mb, q.add(16)));
+                        }
                         if relu {
                             // max(0, v) returns v when v is NaN (the second operand).
-                            y0 = _mm512_max_ps(zero, y0);
-                            y1 = _mm512_max_ps(zero, y1);
+                            v0 = _mm512_max_ps(zero, v0);
+                            v1 = _mm512_max_ps(zero, v1);
                         }
-                        let p = outp
-                            .get()
-                            .add(((s.img * ctot + coff + co) * oh + y) * ow + 2 * tx);
+                        let p = outp.get().add(at);
                         // The same outputs two channels on, fetched for writing (at batch 32 they
                         // are far from the cache).
-                        let n = p.wrapping_add(2 * oh * ow);
+                        let n = p.wrapping_add(PF_OUT * oh * ow);
                         _mm_prefetch::<_MM_HINT_ET0>(n as *const i8);
                         _mm_prefetch::<_MM_HINT_ET0>(n.wrapping_add(31) as *const i8);
-                        _mm512_mask_storeu_ps(p, ma, _mm512_permutex2var_ps(y0, lo, y1));
-                        _mm512_mask_storeu_ps(p.add(16), mb, _mm512_permutex2var_ps(y0, hi, y1));
+                        _mm512_mask_storeu_ps(p, ma, v0);
+                        _mm512_mask_storeu_ps(p.add(16), mb, v1);
                     }
                 }
             }
