@@ -432,6 +432,7 @@ pub unsafe fn conv2d_into(
                             init,
                             b,
                             relu && last,
+                            true,
                         );
                     }
                 }
@@ -546,7 +547,7 @@ fn low_mask(n: usize) -> u16 {
 /// * taps + k) * NC + j] * x[c * plane + tap_k + i]` (plus what `init` holds at the same place,
 /// when not null), plus `bias[j]` and, when
 /// `relu`, the ReLU (NaN stays NaN); vector v's valid lanes (`vecs[v].0`) are stored compressed
-/// at `dst + j * ld + vecs[v].1`.
+/// at `dst + j * ld + vecs[v].1`, fetched for writing first when `fetch_out`.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn kernel(
@@ -564,6 +565,7 @@ pub(super) unsafe fn kernel(
     init: *const f32,
     bias: *const f32,
     relu: bool,
+    fetch_out: bool,
 ) {
     let a = Args {
         x,
@@ -579,6 +581,7 @@ pub(super) unsafe fn kernel(
         init,
         bias,
         relu,
+        fetch_out,
     };
     // SAFETY (all calls): the caller's bounds; `nco` selects a fully unrolled instance.
     unsafe {
@@ -623,6 +626,8 @@ struct Args<'a> {
     init: *const f32,
     bias: *const f32,
     relu: bool,
+    /// Whether to fetch the output lines for writing first (they are far from the cache).
+    fetch_out: bool,
 }
 
 #[target_feature(enable = "avx512f")]
@@ -635,7 +640,7 @@ unsafe fn block<const J: usize, const V: usize>(a: Args) {
         // The output lines this call stores (and, when adding, first reads) are fetched for
         // writing now, to arrive while the arithmetic runs: at batch 32 they are far from the
         // cache, and stalling on them cost several percent.
-        for j in 0..J {
+        for j in (0..J).filter(|_| a.fetch_out) {
             for &(m, at) in a.vecs {
                 if m != 0 {
                     let p = a.dst.add(j * a.ld + at);
