@@ -404,6 +404,15 @@ pub unsafe fn conv2d_into(
                     // img, the valid positions of this block, which belong to this task alone
                     // and lie inside `out`'s capacity; the same positions of the residual
                     // (checked to hold the whole output).
+                    // Prefetch targets inside this job's input: channels `prefetch / plane`
+                    // ahead (several taps), or the next block of the same channel (1x1).
+                    let pf_channels = if taps.len() > 1 {
+                        cin_g.saturating_sub(c0 + prefetch / plane).min(cn)
+                    } else if qb + 1 < qblocks {
+                        cn
+                    } else {
+                        0
+                    };
                     let dst = outp.get().wrapping_add((img * ctot + coff + co0) * opl);
                     // Partial sums go on from what the previous chunk stored; the first chunk
                     // starts from the residual (same layout as the output) or zeros.
@@ -422,6 +431,7 @@ pub unsafe fn conv2d_into(
                             } else {
                                 &[]
                             },
+                            pf_channels,
                             cn,
                             plane,
                             wb.as_ptr(),
@@ -555,6 +565,7 @@ pub(super) unsafe fn kernel(
     taps: &[usize],
     prefetch: usize,
     lines: &[usize],
+    pf_channels: usize,
     cin: usize,
     plane: usize,
     w: *const f32,
@@ -572,6 +583,7 @@ pub(super) unsafe fn kernel(
         taps,
         prefetch,
         lines,
+        pf_channels,
         cin,
         plane,
         w,
@@ -615,6 +627,9 @@ struct Args<'a> {
     taps: &'a [usize],
     prefetch: usize,
     lines: &'a [usize],
+    /// The channels (the first ones) whose `lines` are fetched: those whose target lies in the
+    /// input (past the last channel, prefetches of addresses outside it stalled on the TLB).
+    pf_channels: usize,
     cin: usize,
     plane: usize,
     w: *const f32,
@@ -678,7 +693,7 @@ unsafe fn block<const J: usize, const V: usize>(a: Args) {
             // Inputs read later (see `prefetch` in `conv2d_into`): each channel's lines lie a
             // plane apart, a stride the hardware prefetchers do not follow.
             let xa = a.x.wrapping_add(c * a.plane + a.prefetch);
-            for &line in a.lines {
+            for &line in a.lines.iter().filter(|_| c < a.pf_channels) {
                 _mm_prefetch::<_MM_HINT_T0>(xa.wrapping_add(line) as *const i8);
             }
             let xc = a.x.add(c * a.plane);

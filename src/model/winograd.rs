@@ -234,6 +234,7 @@ pub unsafe fn conv2d_into(
                                     &[0],
                                     0,
                                     &[],
+                                    0,
                                     cn,
                                     TB,
                                     u.data.as_ptr().add(k * ksize + (cb * cin + c0) * NC),
