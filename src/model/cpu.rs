@@ -945,15 +945,16 @@ pub fn max_pool2d(x: Tensor<4>, k: [usize; 2], s: [usize; 2], pad: [usize; 4]) -
                 )
             },
             |(vrow, phases), (o, plane)| {
-                // Zeroed here, in this core's cache, rather than by one memset of the whole
-                // output up front.
-                let o = zeroed(o);
                 #[cfg(target_arch = "x86_64")]
                 if avx512 && s[1] == 2 && (k[1] == 2 || k[1] == 3) {
-                    // SAFETY: the CPU has AVX-512F (checked above).
+                    // SAFETY: the CPU has AVX-512F (checked above). It writes every element
+                    // (no zeroing first: a pass over the output that cost 10 % of the pool).
                     unsafe { pool_plane_s2_avx512(&g, o, plane) };
                     return;
                 }
+                // Zeroed here, in this core's cache, rather than by one memset of the whole
+                // output up front.
+                let o = zeroed(o);
                 #[cfg(target_arch = "x86_64")]
                 if avx512 {
                     // SAFETY: the CPU has AVX-512F (checked above).
@@ -1014,7 +1015,11 @@ unsafe fn pool_plane_avx512(
 /// faster than the separable `pool_plane` on these, whose passes are short rows of scalars.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn pool_plane_s2_avx512(g: &PoolGeometry, o: &mut [f32], plane: &[f32]) {
+unsafe fn pool_plane_s2_avx512(
+    g: &PoolGeometry,
+    o: &mut [std::mem::MaybeUninit<f32>],
+    plane: &[f32],
+) {
     use std::arch::x86_64::*;
     let &PoolGeometry {
         h,
@@ -1091,8 +1096,11 @@ unsafe fn pool_plane_s2_avx512(g: &PoolGeometry, o: &mut [f32], plane: &[f32]) {
             }
             let n = (ow - ox0).min(16);
             let keep = ((1u32 << n) - 1) as u16;
-            // SAFETY: the n <= 16 stored lanes are outputs ox0..ox0 + n of row oy, inside `o`.
-            unsafe { _mm512_mask_storeu_ps(o.as_mut_ptr().add(oy * ow + ox0), keep, acc) };
+            // SAFETY: the n <= 16 stored lanes are outputs ox0..ox0 + n of row oy, inside `o`
+            // (every output of every row is stored once).
+            unsafe {
+                _mm512_mask_storeu_ps(o[oy * ow + ox0..].as_mut_ptr().cast::<f32>(), keep, acc)
+            };
         }
     }
 }
