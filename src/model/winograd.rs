@@ -299,10 +299,14 @@ fn segments(bi: usize, tiles: usize, [th, tw]: [usize; 2]) -> Vec<Seg> {
 }
 
 /// The input transform `V = Bᵀ d B` of channels `cs` of every segment's tiles, into `v` as
-/// `[16][CHUNK][TB]` (element k at `k * KSTRIDE`, channel `cs.start` first), read straight from `x` (`[N, cin, h, w]`
-/// with padding `[top, left]` and whatever the tiles reach past the bottom and right edges
-/// being zeros): per input row of 16 tiles, two pairs of vectors (from the tiles' first
-/// column and two further) split into even and odd columns are the patches' four columns.
+/// `[16][CHUNK][TB]` (element k at `k * KSTRIDE`, channel `cs.start` first), read straight from
+/// `x` (`[N, cin, h, w]` with padding `[top, left]`, and whatever the tiles reach past the bottom
+/// and right edges, being zeros). 16 consecutive tiles of the block at a time, whichever rows
+/// (or images) they come from: per patch row, each row's piece of the 32 (+2) input columns
+/// under its tiles is loaded into its lanes of two pairs of vectors (masked loads; lanes outside
+/// the input stay zero), split into even and odd columns: the patches' four columns. (One
+/// vector per row of tiles left 9 of 16 lanes empty on 14 x 14 planes and 12 on 7 x 7, where
+/// this transform took a fifth of the layer.)
 #[target_feature(enable = "avx512f")]
 unsafe fn transform_in(
     x: &[f32],
@@ -313,82 +317,132 @@ unsafe fn transform_in(
     v: &mut [f32],
 ) {
     assert!(v.len() >= 16 * KSTRIDE && cs.len() <= CHUNK && cs.end <= cin);
+    assert!(segs.iter().all(|s| (s.img + 1) * cin * h * w <= x.len()));
     let ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     let io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     let zero = _mm512_setzero_ps();
     let hw = h * w;
     let vp = v.as_mut_ptr();
     // The lanes of a 16-float load from column `at` that lie inside the row.
-    let lanes = |at: isize| -> u16 {
-        let lo = (-at).clamp(0, 16);
-        let hi = (w as isize - at).clamp(0, 16);
-        if hi <= lo {
-            0
-        } else {
-            (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16
+    let lanes = |at: isize| -> u16 { span(-at, w as isize - at) };
+    /// One row of tiles' share of a vector of 16: its input rows (offsets in the plane; None:
+    /// padding), the plane's offset, the column of window column 0, and the load masks.
+    struct Piece {
+        rows: [Option<usize>; 4],
+        plane: usize,
+        col: isize,
+        m: [u16; 4],
+    }
+    let total = segs.last().map_or(0, |s| s.at + s.len);
+    let mut pieces: Vec<Piece> = Vec::with_capacity(16);
+    for g0 in (0..total).step_by(16) {
+        pieces.clear();
+        for s in segs {
+            let (a0, a1) = (s.at.max(g0), (s.at + s.len).min(g0 + 16));
+            if a0 >= a1 {
+                continue;
+            }
+            let (lane0, len) = ((a0 - g0) as isize, (a1 - a0) as isize);
+            // Window column 2 lane0 (the first tile's first column) is input column 2 tx - l.
+            let col = 2 * (s.tx + a0 - s.at) as isize - l as isize - 2 * lane0;
+            let (lo, hi) = (2 * lane0, 2 * (lane0 + len));
+            pieces.push(Piece {
+                rows: std::array::from_fn(|r| {
+                    (2 * s.ty + r)
+                        .checked_sub(t)
+                        .filter(|&y| y < h)
+                        .map(|y| y * w)
+                }),
+                plane: (s.img * cin + cs.start) * hw,
+                col,
+                m: [
+                    span(lo, hi) & lanes(col),
+                    span(lo - 16, hi - 16) & lanes(col + 16),
+                    span(lo, hi) & lanes(col + 2),
+                    span(lo - 16, hi - 16) & lanes(col + 18),
+                ],
+            });
         }
-    };
-    for s in segs {
-        // The patch rows' input rows (None: padding).
-        let rows: [Option<usize>; 4] =
-            std::array::from_fn(|r| (2 * s.ty + r).checked_sub(t).filter(|&y| y < h));
-        let img = &x[(s.img * cin + cs.start) * hw..(s.img + 1) * cin * hw];
-        for o in (0..s.len).step_by(16) {
-            let store = low_mask((s.len - o).min(16));
-            let col = (2 * (s.tx + o)) as isize - l as isize;
-            let m = [lanes(col), lanes(col + 16), lanes(col + 2), lanes(col + 18)];
-            for c in 0..cs.len() {
-                let plane = &img[c * hw..][..hw];
-                // SAFETY: the loads read, of a row of `plane`, only the lanes inside it
-                // (the masks; masked-off lanes are not accessed, and their addresses are only
-                // formed with wrapping arithmetic); the stores write element k, channel c,
-                // positions at + o.. of the block under `store`, inside `v` (checked above:
-                // at + o + 16 <= TB, c < CHUNK).
-                unsafe {
-                    let mut d = [[zero; 4]; 4];
-                    for (r, y) in rows.iter().enumerate() {
-                        let Some(y) = *y else { continue };
-                        let p = plane.as_ptr().wrapping_add(y * w).wrapping_offset(col);
+        let store = low_mask((total - g0).min(16));
+        for c in 0..cs.len() {
+            // SAFETY: the loads read, of row y < h of plane (img, cs.start + c) (inside `x`,
+            // checked above), only the lanes inside the row (the masks; masked-off lanes are
+            // not accessed, and their addresses are only formed with wrapping arithmetic); the
+            // stores write element k, channel c, positions g0.. of the block under `store`,
+            // inside `v` (checked above: g0 + 16 <= TB, c < CHUNK).
+            unsafe {
+                let mut d = [[zero; 4]; 4];
+                for (r, d) in d.iter_mut().enumerate() {
+                    let [mut a, mut b, mut a2, mut b2] = [zero; 4];
+                    let mut any = false;
+                    for p in &pieces {
+                        let Some(y) = p.rows[r] else { continue };
+                        any = true;
+                        let at = x
+                            .as_ptr()
+                            .wrapping_add(p.plane + c * hw + y)
+                            .wrapping_offset(p.col);
                         // The same columns of a channel PF_IN ahead: the planes lie far
                         // apart, a stride the hardware prefetchers do not follow.
-                        let ahead = p.wrapping_add(PF_IN * hw);
+                        let ahead = at.wrapping_add(PF_IN * hw + 2 * lane_of(p.m));
                         _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8);
                         _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(33) as *const i8);
-                        let a = _mm512_maskz_loadu_ps(m[0], p);
-                        let b = _mm512_maskz_loadu_ps(m[1], p.wrapping_add(16));
-                        let a2 = _mm512_maskz_loadu_ps(m[2], p.wrapping_add(2));
-                        let b2 = _mm512_maskz_loadu_ps(m[3], p.wrapping_add(18));
-                        d[r] = [
+                        a = _mm512_mask_loadu_ps(a, p.m[0], at);
+                        b = _mm512_mask_loadu_ps(b, p.m[1], at.wrapping_add(16));
+                        a2 = _mm512_mask_loadu_ps(a2, p.m[2], at.wrapping_add(2));
+                        b2 = _mm512_mask_loadu_ps(b2, p.m[3], at.wrapping_add(18));
+                    }
+                    if any {
+                        *d = [
                             _mm512_permutex2var_ps(a, ie, b),
                             _mm512_permutex2var_ps(a, io, b),
                             _mm512_permutex2var_ps(a2, ie, b2),
                             _mm512_permutex2var_ps(a2, io, b2),
                         ];
                     }
-                    // Bᵀ d, column by column: rows d0 - d2, d1 + d2, d2 - d1, d1 - d3.
-                    let mut bd = [[zero; 4]; 4];
-                    for cc in 0..4 {
-                        bd[0][cc] = _mm512_sub_ps(d[0][cc], d[2][cc]);
-                        bd[1][cc] = _mm512_add_ps(d[1][cc], d[2][cc]);
-                        bd[2][cc] = _mm512_sub_ps(d[2][cc], d[1][cc]);
-                        bd[3][cc] = _mm512_sub_ps(d[1][cc], d[3][cc]);
-                    }
-                    // (Bᵀ d) B, row by row, the same combinations of columns.
-                    let at = vp.add(c * TB + s.at + o);
-                    for (i, r) in bd.iter().enumerate() {
-                        let vals = [
-                            _mm512_sub_ps(r[0], r[2]),
-                            _mm512_add_ps(r[1], r[2]),
-                            _mm512_sub_ps(r[2], r[1]),
-                            _mm512_sub_ps(r[1], r[3]),
-                        ];
-                        for (j, &val) in vals.iter().enumerate() {
-                            _mm512_mask_storeu_ps(at.add((i * 4 + j) * KSTRIDE), store, val);
-                        }
+                }
+                // Bᵀ d, column by column: rows d0 - d2, d1 + d2, d2 - d1, d1 - d3.
+                let mut bd = [[zero; 4]; 4];
+                for cc in 0..4 {
+                    bd[0][cc] = _mm512_sub_ps(d[0][cc], d[2][cc]);
+                    bd[1][cc] = _mm512_add_ps(d[1][cc], d[2][cc]);
+                    bd[2][cc] = _mm512_sub_ps(d[2][cc], d[1][cc]);
+                    bd[3][cc] = _mm512_sub_ps(d[1][cc], d[3][cc]);
+                }
+                // (Bᵀ d) B, row by row, the same combinations of columns.
+                let at = vp.add(c * TB + g0);
+                for (i, r) in bd.iter().enumerate() {
+                    let vals = [
+                        _mm512_sub_ps(r[0], r[2]),
+                        _mm512_add_ps(r[1], r[2]),
+                        _mm512_sub_ps(r[2], r[1]),
+                        _mm512_sub_ps(r[1], r[3]),
+                    ];
+                    for (j, &val) in vals.iter().enumerate() {
+                        _mm512_mask_storeu_ps(at.add((i * 4 + j) * KSTRIDE), store, val);
                     }
                 }
             }
         }
+    }
+}
+
+/// Lanes `lo..hi` (clamped to 0..16) as a mask.
+fn span(lo: isize, hi: isize) -> u16 {
+    let (lo, hi) = (lo.clamp(0, 16), hi.clamp(0, 16));
+    if hi <= lo {
+        0
+    } else {
+        (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16
+    }
+}
+
+/// The first window column a piece loads (its first lane of `a`, or 16 + that of `b`).
+fn lane_of(m: [u16; 4]) -> usize {
+    if m[0] != 0 {
+        m[0].trailing_zeros() as usize / 2 * 2
+    } else {
+        16 + m[1].trailing_zeros() as usize / 2 * 2
     }
 }
 
