@@ -178,10 +178,11 @@ pub unsafe fn conv2d_into(
     {
         if shared {
             let need = nb * chunks * 16 * KSTRIDE;
-            if all.len() < need {
-                all.resize(need, 0.0);
+            if all.len() < need + 16 {
+                all.resize(need + 16, 0.0);
             }
-            all[..need]
+            let skew = all.as_ptr().align_offset(64).min(15);
+            all[skew..skew + need]
                 .par_chunks_mut(16 * KSTRIDE)
                 .enumerate()
                 .for_each(|(i, v)| {
@@ -194,7 +195,7 @@ pub unsafe fn conv2d_into(
                     };
                 });
         }
-        let all = &all[..];
+        let all = &all[all.as_ptr().align_offset(64).min(15).min(all.len())..];
         (0..nb * nc).into_par_iter().for_each(|task| {
             let (ci, bi) = (task / nb, task % nb);
             let (cb0, cb1) = (ci * u.blocks / nc, (ci + 1) * u.blocks / nc);
@@ -206,10 +207,14 @@ pub unsafe fn conv2d_into(
             SCRATCH.with_borrow_mut(|s| {
                 let vlen = if shared { 0 } else { 16 * KSTRIDE };
                 let need = vlen + 16 * runc * TB;
-                if s.len() < need {
-                    s.resize(need, 0.0);
+                if s.len() < need + 16 {
+                    s.resize(need + 16, 0.0);
                 }
-                let (vs, m) = s.split_at_mut(vlen);
+                // From a cache line boundary: every 16-tile vector then fills one line (from
+                // wherever malloc put it, the transform's stores and the products' loads each
+                // touched two: 13-16 % of the layer).
+                let skew = s.as_ptr().align_offset(64).min(15);
+                let (vs, m) = s[skew..].split_at_mut(vlen);
                 for c0 in (0..cin).step_by(CHUNK) {
                     let cn = CHUNK.min(cin - c0);
                     let v: &[f32] = if shared {
