@@ -384,71 +384,80 @@ pub unsafe fn conv2d_into(
             // is written as runs of up to 4 x 64 positions per plane instead of 64 (the output
             // planes lie far apart; short runs over many of them stalled the stores: SqueezeNet
             // at batch 32 -5 %, its first layer 17.5 -> 13 ms), and its weights stay in L1.
-            for cb in cb0..cb1 {
-                for qb in qb0..qb1 {
-                    // The last block computes only the vectors that hold positions (a 14 x 16 grid
-                    // is 3.5 blocks: the last one is 2 vectors, not 4).
-                    let nv = (qn - qb * NQ).div_ceil(16).min(NQ / 16);
-                    let vecs = &vectors[qb * 4..qb * 4 + nv];
-                    let wb = &packed.data[(g * packed.blocks + cb) * bsize..][..bsize];
-                    let wb = &wb[c0 * taps.len() * NC..];
-                    let nco = (cout_g - cb * NC).min(NC);
-                    let q0 = qb * NQ;
-                    let co0 = g * cout_g + cb * NC;
-                    let b = match bias {
-                        Some(b) if last => b[co0..co0 + nco].as_ptr(),
-                        _ => zeros.as_ptr(),
-                    };
-                    // Prefetch targets inside this job's input: channels `prefetch / plane`
-                    // ahead (several taps), or the next block of the same channel (1x1).
-                    let pf_channels = if taps.len() > 1 {
-                        cin_g.saturating_sub(c0 + prefetch / plane).min(cn)
-                    } else if qb + 1 < qblocks {
-                        cn
-                    } else {
-                        0
-                    };
-                    let dst = outp.get().wrapping_add((img * ctot + coff + co0) * opl);
-                    // Partial sums go on from what the previous chunk stored; the first chunk
-                    // starts from the residual (same layout as the output) or zeros.
-                    let init = match res {
-                        _ if c0 > 0 => dst.cast_const(),
-                        Some(r) => r.get().cast_const().wrapping_add((img * cout + co0) * opl),
-                        None => std::ptr::null(),
-                    };
-                    // SAFETY: AVX-512F is available (the caller checked `available`). Reads:
-                    // channel c, tap o, position q0 + 63 at most c * plane + o + q0 + 63 <
-                    // cin_g * plane + slack <= xj.len() (the slack covers the last block and
-                    // the largest tap; in place, `copied_from` checked it); weights `cn *
-                    // taps * NC` floats of this block from channel c0; `nco` biases. Writes
-                    // (and reads back, when accumulating): for channels co0..co0+nco of image
-                    // img, the valid positions of this block, which belong to this task alone
-                    // and lie inside `out`'s capacity; the same positions of the residual
-                    // (checked to hold the whole output).
-                    unsafe {
-                        kernel(
-                            xj.as_ptr().add(c0 * plane + q0),
-                            &taps,
-                            prefetch,
-                            if taps.len() > 1 || cb == cb0 {
-                                &lines
-                            } else {
-                                &[]
-                            },
-                            pf_channels,
-                            cn,
-                            plane,
-                            wb.as_ptr(),
-                            dst,
-                            opl,
-                            vecs,
-                            nco,
-                            init,
-                            b,
-                            relu && last,
-                            true,
-                        );
-                    }
+            // Except for 1x1 kernels over 128 or more channels, whose time goes to reading the
+            // inputs: there every channel block uses a position block's inputs while they are
+            // in L1, which overlaps the next block's reads with arithmetic (SqueezeNet's
+            // squeeze layers -7 %).
+            let (nqs, ncs) = (qb1 - qb0, cb1 - cb0);
+            let positions_outside = taps.len() == 1 && cin_g >= 128;
+            for i in 0..nqs * ncs {
+                let (qb, cb) = if positions_outside {
+                    (qb0 + i / ncs, cb0 + i % ncs)
+                } else {
+                    (qb0 + i % nqs, cb0 + i / nqs)
+                };
+                // The last block computes only the vectors that hold positions (a 14 x 16 grid
+                // is 3.5 blocks: the last one is 2 vectors, not 4).
+                let nv = (qn - qb * NQ).div_ceil(16).min(NQ / 16);
+                let vecs = &vectors[qb * 4..qb * 4 + nv];
+                let wb = &packed.data[(g * packed.blocks + cb) * bsize..][..bsize];
+                let wb = &wb[c0 * taps.len() * NC..];
+                let nco = (cout_g - cb * NC).min(NC);
+                let q0 = qb * NQ;
+                let co0 = g * cout_g + cb * NC;
+                let b = match bias {
+                    Some(b) if last => b[co0..co0 + nco].as_ptr(),
+                    _ => zeros.as_ptr(),
+                };
+                // Prefetch targets inside this job's input: channels `prefetch / plane`
+                // ahead (several taps), or the next block of the same channel (1x1).
+                let pf_channels = if taps.len() > 1 {
+                    cin_g.saturating_sub(c0 + prefetch / plane).min(cn)
+                } else if qb + 1 < qblocks {
+                    cn
+                } else {
+                    0
+                };
+                let dst = outp.get().wrapping_add((img * ctot + coff + co0) * opl);
+                // Partial sums go on from what the previous chunk stored; the first chunk
+                // starts from the residual (same layout as the output) or zeros.
+                let init = match res {
+                    _ if c0 > 0 => dst.cast_const(),
+                    Some(r) => r.get().cast_const().wrapping_add((img * cout + co0) * opl),
+                    None => std::ptr::null(),
+                };
+                // SAFETY: AVX-512F is available (the caller checked `available`). Reads:
+                // channel c, tap o, position q0 + 63 at most c * plane + o + q0 + 63 <
+                // cin_g * plane + slack <= xj.len() (the slack covers the last block and
+                // the largest tap; in place, `copied_from` checked it); weights `cn *
+                // taps * NC` floats of this block from channel c0; `nco` biases. Writes
+                // (and reads back, when accumulating): for channels co0..co0+nco of image
+                // img, the valid positions of this block, which belong to this task alone
+                // and lie inside `out`'s capacity; the same positions of the residual
+                // (checked to hold the whole output).
+                unsafe {
+                    kernel(
+                        xj.as_ptr().add(c0 * plane + q0),
+                        &taps,
+                        prefetch,
+                        if taps.len() > 1 || cb == cb0 {
+                            &lines
+                        } else {
+                            &[]
+                        },
+                        pf_channels,
+                        cn,
+                        plane,
+                        wb.as_ptr(),
+                        dst,
+                        opl,
+                        vecs,
+                        nco,
+                        init,
+                        b,
+                        relu && last,
+                        true,
+                    );
                 }
             }
         }
