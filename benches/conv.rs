@@ -3,8 +3,10 @@
 //! ResNet-18, VGG-16 and SqueezeNet, batch 1 (and one batch of 8), random weights, ReLU fused.
 //!
 //! `cargo bench --bench conv`. Criterion's "elements/s" are floating-point operations per
-//! second (2 per multiply-add, valid outputs only), to compare with the machine's peak and with
-//! onnxruntime's per-node profile. Threads: `RAYON_NUM_THREADS`.
+//! second of a direct convolution (2 per multiply-add, valid outputs only), to compare with the
+//! machine's peak and with onnxruntime's per-node profile; layers the Winograd kernel takes
+//! (3x3 stride 1 with enough positions, `winograd::applies`) do fewer multiplications, so theirs
+//! are effective rates. Threads: `RAYON_NUM_THREADS`.
 
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2dConfig;

@@ -1538,7 +1538,7 @@ mod tests {
                 };
                 let got = conv2d(x.clone(), &f);
                 close(
-                    &got.into_data().to_vec::<f32>().unwrap_or_default(),
+                    &got.into_data().try_to_vec::<f32>().unwrap_or_default(),
                     "alone",
                 );
                 // Into channels 3.. of a concatenation with 3 + cout + 2 channels, between two
@@ -1571,7 +1571,7 @@ mod tests {
                     .expect("filled")
                     .into_tensor(&dev)
                     .into_data()
-                    .to_vec::<f32>()
+                    .try_to_vec::<f32>()
                     .unwrap_or_default();
                 let plane = oh * ow;
                 let mut mid = Vec::new();
@@ -1646,10 +1646,10 @@ mod tests {
                 } else {
                     sum
                 };
-                let want = want.into_data().to_vec::<f32>().unwrap_or_default();
+                let want = want.into_data().try_to_vec::<f32>().unwrap_or_default();
                 let got = conv2d_add(x.clone(), r, &f)
                     .into_data()
-                    .to_vec::<f32>()
+                    .try_to_vec::<f32>()
                     .unwrap_or_default();
                 assert_eq!(got.len(), want.len());
                 let scale = want

@@ -484,10 +484,11 @@ unsafe fn transform_out(
                         |k: usize| _mm512_loadu_ps(m.as_ptr().add((k * runc + r) * TB + s.at + o));
                     // Aᵀ M: rows m0 + m1 + m2 and m1 - m2 - m3, column by column.
                     let mut am = [[zero; 4]; 2];
-                    for c in 0..4 {
+                    let [top, bottom] = &mut am;
+                    for (c, (t, b)) in top.iter_mut().zip(bottom.iter_mut()).enumerate() {
                         let (m0, m1, m2, m3) = (mk(c), mk(4 + c), mk(8 + c), mk(12 + c));
-                        am[0][c] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
-                        am[1][c] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+                        *t = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+                        *b = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
                     }
                     let cols = (ow - 2 * tx).min(2 * (s.len - o)).min(32);
                     let (ma, mb) = direct::tail_masks(cols);
