@@ -1298,6 +1298,37 @@ mod tests {
         assert_eq!(got.try_to_vec::<f32>().ok(), want.try_to_vec::<f32>().ok());
     }
 
+    /// Uniform noise in [-1, 1) from `rng`.
+    fn noise(rng: &mut crate::train::Rng, n: usize) -> Vec<f32> {
+        (0..n).map(|_| (rng.uniform() * 2.0 - 1.0) as f32).collect()
+    }
+
+    /// `conv` with noise for weights (and bias, when `bias`), and a noise input of `dims`.
+    fn randomized(
+        mut conv: burn::nn::conv::Conv2d,
+        bias: bool,
+        dims: [usize; 4],
+        rng: &mut crate::train::Rng,
+        dev: &Device,
+    ) -> (burn::nn::conv::Conv2d, Tensor<4>) {
+        let wd = conv.weight.val().dims();
+        conv.weight = burn::module::Param::from_tensor(Tensor::from_data(
+            TensorData::new(noise(rng, wd.iter().product()), wd),
+            dev,
+        ));
+        if bias {
+            conv.bias = Some(burn::module::Param::from_tensor(Tensor::from_data(
+                TensorData::new(noise(rng, wd[0]), [wd[0]]),
+                dev,
+            )));
+        }
+        let x = Tensor::<4>::from_data(
+            TensorData::new(noise(rng, dims.iter().product()), dims),
+            dev,
+        );
+        (conv, x)
+    }
+
     /// The convolution kernel equals Burn's, over strides, asymmetric and large paddings,
     /// dilations, groups, 1x1 and whole-input kernels, with and without bias, batch 1 to 5, and
     /// tile sizes.
@@ -1306,8 +1337,6 @@ mod tests {
         use burn::nn::conv::Conv2dConfig;
         let dev = Device::flex();
         let mut rng = crate::train::Rng::new(9);
-        let mut rand =
-            |n: usize| -> Vec<f32> { (0..n).map(|_| (rng.uniform() * 2.0 - 1.0) as f32).collect() };
         // (n, cin, h, w, cout, k, stride, [t, b, l, r], dilation, groups, bias)
         #[rustfmt::skip]
         let cases = [
@@ -1397,28 +1426,14 @@ mod tests {
             ),
         ];
         for (n, cin, h, w, cout, k, s, [t, b, l, r], d, g, bias) in cases {
-            let mut conv = Conv2dConfig::new([cin, cout], k)
+            let conv = Conv2dConfig::new([cin, cout], k)
                 .with_stride(s)
                 .with_dilation(d)
                 .with_groups(g)
                 .with_bias(bias)
                 .with_padding(PaddingConfig2d::Explicit(t, l, b, r))
                 .init(&dev);
-            let wd = conv.weight.val().dims();
-            conv.weight = burn::module::Param::from_tensor(Tensor::from_data(
-                TensorData::new(rand(wd.iter().product()), wd),
-                &dev,
-            ));
-            if bias {
-                conv.bias = Some(burn::module::Param::from_tensor(Tensor::from_data(
-                    TensorData::new(rand(cout), [cout]),
-                    &dev,
-                )));
-            }
-            let x = Tensor::<4>::from_data(
-                TensorData::new(rand(n * cin * h * w), [n, cin, h, w]),
-                &dev,
-            );
+            let (conv, x) = randomized(conv, bias, [n, cin, h, w], &mut rng, &dev);
             let want = conv.forward(x.clone());
             // Tiles of the chosen size, of one pixel, and of sizes that cut output rows; one
             // kernel for all, so that its weights change form (packed, rows) between calls.
@@ -1473,8 +1488,6 @@ mod tests {
         // most of them to the direct kernel).
         super::super::winograd::FORCE.set(true);
         let mut rng = crate::train::Rng::new(17);
-        let mut rand =
-            |n: usize| -> Vec<f32> { (0..n).map(|_| (rng.uniform() * 2.0 - 1.0) as f32).collect() };
         // (n, cin, h, w, cout, [t, b, l, r], bias)
         let cases = [
             // Enough blocks for every thread: each task transforms its block's inputs.
@@ -1492,25 +1505,11 @@ mod tests {
             (1, 8, 5, 67, 7, [1, 1, 0, 0], false),
         ];
         for (n, cin, h, w, cout, [t, b, l, r], bias) in cases {
-            let mut conv = Conv2dConfig::new([cin, cout], [3, 3])
+            let conv = Conv2dConfig::new([cin, cout], [3, 3])
                 .with_bias(bias)
                 .with_padding(PaddingConfig2d::Explicit(t, l, b, r))
                 .init(&dev);
-            let wd = conv.weight.val().dims();
-            conv.weight = burn::module::Param::from_tensor(Tensor::from_data(
-                TensorData::new(rand(wd.iter().product()), wd),
-                &dev,
-            ));
-            if bias {
-                conv.bias = Some(burn::module::Param::from_tensor(Tensor::from_data(
-                    TensorData::new(rand(cout), [cout]),
-                    &dev,
-                )));
-            }
-            let x = Tensor::<4>::from_data(
-                TensorData::new(rand(n * cin * h * w), [n, cin, h, w]),
-                &dev,
-            );
+            let (conv, x) = randomized(conv, bias, [n, cin, h, w], &mut rng, &dev);
             let mut f = FastConv::new(conv.clone()).expect("supported");
             let geo = f.geometry([n, cin, h, w]);
             assert!(
@@ -1598,8 +1597,6 @@ mod tests {
         use burn::nn::conv::Conv2dConfig;
         let dev = Device::flex();
         let mut rng = crate::train::Rng::new(23);
-        let mut rand =
-            |n: usize| -> Vec<f32> { (0..n).map(|_| (rng.uniform() * 2.0 - 1.0) as f32).collect() };
         // (n, cin, h, w, cout, k, stride, pad)
         let cases = [
             (4, 16, 18, 17, 20, 3, 1, 1),
@@ -1614,29 +1611,20 @@ mod tests {
             super::super::winograd::FORCE.set(i == 0);
             // k == 0: a kernel over the whole input.
             let kk = if k == 0 { [h, w] } else { [k, k] };
-            let mut conv = Conv2dConfig::new([cin, cout], kk)
+            let conv = Conv2dConfig::new([cin, cout], kk)
                 .with_stride([s, s])
                 .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
                 .init(&dev);
-            let wd = conv.weight.val().dims();
-            conv.weight = burn::module::Param::from_tensor(Tensor::from_data(
-                TensorData::new(rand(wd.iter().product()), wd),
-                &dev,
-            ));
-            conv.bias = Some(burn::module::Param::from_tensor(Tensor::from_data(
-                TensorData::new(rand(cout), [cout]),
-                &dev,
-            )));
-            let x = Tensor::<4>::from_data(
-                TensorData::new(rand(n * cin * h * w), [n, cin, h, w]),
-                &dev,
-            );
+            let (conv, x) = randomized(conv, true, [n, cin, h, w], &mut rng, &dev);
             let [_, _, oh, ow] = conv.forward(x.clone()).dims();
-            let mut res = rand(n * cout * oh * ow);
+            let mut res = noise(&mut rng, n * cout * oh * ow);
             res[3] = f32::NAN;
             let r = Tensor::<4>::from_data(TensorData::new(res, [n, cout, oh, ow]), &dev);
             // The same residual, one value per channel, broadcast over the planes.
-            let rc = Tensor::<4>::from_data(TensorData::new(rand(cout), [1, cout, 1, 1]), &dev);
+            let rc = Tensor::<4>::from_data(
+                TensorData::new(noise(&mut rng, cout), [1, cout, 1, 1]),
+                &dev,
+            );
             for (relu, r) in [(true, r.clone()), (false, r), (true, rc)] {
                 let mut f = FastConv::new(conv.clone()).expect("supported");
                 f.relu = relu;
