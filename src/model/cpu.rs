@@ -324,23 +324,13 @@ pub fn conv2d_part(
     {
         let geo = f.geometry(x.dims());
         let bias = f.bias.as_deref().map(|b| &b[..]);
-        if let Some(u) = f.winograd(&geo) {
-            let [oh, ow] = geo.output();
-            let b = part_buf(buf, [geo.n, channels, oh, ow], offset, f.cout);
-            let data = Values::of(x);
-            let out = super::direct::Out {
-                ptr: b.data.as_mut_ptr(),
-                channels,
-                offset,
-            };
-            // SAFETY: as below.
-            unsafe { super::winograd::conv2d_into(&data, &geo, u, bias, f.relu, None, out) };
-            b.filled += f.cout;
-            return;
-        }
-        if !geo.whole()
-            && let Some(p) = f.packed()
-        {
+        let winograd = f.winograd(&geo);
+        let packed = if winograd.is_none() && !geo.whole() {
+            f.packed()
+        } else {
+            None
+        };
+        if winograd.is_some() || packed.is_some() {
             let [oh, ow] = geo.output();
             let b = part_buf(buf, [geo.n, channels, oh, ow], offset, f.cout);
             let data = Values::of(x);
@@ -351,7 +341,17 @@ pub fn conv2d_part(
             };
             // SAFETY: `b` holds capacity for [n, channels, oh, ow] (checked by `part_buf`),
             // offset + cout <= channels, and no other part writes these channels.
-            unsafe { super::direct::conv2d_into(&data, &geo, &p, bias, f.relu, None, out) };
+            unsafe {
+                match (winograd, packed) {
+                    (Some(u), _) => {
+                        super::winograd::conv2d_into(&data, &geo, u, bias, f.relu, None, out)
+                    }
+                    (_, Some(p)) => {
+                        super::direct::conv2d_into(&data, &geo, &p, bias, f.relu, None, out)
+                    }
+                    _ => unreachable!("one of the two kernels was found above"),
+                }
+            };
             b.filled += f.cout;
             return;
         }
