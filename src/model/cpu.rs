@@ -1298,6 +1298,18 @@ mod tests {
         assert_eq!(got.try_to_vec::<f32>().ok(), want.try_to_vec::<f32>().ok());
     }
 
+    /// Turns off the Winograd kernel's forcing when a test that set it ends, panicking or not
+    /// (a harness with one thread runs the next test on the same thread).
+    #[cfg(target_arch = "x86_64")]
+    struct Unforce;
+
+    #[cfg(target_arch = "x86_64")]
+    impl Drop for Unforce {
+        fn drop(&mut self) {
+            super::super::winograd::FORCE.set(false);
+        }
+    }
+
     /// Uniform noise in [-1, 1) from `rng`.
     fn noise(rng: &mut crate::train::Rng, n: usize) -> Vec<f32> {
         (0..n).map(|_| (rng.uniform() * 2.0 - 1.0) as f32).collect()
@@ -1487,6 +1499,7 @@ mod tests {
         // Small shapes: the kernel is forced on them (the rule measured for speed would leave
         // most of them to the direct kernel).
         super::super::winograd::FORCE.set(true);
+        let _unforce = Unforce;
         let mut rng = crate::train::Rng::new(17);
         // (n, cin, h, w, cout, [t, b, l, r], bias)
         let cases = [
@@ -1605,6 +1618,8 @@ mod tests {
             (3, 8, 8, 8, 7, 1, 1, 0),
             (2, 3, 4, 5, 6, 0, 1, 0),
         ];
+        #[cfg(target_arch = "x86_64")]
+        let _unforce = Unforce;
         for (i, (n, cin, h, w, cout, k, s, p)) in cases.into_iter().enumerate() {
             // The first on the Winograd kernel, the others on the direct one.
             #[cfg(target_arch = "x86_64")]
