@@ -111,6 +111,55 @@ impl FastConv {
             }
         })
     }
+
+    /// The AVX-512 kernel that computes `geo`'s convolution, if any: Winograd where it
+    /// applies, else the direct kernel (but for whole-input kernels, which are one gemm).
+    #[cfg(target_arch = "x86_64")]
+    fn kernel(&self, geo: &Geometry) -> Option<Kernel<'_>> {
+        if let Some(u) = self.winograd(geo) {
+            return Some(Kernel::Winograd(u));
+        }
+        if geo.whole() {
+            return None;
+        }
+        self.packed().map(Kernel::Direct)
+    }
+}
+
+/// An AVX-512 convolution kernel with its weights (see [`FastConv::kernel`]).
+#[cfg(target_arch = "x86_64")]
+enum Kernel<'a> {
+    Winograd(&'a super::winograd::Transformed),
+    Direct(Arc<super::direct::Packed>),
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Kernel<'_> {
+    /// `f`'s convolution of `x` into `out`, plus `residual` before the ReLU.
+    ///
+    /// # Safety
+    /// As [`direct::conv2d_into`](super::direct::conv2d_into).
+    unsafe fn run(
+        &self,
+        x: &[f32],
+        geo: &Geometry,
+        f: &FastConv,
+        residual: Option<&[f32]>,
+        out: super::direct::Out,
+    ) {
+        let bias = f.bias.as_deref().map(|b| &b[..]);
+        // SAFETY: the caller's contract.
+        unsafe {
+            match self {
+                Kernel::Winograd(u) => {
+                    super::winograd::conv2d_into(x, geo, u, bias, f.relu, residual, out)
+                }
+                Kernel::Direct(p) => {
+                    super::direct::conv2d_into(x, geo, p, bias, f.relu, residual, out)
+                }
+            }
+        }
+    }
 }
 
 /// An activation's values, borrowed from its buffer when the tensor is a contiguous f32 tensor
@@ -323,14 +372,7 @@ pub fn conv2d_part(
     #[cfg(target_arch = "x86_64")]
     {
         let geo = f.geometry(x.dims());
-        let bias = f.bias.as_deref().map(|b| &b[..]);
-        let winograd = f.winograd(&geo);
-        let packed = if winograd.is_none() && !geo.whole() {
-            f.packed()
-        } else {
-            None
-        };
-        if winograd.is_some() || packed.is_some() {
+        if let Some(kernel) = f.kernel(&geo) {
             let [oh, ow] = geo.output();
             let b = part_buf(buf, [geo.n, channels, oh, ow], offset, f.cout);
             let data = Values::of(x);
@@ -341,17 +383,7 @@ pub fn conv2d_part(
             };
             // SAFETY: `b` holds capacity for [n, channels, oh, ow] (checked by `part_buf`),
             // offset + cout <= channels, and no other part writes these channels.
-            unsafe {
-                match (winograd, packed) {
-                    (Some(u), _) => {
-                        super::winograd::conv2d_into(&data, &geo, u, bias, f.relu, None, out)
-                    }
-                    (_, Some(p)) => {
-                        super::direct::conv2d_into(&data, &geo, &p, bias, f.relu, None, out)
-                    }
-                    _ => unreachable!("one of the two kernels was found above"),
-                }
-            };
+            unsafe { kernel.run(&data, &geo, f, None, out) };
             b.filled += f.cout;
             return;
         }
@@ -421,13 +453,13 @@ fn conv2d_tiled(
     let kk = cin_g * kh * kw;
     let npix = oh * ow;
     let whole = geo.whole();
-    // Whether the Winograd or direct kernel computes this call (they add the residual).
+    // The AVX-512 kernel that computes this call, if any (the kernels add the residual).
     #[cfg(target_arch = "x86_64")]
-    let kernels = tile.is_none() && (f.winograd(&geo).is_some() || !whole && f.packed().is_some());
+    let kernel = tile.is_none().then(|| f.kernel(&geo)).flatten();
     #[cfg(not(target_arch = "x86_64"))]
-    let kernels = false;
+    let kernel: Option<()> = None;
     let residual = match residual {
-        Some(r) if !kernels || r.dims() != [n, cout, oh, ow] || !is_plain_flex(&r) => {
+        Some(r) if kernel.is_none() || r.dims() != [n, cout, oh, ow] || !is_plain_flex(&r) => {
             let mut plain = f.clone();
             plain.relu = false;
             let y = conv2d_tiled(x, &plain, tile, None);
@@ -437,9 +469,7 @@ fn conv2d_tiled(
     };
     let data = Values::of(x);
     #[cfg(target_arch = "x86_64")]
-    if tile.is_none()
-        && let Some(u) = f.winograd(&geo)
-    {
+    if let Some(kernel) = kernel {
         let total = n * cout * npix;
         let mut out: Vec<f32> = Vec::with_capacity(total);
         let o = super::direct::Out {
@@ -447,35 +477,12 @@ fn conv2d_tiled(
             channels: cout,
             offset: 0,
         };
-        // SAFETY: `out` holds `total` floats, [N, cout, oh, ow]; every one is written (each
-        // output lies in one tile of one block, written by the tasks of its channel runs).
+        // SAFETY: `out` holds `total` floats, [N, cout, oh, ow], and both kernels write every
+        // one of them (each output lies in one position block or tile of one task).
         unsafe {
-            super::winograd::conv2d_into(
-                &data,
-                &geo,
-                u,
-                f.bias.as_deref().map(|b| &b[..]),
-                f.relu,
-                residual.as_deref(),
-                o,
-            );
+            kernel.run(&data, &geo, f, residual.as_deref(), o);
             out.set_len(total);
         }
-        return Tensor::from_data(TensorData::new(out, [n, cout, oh, ow]), &device);
-    }
-    #[cfg(target_arch = "x86_64")]
-    if tile.is_none()
-        && !whole
-        && let Some(p) = f.packed()
-    {
-        let (out, oh, ow) = super::direct::conv2d(
-            &data,
-            &geo,
-            &p,
-            f.bias.as_deref().map(|b| &b[..]),
-            f.relu,
-            residual.as_deref(),
-        );
         return Tensor::from_data(TensorData::new(out, [n, cout, oh, ow]), &device);
     }
     let mut out = vec![0f32; n * cout * npix];
@@ -1043,15 +1050,7 @@ unsafe fn pool_plane_s2_avx512(
     let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
     // Lanes i of a load at column `from` that lie in 0..w.
-    let cols = |from: isize| -> __mmask16 {
-        let lo = (-from).clamp(0, 16) as u32;
-        let hi = (w as isize - from).clamp(0, 16) as u32;
-        if hi <= lo {
-            0
-        } else {
-            (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16
-        }
-    };
+    let cols = |from: isize| -> __mmask16 { super::direct::span(-from, w as isize - from) };
     let rows_ahead = (1024 / (s[0] * w).max(1)).max(2);
     for oy in 0..oh {
         let y0 = (oy * s[0]).saturating_sub(t);

@@ -85,33 +85,6 @@ impl Packed {
     }
 }
 
-/// Convolution of `x` (`[N, Cin, H, W]` row-major) into a new `[N, Cout, oh, ow]` buffer, plus
-/// `bias` and `residual` (`[N, Cout, oh, ow]`), ReLU when `relu`. The caller checks [`available`] and that the padded input holds
-/// one kernel extent.
-pub fn conv2d(
-    x: &[f32],
-    geo: &Geometry,
-    packed: &Packed,
-    bias: Option<&[f32]>,
-    relu: bool,
-    residual: Option<&[f32]>,
-) -> (Vec<f32>, usize, usize) {
-    let [oh, ow] = geo.output();
-    let total = geo.n * geo.cout * oh * ow;
-    let mut out: Vec<f32> = Vec::with_capacity(total);
-    let o = Out {
-        ptr: out.as_mut_ptr(),
-        channels: geo.cout,
-        offset: 0,
-    };
-    // SAFETY: `out` holds `total` floats, [N, cout, oh, ow].
-    unsafe { conv2d_into(x, geo, packed, bias, relu, residual, o) };
-    // SAFETY: every element was written: each (image, channel, oy, ox) is a valid position of
-    // exactly one block, in one task's channel block and position range.
-    unsafe { out.set_len(total) };
-    (out, oh, ow)
-}
-
 /// Where [`conv2d_into`] writes: channels `offset..offset + cout` of a `[N, channels, oh, ow]`
 /// buffer at `ptr`.
 #[derive(Clone, Copy)]
@@ -121,9 +94,11 @@ pub struct Out {
     pub offset: usize,
 }
 
-/// As [`conv2d`], writing every element of channels `out.offset..out.offset + cout` of the
-/// `[N, out.channels, oh, ow]` buffer at `out.ptr`; plus `residual` (`[N, cout, oh, ow]`, only
-/// where the buffer holds just this convolution's channels) before the ReLU.
+/// Convolution of `x` (`[N, Cin, H, W]` row-major) plus `bias` and `residual` (`[N, cout, oh,
+/// ow]`, only where the buffer holds just this convolution's channels), ReLU when `relu`,
+/// writing every element of channels `out.offset..out.offset + cout` of the `[N, out.channels,
+/// oh, ow]` buffer at `out.ptr`. The caller checks [`available`] and that the padded input holds
+/// one kernel extent.
 ///
 /// # Safety
 /// `out.ptr` must be valid for writes of `N * out.channels * oh * ow` floats, with `out.offset
@@ -494,14 +469,7 @@ fn pad_planes(
 /// Stride 2: writes a row's even and odd columns to their two phases (column x is padded
 /// column x + l: phase (x + l) % 2, index (x + l) / 2 from `base`), 16 at a time; only the
 /// stored ones (`slots`: the row's two phase slots, `usize::MAX` where not stored).
-pub(super) fn split_row2(
-    row: &[f32],
-    dst: &mut [f32],
-    base: usize,
-    slots: &[usize],
-    l: usize,
-    phase: usize,
-) {
+fn split_row2(row: &[f32], dst: &mut [f32], base: usize, slots: &[usize], l: usize, phase: usize) {
     let (se, so) = (slots[l % 2], slots[(l + 1) % 2]);
     let (pe, ne) = (base + se.wrapping_mul(phase) + l / 2, row.len().div_ceil(2));
     let (po, no) = (base + so.wrapping_mul(phase) + l.div_ceil(2), row.len() / 2);
@@ -562,8 +530,18 @@ pub(super) fn tail_masks(rest: usize) -> (u16, u16) {
 }
 
 /// The low `n` (<= 16) bits.
-fn low_mask(n: usize) -> u16 {
+pub(super) fn low_mask(n: usize) -> u16 {
     ((1u32 << n) - 1) as u16
+}
+
+/// Lanes `lo..hi` (clamped to 0..16) as a mask.
+pub(super) fn span(lo: isize, hi: isize) -> u16 {
+    let (lo, hi) = (lo.clamp(0, 16), hi.clamp(0, 16));
+    if hi <= lo {
+        0
+    } else {
+        (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16
+    }
 }
 
 /// `16 * vecs.len()` (<= 64) positions x `nco` (<= 6) output channels: `sum over c, taps of w[(c

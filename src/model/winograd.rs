@@ -11,16 +11,16 @@
 //!
 //! Tiles are numbered over the batch (`(image * th + ty) * tw + tx`) and taken 64 at a time.
 //! Per block of tiles and run of output channels: the input transform of a chunk of input
-//! channels (from the padded input split into its four stride-2 phases, so that the 16 values of
-//! 16 consecutive tiles are 16 contiguous loads), the 16 products, and once every chunk is in,
-//! the output transform with bias and ReLU, stored row by row into `[N, C, oh, ow]`.
+//! channels (read straight from the input, 16 consecutive tiles per vector, masked loads making
+//! the padding), the 16 products, and once every chunk is in, the output transform with bias,
+//! residual and ReLU, stored row by row into `[N, C, oh, ow]` (or a concatenation).
 //!
 //! F(2x2, 3x3) rather than F(4x4, 3x3) (4x fewer multiplications) for its accuracy: its
 //! transforms have coefficients 0, ±1 and ±1/2 only, so the rounding error stays at the level of
-//! a direct sum's (the tests compare against the direct kernel at 1e-5).
+//! a direct sum's (the tests compare against Burn's convolution at 1e-5 of the largest output).
 
 use super::cpu::{Geometry, OutPtr as Ptr};
-use super::direct::{self, NC, Out};
+use super::direct::{self, NC, Out, low_mask, span};
 use std::arch::x86_64::*;
 
 /// Tiles per block: four 16-float vectors, the micro-kernel's widest call.
@@ -174,112 +174,108 @@ pub unsafe fn conv2d_into(
     let shared = nc > natural;
     // Taken out of the thread-local for the call: while this thread waits in the parallel loops
     // below, it may run another network's convolution, which then finds an empty buffer.
-    let mut all = SHARED.take();
-    {
-        if shared {
-            let need = nb * chunks * 16 * KSTRIDE;
-            if all.len() < need + 16 {
-                all.resize(need + 16, 0.0);
-            }
-            let skew = all.as_ptr().align_offset(64).min(15);
-            all[skew..skew + need]
-                .par_chunks_mut(16 * KSTRIDE)
-                .enumerate()
-                .for_each(|(i, v)| {
-                    let (bi, ch) = (i / chunks, i % chunks);
-                    let c0 = ch * CHUNK;
-                    let segs = segments(bi, tiles, [th, tw]);
+    let mut shared_buf = SHARED.take();
+    let all: &[f32] = if shared {
+        let all = line_aligned(&mut shared_buf, nb * chunks * 16 * KSTRIDE);
+        all.par_chunks_mut(16 * KSTRIDE)
+            .enumerate()
+            .for_each(|(i, v)| {
+                let (bi, ch) = (i / chunks, i % chunks);
+                let c0 = ch * CHUNK;
+                let segs = segments(bi, tiles, [th, tw]);
+                // SAFETY: AVX-512F is available (the caller's contract).
+                unsafe { transform_in(x, [cin, h, w], [t, l], &segs, c0..cin.min(c0 + CHUNK), v) };
+            });
+        all
+    } else {
+        &[]
+    };
+    (0..nb * nc).into_par_iter().for_each(|task| {
+        let (ci, bi) = (task / nb, task % nb);
+        let (cb0, cb1) = (ci * u.blocks / nc, (ci + 1) * u.blocks / nc);
+        let runc = (cb1 - cb0) * NC;
+        let (co0, co1) = (cb0 * NC, (cb1 * NC).min(cout));
+        let segs = segments(bi, tiles, [th, tw]);
+        let nv = (((bi + 1) * TB).min(tiles) - bi * TB).div_ceil(16);
+        let vecs: Vec<(u16, usize)> = (0..nv).map(|v| (u16::MAX, 16 * v)).collect();
+        SCRATCH.with_borrow_mut(|s| {
+            let vlen = if shared { 0 } else { 16 * KSTRIDE };
+            let (vs, m) = line_aligned(s, vlen + 16 * runc * TB).split_at_mut(vlen);
+            for c0 in (0..cin).step_by(CHUNK) {
+                let cn = CHUNK.min(cin - c0);
+                let v: &[f32] = if shared {
+                    &all[(bi * chunks + c0 / CHUNK) * 16 * KSTRIDE..][..16 * KSTRIDE]
+                } else {
                     // SAFETY: AVX-512F is available (the caller's contract).
-                    unsafe {
-                        transform_in(x, [cin, h, w], [t, l], &segs, c0..cin.min(c0 + CHUNK), v)
-                    };
-                });
-        }
-        let all = &all[all.as_ptr().align_offset(64).min(15).min(all.len())..];
-        (0..nb * nc).into_par_iter().for_each(|task| {
-            let (ci, bi) = (task / nb, task % nb);
-            let (cb0, cb1) = (ci * u.blocks / nc, (ci + 1) * u.blocks / nc);
-            let runc = (cb1 - cb0) * NC;
-            let (co0, co1) = (cb0 * NC, (cb1 * NC).min(cout));
-            let segs = segments(bi, tiles, [th, tw]);
-            let nv = (((bi + 1) * TB).min(tiles) - bi * TB).div_ceil(16);
-            let vecs: Vec<(u16, usize)> = (0..nv).map(|v| (u16::MAX, 16 * v)).collect();
-            SCRATCH.with_borrow_mut(|s| {
-                let vlen = if shared { 0 } else { 16 * KSTRIDE };
-                let need = vlen + 16 * runc * TB;
-                if s.len() < need + 16 {
-                    s.resize(need + 16, 0.0);
-                }
-                // From a cache line boundary: every 16-tile vector then fills one line (from
-                // wherever malloc put it, the transform's stores and the products' loads each
-                // touched two: 13-16 % of the layer).
-                let skew = s.as_ptr().align_offset(64).min(15);
-                let (vs, m) = s[skew..].split_at_mut(vlen);
-                for c0 in (0..cin).step_by(CHUNK) {
-                    let cn = CHUNK.min(cin - c0);
-                    let v: &[f32] = if shared {
-                        &all[(bi * chunks + c0 / CHUNK) * 16 * KSTRIDE..][..16 * KSTRIDE]
-                    } else {
-                        // SAFETY: AVX-512F is available (the caller's contract).
-                        unsafe { transform_in(x, [cin, h, w], [t, l], &segs, c0..c0 + cn, vs) };
-                        vs
-                    };
-                    for k in 0..16 {
-                        for cb in cb0..cb1 {
-                            let nco = (cout - cb * NC).min(NC);
-                            // SAFETY: reads `cn` channels of TB floats of v[k] and `cn * NC`
-                            // weights of block cb from channel c0; writes rows cb * NC.. of m[k]
-                            // ([runc][TB]), vectors 0..nv.
-                            let dst = m
-                                .as_mut_ptr()
-                                .wrapping_add((k * runc + (cb - cb0) * NC) * TB);
-                            unsafe {
-                                direct::kernel(
-                                    v.as_ptr().add(k * KSTRIDE),
-                                    &[0],
-                                    0,
-                                    &[],
-                                    0,
-                                    cn,
-                                    TB,
-                                    u.data.as_ptr().add(k * ksize + (cb * cin + c0) * NC),
-                                    dst,
-                                    TB,
-                                    &vecs,
-                                    nco,
-                                    if c0 > 0 {
-                                        dst.cast_const()
-                                    } else {
-                                        std::ptr::null()
-                                    },
-                                    zeros.as_ptr(),
-                                    false,
-                                    // (The products stay in L2: fetching them cost 3 %.)
-                                    false,
-                                );
-                            }
+                    unsafe { transform_in(x, [cin, h, w], [t, l], &segs, c0..c0 + cn, vs) };
+                    vs
+                };
+                for k in 0..16 {
+                    for cb in cb0..cb1 {
+                        let nco = (cout - cb * NC).min(NC);
+                        // SAFETY: reads `cn` channels of TB floats of v[k] and `cn * NC`
+                        // weights of block cb from channel c0; writes rows cb * NC.. of m[k]
+                        // ([runc][TB]), vectors 0..nv.
+                        let dst = m
+                            .as_mut_ptr()
+                            .wrapping_add((k * runc + (cb - cb0) * NC) * TB);
+                        unsafe {
+                            direct::kernel(
+                                v.as_ptr().add(k * KSTRIDE),
+                                &[0],
+                                0,
+                                &[],
+                                0,
+                                cn,
+                                TB,
+                                u.data.as_ptr().add(k * ksize + (cb * cin + c0) * NC),
+                                dst,
+                                TB,
+                                &vecs,
+                                nco,
+                                if c0 > 0 {
+                                    dst.cast_const()
+                                } else {
+                                    std::ptr::null()
+                                },
+                                zeros.as_ptr(),
+                                false,
+                                // (The products stay in L2: fetching them cost 3 %.)
+                                false,
+                            );
                         }
                     }
                 }
-                // SAFETY: reads m ([16][runc][TB]) rows 0..co1 - co0; writes the valid outputs
-                // of channels co0..co1 of this block's tiles, this task's alone, inside `out`.
-                unsafe {
-                    transform_out(
-                        m,
-                        runc,
-                        &segs,
-                        co0..co1,
-                        bias,
-                        relu,
-                        res,
-                        [oh, ow],
-                        (outp, ctot, coff),
-                    )
-                };
-            });
+            }
+            // SAFETY: reads m ([16][runc][TB]) rows 0..co1 - co0; writes the valid outputs
+            // of channels co0..co1 of this block's tiles, this task's alone, inside `out`.
+            unsafe {
+                transform_out(
+                    m,
+                    runc,
+                    &segs,
+                    co0..co1,
+                    bias,
+                    relu,
+                    res,
+                    [oh, ow],
+                    (outp, ctot, coff),
+                )
+            };
         });
+    });
+    SHARED.set(shared_buf);
+}
+
+/// The first `len` floats of `buf` from a cache line boundary on, `buf` grown as needed: every
+/// 16-float vector of the scratch then fills one line (from wherever malloc put it, the
+/// transform's stores and the products' loads each touched two: 13-16 % of a layer).
+fn line_aligned(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buf.len() < len + 15 {
+        buf.resize(len + 15, 0.0);
     }
-    SHARED.set(all);
+    let skew = buf.as_ptr().align_offset(64).min(15);
+    &mut buf[skew..skew + len]
 }
 
 /// The tiles of block `bi` (of `tiles` numbered over the batch, `th x tw` per image), row by
@@ -432,16 +428,6 @@ unsafe fn transform_in(
     }
 }
 
-/// Lanes `lo..hi` (clamped to 0..16) as a mask.
-fn span(lo: isize, hi: isize) -> u16 {
-    let (lo, hi) = (lo.clamp(0, 16), hi.clamp(0, 16));
-    if hi <= lo {
-        0
-    } else {
-        (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16
-    }
-}
-
 /// The first window column a piece loads (its first lane of `a`, or 16 + that of `b`).
 fn lane_of(m: [u16; 4]) -> usize {
     if m[0] != 0 {
@@ -452,8 +438,9 @@ fn lane_of(m: [u16; 4]) -> usize {
 }
 
 /// The output transform `Y = Aᵀ M A` of channels `cos` (rows `0..` of `m`, `[16][runc][TB]`),
-/// plus bias, plus the residual `res` (laid out as the output) and ReLU, stored at each tile's 2x2 outputs (the valid ones) into channels `coff +
-/// cos` of the `[N, ctot, oh, ow]` buffer at `outp`.
+/// plus bias, plus the residual `res` (laid out as the output) and ReLU, stored at each tile's
+/// 2x2 outputs (the valid ones) into channels `coff + cos` of the `[N, ctot, oh, ow]` buffer at
+/// `outp`.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn transform_out(
@@ -505,7 +492,7 @@ unsafe fn transform_out(
                         let at = ((s.img * ctot + coff + co) * oh + y) * ow + 2 * tx;
                         if let Some(r) = res {
                             // The residual has the output's layout (checked by the caller);
-                            // fetched two channels ahead, as the outputs.
+                            // fetched PF_OUT channels ahead, as the outputs.
                             let q = r.get().cast_const().add(at);
                             let n = q.wrapping_add(PF_OUT * oh * ow);
                             _mm_prefetch::<_MM_HINT_T0>(n as *const i8);
@@ -519,8 +506,8 @@ unsafe fn transform_out(
                             v1 = _mm512_max_ps(zero, v1);
                         }
                         let p = outp.get().add(at);
-                        // The same outputs two channels on, fetched for writing (at batch 32 they
-                        // are far from the cache).
+                        // The same outputs PF_OUT channels on, fetched for writing (at batch 32
+                        // they are far from the cache).
                         let n = p.wrapping_add(PF_OUT * oh * ow);
                         _mm_prefetch::<_MM_HINT_ET0>(n as *const i8);
                         _mm_prefetch::<_MM_HINT_ET0>(n.wrapping_add(31) as *const i8);
@@ -531,9 +518,4 @@ unsafe fn transform_out(
             }
         }
     }
-}
-
-/// The low `n` (<= 16) bits.
-fn low_mask(n: usize) -> u16 {
-    ((1u32 << n) - 1) as u16
 }
