@@ -1340,6 +1340,101 @@ mod tests {
         (conv, x)
     }
 
+    /// An unpadded stride-1 input is read in place, the last image's last blocks under the
+    /// valid lanes' masks: with the input ending right before an inaccessible page, a full
+    /// vector read past its end would fault. The results equal Burn's.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn in_place_reads_stay_inside_the_input() {
+        use burn::nn::conv::Conv2dConfig;
+        if !super::super::direct::available() {
+            return;
+        }
+        let dev = Device::flex();
+        let mut rng = crate::train::Rng::new(21);
+        // (n, cin, h, w, cout, k): a 1x1 kernel over 3025 positions (a last block of one
+        // vector); 3x3 over 8 x 13 positions (the last block's vectors pass the end); 3x3
+        // over 5 x 13 = 65 positions, where the first block's last vector, of invalid
+        // positions only, would also read one float past the end.
+        let cases = [
+            (1, 3, 55, 55, 7, 1),
+            (2, 4, 10, 13, 5, 3),
+            (1, 2, 7, 13, 3, 3),
+            (3, 130, 7, 13, 4, 3),
+        ];
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        for (n, cin, h, w, cout, k) in cases {
+            let conv = Conv2dConfig::new([cin, cout], [k, k])
+                .with_padding(PaddingConfig2d::Explicit(0, 0, 0, 0))
+                .init(&dev);
+            let (conv, x) = randomized(conv, true, [n, cin, h, w], &mut rng, &dev);
+            let want: Vec<f32> = conv.forward(x.clone()).into_data().to_vec().expect("f32");
+            let xv: Vec<f32> = x.into_data().to_vec().expect("f32");
+            // The input at the very end of readable pages, an inaccessible page after them.
+            let bytes = xv.len() * 4;
+            let len = bytes.next_multiple_of(page) + page;
+            // SAFETY: an anonymous private mapping of `len` bytes, checked below; its last
+            // page made inaccessible; the slice lies inside the readable pages; unmapped at
+            // the end.
+            unsafe {
+                let base = libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                );
+                assert_ne!(base, libc::MAP_FAILED);
+                let guard = base.cast::<u8>().add(len - page);
+                assert_eq!(libc::mprotect(guard.cast(), page, libc::PROT_NONE), 0);
+                let at = guard.sub(bytes).cast::<f32>();
+                std::ptr::copy_nonoverlapping(xv.as_ptr(), at, xv.len());
+                let xs = std::slice::from_raw_parts(at, xv.len());
+                let f = FastConv::new(conv.clone()).expect("supported");
+                let geo = f.geometry([n, cin, h, w]);
+                let [oh, ow] = geo.output();
+                let packed = super::super::direct::Packed::new(
+                    &conv.weight.val().into_data().to_vec::<f32>().expect("f32"),
+                    cout,
+                    cin,
+                    k * k,
+                    1,
+                );
+                let bias: Vec<f32> = conv
+                    .bias
+                    .as_ref()
+                    .expect("bias")
+                    .val()
+                    .into_data()
+                    .to_vec()
+                    .expect("f32");
+                let mut got = vec![0f32; n * cout * oh * ow];
+                super::super::direct::conv2d_into(
+                    xs,
+                    &geo,
+                    &packed,
+                    Some(&bias),
+                    false,
+                    None,
+                    super::super::direct::Out {
+                        ptr: got.as_mut_ptr(),
+                        channels: cout,
+                        offset: 0,
+                    },
+                );
+                libc::munmap(base, len);
+                let err = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(err < 1e-4, "case {n} {cin} {h} {w} {k}: {err}");
+            }
+        }
+    }
+
     /// The convolution kernel equals Burn's, over strides, asymmetric and large paddings,
     /// dilations, groups, 1x1 and whole-input kernels, with and without bias, batch 1 to 5, and
     /// tile sizes.

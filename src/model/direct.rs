@@ -167,18 +167,14 @@ pub unsafe fn conv2d_into(
     // a multiple of 64 positions, which then reads every image in place.)
     let slack = (qblocks * NQ + taps.iter().copied().max().unwrap_or(0)).saturating_sub(plane);
     let jobs = n * groups;
-    // Without padding and stride the input planes are already in the layout read below, and
-    // every job whose reads (slack included) stay inside `x` reads it in place; the others
-    // (the last ones) and all jobs of other convolutions read a padded copy.
+    // Without padding and stride the input planes are already in the layout read below: every
+    // job reads them in place (the blocks whose full-vector reads could pass the end of `x`
+    // read under the valid lanes' masks, see `masked` below; at batch 1 the copy of a 1x1
+    // layer's input had cost as much as its arithmetic). Other convolutions read a padded copy.
     let hw = h * w;
     let in_place = sh == 1 && sw == 1 && [t, b, l, r] == [0; 4];
-    let copied_from = if in_place {
-        (0..jobs)
-            .find(|&j| (j + 1) * cin_g * hw + slack > x.len())
-            .unwrap_or(jobs)
-    } else {
-        0
-    };
+    let copied_from = if in_place { jobs } else { 0 };
+    let max_tap = taps.iter().copied().max().unwrap_or(0);
     // Every copied job's buffer starts on a cache line (64 bytes).
     let xlen = (cin_g * plane + slack).next_multiple_of(16);
     // Uninitialised, then zeroed job by job by the thread that fills it, while it stays in
@@ -393,6 +389,11 @@ pub unsafe fn conv2d_into(
                 } else {
                     0
                 };
+                // In place, a block whose last channel's full vectors reach past `x` (only
+                // the last image's last blocks) reads under the masks: a valid position's
+                // reads stay inside its plane.
+                let masked = job < copied_from
+                    && job * cin_g * hw + (cin_g - 1) * plane + q0 + 16 * nv + max_tap > x.len();
                 let dst = outp.get().wrapping_add((img * ctot + coff + co0) * opl);
                 // Partial sums go on from what the previous chunk stored; the first chunk
                 // starts from the residual (same layout as the output) or zeros.
@@ -402,9 +403,10 @@ pub unsafe fn conv2d_into(
                     None => std::ptr::null(),
                 };
                 // SAFETY: AVX-512F is available (the caller checked `available`). Reads:
-                // channel c, tap o, position q0 + 63 at most c * plane + o + q0 + 63 <
-                // cin_g * plane + slack <= xj.len() (the slack covers the last block and
-                // the largest tap; in place, `copied_from` checked it); weights `cn *
+                // channel c, tap o, position q0 + 16 nv - 1 at most c * plane + o + q0 + 16
+                // nv - 1: in a copy, < cin_g * plane + slack <= xj.len() (the slack covers
+                // the last block and the largest tap); in place, inside `x` (`masked` checked
+                // it), or only the valid lanes, inside their planes; weights `cn *
                 // taps * NC` floats of this block from channel c0; `nco` biases. Writes
                 // (and reads back, when accumulating): for channels co0..co0+nco of image
                 // img, the valid positions of this block, which belong to this task alone
@@ -432,6 +434,7 @@ pub unsafe fn conv2d_into(
                         b,
                         relu && last,
                         true,
+                        masked,
                     );
                 }
             }
@@ -568,6 +571,7 @@ pub(super) unsafe fn kernel(
     bias: *const f32,
     relu: bool,
     fetch_out: bool,
+    masked: bool,
 ) {
     let a = Args {
         x,
@@ -585,30 +589,39 @@ pub(super) unsafe fn kernel(
         bias,
         relu,
         fetch_out,
+        masked,
     };
     // SAFETY (all calls): the caller's bounds; `nco` selects a fully unrolled instance.
     unsafe {
-        match a.vecs.len() {
-            4 => by_channels::<4>(a, nco),
-            3 => by_channels::<3>(a, nco),
-            2 => by_channels::<2>(a, nco),
-            _ => by_channels::<1>(a, nco),
+        match (a.vecs.len(), a.masked, a.taps.len() == 1) {
+            (4, false, false) => by_channels::<4, false, false>(a, nco),
+            (3, false, false) => by_channels::<3, false, false>(a, nco),
+            (2, false, false) => by_channels::<2, false, false>(a, nco),
+            (_, false, false) => by_channels::<1, false, false>(a, nco),
+            (4, false, true) => by_channels::<4, false, true>(a, nco),
+            (3, false, true) => by_channels::<3, false, true>(a, nco),
+            (2, false, true) => by_channels::<2, false, true>(a, nco),
+            (_, false, true) => by_channels::<1, false, true>(a, nco),
+            (4, true, _) => by_channels::<4, true, false>(a, nco),
+            (3, true, _) => by_channels::<3, true, false>(a, nco),
+            (2, true, _) => by_channels::<2, true, false>(a, nco),
+            (_, true, _) => by_channels::<1, true, false>(a, nco),
         }
     }
 }
 
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn by_channels<const V: usize>(a: Args, nco: usize) {
+unsafe fn by_channels<const V: usize, const M: bool, const ONE: bool>(a: Args, nco: usize) {
     // SAFETY: as `kernel`.
     unsafe {
         match nco {
-            6 => block::<6, V>(a),
-            5 => block::<5, V>(a),
-            4 => block::<4, V>(a),
-            3 => block::<3, V>(a),
-            2 => block::<2, V>(a),
-            _ => block::<1, V>(a),
+            6 => block::<6, V, M, ONE>(a),
+            5 => block::<5, V, M, ONE>(a),
+            4 => block::<4, V, M, ONE>(a),
+            3 => block::<3, V, M, ONE>(a),
+            2 => block::<2, V, M, ONE>(a),
+            _ => block::<1, V, M, ONE>(a),
         }
     }
 }
@@ -634,11 +647,45 @@ struct Args<'a> {
     relu: bool,
     /// Whether to fetch the output lines for writing first (they are far from the cache).
     fetch_out: bool,
+    /// Whether inputs are read under the vectors' masks (only valid positions: the reads of
+    /// the others may pass the input's end).
+    masked: bool,
+}
+
+/// One input channel and tap: the `V` vectors at `xo` (under the vectors' masks when
+/// `MASKED`) times the `J` weights at `w`, into `acc`.
+///
+/// # Safety
+/// AVX-512F; `xo` readable for `16 * V` floats (the masked lanes when `MASKED`), `w` for `J`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn step<const J: usize, const V: usize, const MASKED: bool>(
+    acc: &mut [[__m512; V]; J],
+    xo: *const f32,
+    w: *const f32,
+    vecs: &[(u16, usize)],
+) {
+    // SAFETY: the caller's bounds.
+    unsafe {
+        let xs: [__m512; V] = std::array::from_fn(|v| {
+            if MASKED {
+                _mm512_maskz_loadu_ps(vecs[v].0, xo.add(16 * v))
+            } else {
+                _mm512_loadu_ps(xo.add(16 * v))
+            }
+        });
+        for (j, r) in acc.iter_mut().enumerate() {
+            let wv = _mm512_set1_ps(*w.add(j));
+            for v in 0..V {
+                r[v] = _mm512_fmadd_ps(xs[v], wv, r[v]);
+            }
+        }
+    }
 }
 
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn block<const J: usize, const V: usize>(a: Args) {
+unsafe fn block<const J: usize, const V: usize, const MASKED: bool, const ONE: bool>(a: Args) {
     let mut acc = [[_mm512_setzero_ps(); V]; J];
     let mut wp = a.w;
     // SAFETY: the caller's bounds (see `kernel`).
@@ -673,31 +720,50 @@ unsafe fn block<const J: usize, const V: usize>(a: Args) {
             }
         }
         let per_channel = a.taps.len() * NC;
-        for c in 0..a.cin {
-            // The weights are read once per call, in order, too slowly for the hardware
-            // prefetchers: fetch those of the channel PREFETCH channels ahead (a prefetch never
-            // faults, so past the end is harmless).
-            let ahead = wp.wrapping_add(PREFETCH * per_channel);
-            for line in (0..per_channel).step_by(16) {
-                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line) as *const i8);
-            }
-            // Inputs read later (see `prefetch` in `conv2d_into`): each channel's lines lie a
-            // plane apart, a stride the hardware prefetchers do not follow.
-            let xa = a.x.wrapping_add(c * a.plane + a.prefetch);
-            for &line in a.lines.iter().filter(|_| c < a.pf_channels) {
-                _mm_prefetch::<_MM_HINT_T0>(xa.wrapping_add(line) as *const i8);
-            }
-            let xc = a.x.add(c * a.plane);
-            for &o in a.taps {
-                let xo = xc.add(o);
-                let xs: [__m512; V] = std::array::from_fn(|v| _mm512_loadu_ps(xo.add(16 * v)));
-                for (j, r) in acc.iter_mut().enumerate() {
-                    let wv = _mm512_set1_ps(*wp.add(j));
-                    for v in 0..V {
-                        r[v] = _mm512_fmadd_ps(xs[v], wv, r[v]);
+        // The first `pf` channels prefetch inputs read later (see `prefetch` in
+        // `conv2d_into`): each channel's lines lie a plane apart, a stride the hardware
+        // prefetchers do not follow.
+        let pf = if a.lines.is_empty() {
+            0
+        } else {
+            a.pf_channels.min(a.cin)
+        };
+        if ONE {
+            // One tap (1x1 kernels): the same loop without the loop over taps, and one line of
+            // weights fetched per channel (a channel's are NC floats). Per-channel bookkeeping
+            // had cost as many instructions as the arithmetic.
+            let x0 = a.x.add(a.taps[0]);
+            for c in 0..a.cin {
+                _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(PREFETCH * NC) as *const i8);
+                if c < pf {
+                    let xa = a.x.wrapping_add(c * a.plane + a.prefetch);
+                    for &line in a.lines {
+                        _mm_prefetch::<_MM_HINT_T0>(xa.wrapping_add(line) as *const i8);
                     }
                 }
+                step::<J, V, MASKED>(&mut acc, x0.add(c * a.plane), wp, a.vecs);
                 wp = wp.add(NC);
+            }
+        } else {
+            for c in 0..a.cin {
+                // The weights are read once per call, in order, too slowly for the hardware
+                // prefetchers: fetch those of the channel PREFETCH channels ahead (a prefetch
+                // never faults, so past the end is harmless).
+                let ahead = wp.wrapping_add(PREFETCH * per_channel);
+                for line in (0..per_channel).step_by(16) {
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line) as *const i8);
+                }
+                if c < pf {
+                    let xa = a.x.wrapping_add(c * a.plane + a.prefetch);
+                    for &line in a.lines {
+                        _mm_prefetch::<_MM_HINT_T0>(xa.wrapping_add(line) as *const i8);
+                    }
+                }
+                let xc = a.x.add(c * a.plane);
+                for &o in a.taps {
+                    step::<J, V, MASKED>(&mut acc, xc.add(o), wp, a.vecs);
+                    wp = wp.add(NC);
+                }
             }
         }
         let zero = _mm512_setzero_ps();

@@ -242,6 +242,7 @@ pub unsafe fn conv2d_into(
                                 false,
                                 // (The products stay in L2: fetching them cost 3 %.)
                                 false,
+                                false,
                             );
                         }
                     }
