@@ -381,3 +381,72 @@ fn consecutive_and_concurrent_passes_finish() {
         }
     }
 }
+
+/// A max pooling after a convolution and its ReLU fuses into the convolution in the inference
+/// build (the pooling left as an identity), and the network's output is unchanged, at a batch
+/// whose convolution output is large enough to take the fused kernel.
+#[test]
+fn max_pooling_fuses_into_the_convolution_before_it() {
+    use matcnn::model::Op;
+    let cin = 3;
+    let w: Vec<f32> = (0..16 * cin * 9)
+        .map(|i| ((i as f32) * 0.61).sin() * 0.3)
+        .collect();
+    let b: Vec<f32> = (0..16).map(|i| (i as f32 * 0.7).cos() * 0.1).collect();
+    let conv = LayerKind::Conv2d(Conv2d {
+        filter: [3, 3],
+        in_channels: cin,
+        filters: 16,
+        stride: [2, 2],
+        dilation: [1, 1],
+        groups: 1,
+        padding: PaddingMode::Manual(Padding::default()),
+        weights: p(&[16, cin, 3, 3], &w),
+        bias: p(&[16], &b),
+    });
+    let pool = LayerKind::MaxPool2d(Pool2d {
+        size: [3, 3],
+        stride: [2, 2],
+        padding: PaddingMode::Manual(Padding {
+            top: 0,
+            bottom: 1,
+            left: 0,
+            right: 1,
+        }),
+        count_include_pad: false,
+    });
+    let n = net(vec![
+        input(257, 257, cin),
+        layer("conv", conv, vec![0]),
+        layer("relu", LayerKind::Activation(Activation::Relu), vec![1]),
+        layer("pool", pool, vec![2]),
+    ]);
+    let dev = Device::flex();
+    let m = MatNet::from_network(&n, &dev).unwrap();
+    let fast = m.clone().fold_batch_norm().0.prepare_cpu();
+    assert!(
+        fast.nodes
+            .iter()
+            .any(|n| n.fast.as_ref().is_some_and(|f| f.pool.is_some())),
+        "the pooling fused into the convolution"
+    );
+    assert!(
+        !matches!(&fast.nodes[3].op, Op::MaxPool(_)),
+        "no pooling left"
+    );
+    let shape = [8, cin, 257, 257];
+    let x: Vec<f32> = (0..shape.iter().product::<usize>())
+        .map(|i| ((i as f32) * 0.0173).sin())
+        .collect();
+    let (a, b) = (
+        m.predict(&x, shape, 8, &dev, |_| {}).0,
+        fast.predict(&x, shape, 8, &dev, |_| {}).0,
+    );
+    assert_eq!(a.len(), 8 * 16 * 64 * 64);
+    let err = a
+        .iter()
+        .zip(&b)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(err < 1e-4, "{err}");
+}

@@ -29,10 +29,37 @@ pub struct FastConv {
     dilation: [usize; 2],
     groups: usize,
     pub relu: bool,
+    /// A max pooling of the output (after the ReLU), fused into the convolution where the
+    /// direct kernel computes it, else applied after it by the pooling layer's own op.
+    pub pool: Option<(Pool, burn::nn::pool::MaxPool2d)>,
     /// The weights transformed for the Winograd kernel, made on the first call it takes (in
     /// addition to `weight`, which other batch sizes may still use).
     #[cfg(target_arch = "x86_64")]
     winograd: Arc<std::sync::OnceLock<super::winograd::Transformed>>,
+}
+
+/// A max pooling applied to a convolution's output (after its bias and ReLU) before it is
+/// stored: kernel `k`, stride `s`, padding `[top, bottom, left, right]` (smaller than the
+/// kernel), floor rounding, as [`max_pool2d`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool {
+    pub k: [usize; 2],
+    pub s: [usize; 2],
+    pub pad: [usize; 4],
+}
+
+impl Pool {
+    /// The pooled size of an `[h, w]` convolution output; `None` when the window does not fit.
+    pub fn output(&self, [h, w]: [usize; 2]) -> Option<[usize; 2]> {
+        let [t, b, l, r] = self.pad;
+        let (hp, wp) = (h + t + b, w + l + r);
+        (hp >= self.k[0] && wp >= self.k[1] && self.s[0] > 0 && self.s[1] > 0).then(|| {
+            [
+                (hp - self.k[0]) / self.s[0] + 1,
+                (wp - self.k[1]) / self.s[1] + 1,
+            ]
+        })
+    }
 }
 
 /// A convolution's weights as `[Cout, Cin/groups * kh * kw]` rows (im2col + gemm, and fully
@@ -145,6 +172,7 @@ impl Kernel<'_> {
         geo: &Geometry,
         f: &FastConv,
         residual: Option<&[f32]>,
+        pool: Option<&Pool>,
         out: super::direct::Out,
     ) {
         let bias = f.bias.as_deref().map(|b| &b[..]);
@@ -152,10 +180,14 @@ impl Kernel<'_> {
         unsafe {
             match self {
                 Kernel::Winograd(u) => {
+                    assert!(
+                        pool.is_none(),
+                        "pooling is fused into the direct kernel only"
+                    );
                     super::winograd::conv2d_into(x, geo, u, bias, f.relu, residual, out)
                 }
                 Kernel::Direct(p) => {
-                    super::direct::conv2d_into(x, geo, p, bias, f.relu, residual, out)
+                    super::direct::conv2d_into(x, geo, p, bias, f.relu, residual, pool, out)
                 }
             }
         }
@@ -235,6 +267,7 @@ impl FastConv {
             dilation: c.dilation,
             groups: c.groups,
             relu: false,
+            pool: None,
             #[cfg(target_arch = "x86_64")]
             winograd: Arc::default(),
         })
@@ -313,6 +346,24 @@ impl FastConv {
     }
 }
 
+/// Bytes of convolution output per thread above which a max pooling after it is fused into
+/// it: below, the output stays in the core's L2 (2 MiB) until the pooling reads it.
+const FUSE_POOL_BYTES: usize = 2 << 20;
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: fuse poolings whatever the output's size.
+    pub(super) static FUSE_ALWAYS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether a test asked for fused poolings whatever the size.
+fn fuse_always() -> bool {
+    #[cfg(test)]
+    return FUSE_ALWAYS.get();
+    #[cfg(not(test))]
+    false
+}
+
 /// Bytes of one im2col tile: small enough to stay in a core's L2 cache while gemm packs it.
 const COL_TILE_BYTES: usize = 512 * 1024;
 
@@ -381,9 +432,13 @@ pub fn conv2d_part(
                 channels,
                 offset,
             };
+            debug_assert!(
+                f.pool.is_none(),
+                "no pooling fused into a concatenation's part"
+            );
             // SAFETY: `b` holds capacity for [n, channels, oh, ow] (checked by `part_buf`),
             // offset + cout <= channels, and no other part writes these channels.
-            unsafe { kernel.run(&data, &geo, f, None, out) };
+            unsafe { kernel.run(&data, &geo, f, None, None, out) };
             b.filled += f.cout;
             return;
         }
@@ -458,6 +513,44 @@ fn conv2d_tiled(
     let kernel = tile.is_none().then(|| f.kernel(&geo)).flatten();
     #[cfg(not(target_arch = "x86_64"))]
     let kernel: Option<()> = None;
+    if let Some((pool, op)) = &f.pool {
+        // Fused where the convolution's output would not stay in the threads' L2 caches
+        // between the two (a first layer at batch 32: SqueezeNet's conv1 and pool1 17.6 ->
+        // 15.4 ms); at batch 1 it does, and the rows the bands share cost more than the
+        // traffic saved (0.45 -> 0.52 ms).
+        #[cfg(target_arch = "x86_64")]
+        if let (Some(Kernel::Direct(_)), None, Some([ph, pw])) =
+            (&kernel, &residual, pool.output([oh, ow]))
+            && (n * cout * npix * size_of::<f32>()
+                > FUSE_POOL_BYTES * rayon::current_num_threads().max(1)
+                || fuse_always())
+        {
+            let data = Values::of(x);
+            let total = n * cout * ph * pw;
+            let mut out: Vec<f32> = Vec::with_capacity(total);
+            let o = super::direct::Out {
+                ptr: out.as_mut_ptr(),
+                channels: cout,
+                offset: 0,
+            };
+            // SAFETY: `out` holds `total` floats, the pooled [N, cout, ph, pw], and the kernel
+            // writes every one of them (each pooled row lies in one band of one task).
+            unsafe {
+                kernel
+                    .as_ref()
+                    .expect("matched above")
+                    .run(&data, &geo, f, None, Some(pool), o);
+                out.set_len(total);
+            }
+            return Tensor::from_data(TensorData::new(out, [n, cout, ph, pw]), &device);
+        }
+        // Elsewhere: the convolution, then the pooling layer as it would have run.
+        let mut plain = f.clone();
+        plain.pool = None;
+        let y = conv2d_tiled(x, &plain, tile, residual);
+        let _ = pool; // (read by the fused kernel, on x86-64 only)
+        return super::ops::Op::MaxPool(op.clone()).forward(vec![y]);
+    }
     let residual = match residual {
         Some(r) if kernel.is_none() || r.dims() != [n, cout, oh, ow] || !is_plain_flex(&r) => {
             let mut plain = f.clone();
@@ -480,7 +573,7 @@ fn conv2d_tiled(
         // SAFETY: `out` holds `total` floats, [N, cout, oh, ow], and both kernels write every
         // one of them (each output lies in one position block or tile of one task).
         unsafe {
-            kernel.run(&data, &geo, f, residual.as_deref(), o);
+            kernel.run(&data, &geo, f, residual.as_deref(), None, o);
             out.set_len(total);
         }
         return Tensor::from_data(TensorData::new(out, [n, cout, oh, ow]), &device);
@@ -927,20 +1020,7 @@ pub fn max_pool2d(x: Tensor<4>, k: [usize; 2], s: [usize; 2], pad: [usize; 4]) -
     // Separable, and unit-stride throughout: for each output row, the maximum over the
     // window's rows (`vrow`, padded with -inf on either side), split into its `sx` stride
     // phases, so that window column kx of output column ox is phase kx % sx at ox + kx / sx.
-    let g = PoolGeometry {
-        h,
-        w,
-        oh,
-        ow,
-        k,
-        s,
-        t,
-        l,
-        wp,
-        plen,
-    };
-    #[cfg(target_arch = "x86_64")]
-    let avx512 = is_x86_feature_detected!("avx512f");
+    let g = PoolGeometry::new([h, w], [oh, ow], k, s, [t, l, r]);
     out.spare_capacity_mut()[..total]
         .par_chunks_mut(oh * ow)
         .zip(data.par_chunks(h * w))
@@ -951,25 +1031,7 @@ pub fn max_pool2d(x: Tensor<4>, k: [usize; 2], s: [usize; 2], pad: [usize; 4]) -
                     vec![f32::NEG_INFINITY; sx * plen],
                 )
             },
-            |(vrow, phases), (o, plane)| {
-                #[cfg(target_arch = "x86_64")]
-                if avx512 && s[1] == 2 && (k[1] == 2 || k[1] == 3) {
-                    // SAFETY: the CPU has AVX-512F (checked above). It writes every element
-                    // (no zeroing first: a pass over the output that cost 10 % of the pool).
-                    unsafe { pool_plane_s2_avx512(&g, o, plane) };
-                    return;
-                }
-                // Zeroed here, in this core's cache, rather than by one memset of the whole
-                // output up front.
-                let o = zeroed(o);
-                #[cfg(target_arch = "x86_64")]
-                if avx512 {
-                    // SAFETY: the CPU has AVX-512F (checked above).
-                    unsafe { pool_plane_avx512(&g, o, plane, vrow, phases) };
-                    return;
-                }
-                pool_plane(&g, o, plane, vrow, phases, max_into);
-            },
+            |(vrow, phases), (o, plane)| pool_into(&g, o, plane, vrow, phases),
         );
     // SAFETY: every chunk of the first `total` elements was initialised by `zeroed`.
     unsafe { out.set_len(total) };
@@ -984,8 +1046,39 @@ pub(crate) fn zeroed(s: &mut [std::mem::MaybeUninit<f32>]) -> &mut [f32] {
     unsafe { &mut *(s as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) }
 }
 
+/// One plane of max pooling: every element of `o` (`g.oh * g.ow`) from `plane` (`g.h * g.w`),
+/// with `vrow` (`g.wp` floats) and `phases` (`s[1] * g.plen`) as scratch, both -inf outside
+/// what this writes.
+pub(super) fn pool_into(
+    g: &PoolGeometry,
+    o: &mut [std::mem::MaybeUninit<f32>],
+    plane: &[f32],
+    vrow: &mut [f32],
+    phases: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = is_x86_feature_detected!("avx512f");
+    #[cfg(target_arch = "x86_64")]
+    if avx512 && g.s[1] == 2 && (g.k[1] == 2 || g.k[1] == 3) {
+        // SAFETY: the CPU has AVX-512F (checked above). It writes every element (no zeroing
+        // first: a pass over the output that cost 10 % of the pool).
+        unsafe { pool_plane_s2_avx512(g, o, plane) };
+        return;
+    }
+    // Zeroed here, in this core's cache, rather than by one memset of the whole output up
+    // front.
+    let o = zeroed(o);
+    #[cfg(target_arch = "x86_64")]
+    if avx512 {
+        // SAFETY: the CPU has AVX-512F (checked above).
+        unsafe { pool_plane_avx512(g, o, plane, vrow, phases) };
+        return;
+    }
+    pool_plane(g, o, plane, vrow, phases, max_into);
+}
+
 /// What [`pool_plane`] needs to know of a max pooling.
-struct PoolGeometry {
+pub(super) struct PoolGeometry {
     h: usize,
     w: usize,
     oh: usize,
@@ -996,6 +1089,32 @@ struct PoolGeometry {
     l: usize,
     wp: usize,
     plen: usize,
+}
+
+impl PoolGeometry {
+    /// Pooling `[h, w]` planes into `[oh, ow]` ones with kernel `k`, stride `s` and padding
+    /// `[top, left, right]` (the bottom is implied by `oh`).
+    pub(super) fn new(
+        [h, w]: [usize; 2],
+        [oh, ow]: [usize; 2],
+        k: [usize; 2],
+        s: [usize; 2],
+        [t, l, r]: [usize; 3],
+    ) -> PoolGeometry {
+        let wp = w + l + r;
+        PoolGeometry {
+            h,
+            w,
+            oh,
+            ow,
+            k,
+            s,
+            t,
+            l,
+            wp,
+            plen: wp.div_ceil(s[1]),
+        }
+    }
 }
 
 /// [`pool_plane`] compiled for AVX-512 (16 lanes instead of the baseline's 4).
@@ -1340,6 +1459,89 @@ mod tests {
         (conv, x)
     }
 
+    /// A max pooling fused into the convolution before it equals the convolution, its ReLU and
+    /// Burn's max pooling one after the other: strides 1 and 2, 1x1 (read in place), 3x3 and
+    /// 7x7 kernels, symmetric and asymmetric pooling padding, partial sums over 300 input
+    /// channels, batch 1 (runs of bands, rows carried from band to band) and 3, bands of a
+    /// few rows and of whole images; and where Winograd computes the convolution, the
+    /// pooling after it.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn fused_max_pool_equals_conv_then_pool() {
+        use burn::nn::conv::Conv2dConfig;
+        struct Reset;
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                FUSE_ALWAYS.set(false);
+                super::super::direct::BAND_BYTES.set(None);
+                super::super::winograd::FORCE.set(false);
+            }
+        }
+        let _reset = Reset;
+        let dev = Device::flex();
+        let mut rng = crate::train::Rng::new(33);
+        // (n, cin, h, w, cout, k, stride, conv padding, pool k, pool s, pool [t, b, l, r])
+        #[rustfmt::skip]
+        let cases = [
+            (1, 3, 47, 45, 8, 3, 2, [0, 0, 0, 0], 3, 2, [0, 0, 0, 0]),
+            (3, 3, 31, 29, 13, 7, 2, [3, 3, 3, 3], 3, 2, [1, 1, 1, 1]),
+            (1, 5, 30, 26, 7, 1, 1, [0, 0, 0, 0], 2, 2, [0, 0, 0, 0]),
+            (2, 6, 27, 28, 9, 3, 1, [1, 1, 1, 1], 3, 2, [0, 1, 0, 1]),
+            (1, 300, 13, 11, 4, 3, 1, [1, 1, 1, 1], 3, 1, [1, 1, 1, 1]),
+            (1, 4, 40, 9, 6, 3, 2, [1, 0, 1, 0], 2, 3, [1, 0, 0, 1]),
+        ];
+        for (n, cin, h, w, cout, k, st, [t, b, l, r], pk, ps, [pt, pb, pl, pr]) in cases {
+            let conv = Conv2dConfig::new([cin, cout], [k, k])
+                .with_stride([st, st])
+                .with_padding(PaddingConfig2d::Explicit(t, l, b, r))
+                .init(&dev);
+            let (conv, x) = randomized(conv, true, [n, cin, h, w], &mut rng, &dev);
+            let pool = MaxPool2dConfig::new([pk, pk])
+                .with_strides([ps, ps])
+                .with_padding(PaddingConfig2d::Explicit(pt, pl, pb, pr))
+                .init();
+            for (relu, band, wino) in [
+                (true, Some(1), false),
+                (false, Some(3000), false),
+                (true, None, false),
+                (true, None, true),
+            ] {
+                let y = conv.forward(x.clone());
+                let y = if relu {
+                    burn::tensor::activation::relu(y)
+                } else {
+                    y
+                };
+                let want: Vec<f32> = pool.forward(y).into_data().to_vec().expect("f32");
+                let mut f = FastConv::new(conv.clone()).expect("supported");
+                f.relu = relu;
+                f.pool = Some((
+                    Pool {
+                        k: [pk, pk],
+                        s: [ps, ps],
+                        pad: [pt, pb, pl, pr],
+                    },
+                    pool.clone(),
+                ));
+                FUSE_ALWAYS.set(true);
+                super::super::direct::BAND_BYTES.set(band);
+                super::super::winograd::FORCE.set(wino);
+                let got = conv2d(x.clone(), &f);
+                let got: Vec<f32> = got.into_data().to_vec().expect("f32");
+                assert_eq!(got.len(), want.len(), "case {cin} {k} {st}");
+                let err = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(
+                    err < 1e-4,
+                    "case n {n} cin {cin} k {k} stride {st} pool {pk}/{ps} relu {relu} band {band:?}: {err}"
+                );
+            }
+        }
+    }
+
     /// An unpadded stride-1 input is read in place, the last image's last blocks under the
     /// valid lanes' masks: with the input ending right before an inaccessible page, a full
     /// vector read past its end would fault. The results equal Burn's.
@@ -1417,6 +1619,7 @@ mod tests {
                     &packed,
                     Some(&bias),
                     false,
+                    None,
                     None,
                     super::super::direct::Out {
                         ptr: got.as_mut_ptr(),

@@ -16,7 +16,7 @@
 //! Chosen over im2col + gemm where it applies (figures in DESIGN.md): im2col writes and gemm then
 //! re-packs `kh * kw` copies of the input, which cost as much as the arithmetic on 2 cores.
 
-use super::cpu::{Geometry, OutPtr as Ptr};
+use super::cpu::{Geometry, OutPtr as Ptr, Pool};
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
@@ -103,6 +103,7 @@ pub struct Out {
 /// # Safety
 /// `out.ptr` must be valid for writes of `N * out.channels * oh * ow` floats, with `out.offset
 /// + cout <= out.channels`, and nothing else may access those channels meanwhile.
+#[allow(clippy::too_many_arguments)]
 pub unsafe fn conv2d_into(
     x: &[f32],
     geo: &Geometry,
@@ -110,6 +111,7 @@ pub unsafe fn conv2d_into(
     bias: Option<&[f32]>,
     relu: bool,
     residual: Option<&[f32]>,
+    pool: Option<&Pool>,
     out: Out,
 ) {
     use rayon::prelude::*;
@@ -334,6 +336,29 @@ pub unsafe fn conv2d_into(
     let bsize = cin_g * taps.len() * NC;
     let zeros = [0f32; NC];
     let opl = oh * ow;
+    if let Some(pool) = pool {
+        assert!(residual.is_none());
+        let shared = Shared {
+            x,
+            xp,
+            xlen,
+            copied_from,
+            hw,
+            plane,
+            qn,
+            wh,
+            ow,
+            oh,
+            taps: &taps,
+            lines: &lines,
+            prefetch,
+            vectors: &vectors,
+            max_tap,
+        };
+        // SAFETY: the caller's contract (`out` holds the pooled output).
+        unsafe { conv_pool(&shared, geo, packed, bias, relu, pool, out) };
+        return;
+    }
     (0..jobs * nq * nc).into_par_iter().for_each(|task| {
         let (ci, rest) = (task / (jobs * nq), task % (jobs * nq));
         let (job, qi) = (rest / nq, rest % nq);
@@ -439,6 +464,291 @@ pub unsafe fn conv2d_into(
                 }
             }
         }
+    });
+}
+
+/// What [`conv2d_into`] prepared, for [`conv_pool`].
+struct Shared<'a> {
+    x: &'a [f32],
+    xp: &'a [f32],
+    xlen: usize,
+    copied_from: usize,
+    hw: usize,
+    plane: usize,
+    qn: usize,
+    wh: usize,
+    ow: usize,
+    oh: usize,
+    taps: &'a [usize],
+    lines: &'a [usize],
+    prefetch: usize,
+    vectors: &'a [(u16, usize)],
+    max_tap: usize,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: the band budget instead of [`POOL_BAND_BYTES`] (small, for many bands).
+    pub(super) static BAND_BYTES: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// Bytes of convolution output one task computes before pooling it: a band of rows of every
+/// output channel, which stays in the core's L2 between the two.
+const POOL_BAND_BYTES: usize = 384 * 1024;
+
+/// [`conv2d_into`] followed by max pooling, band by band: each task computes the convolution
+/// rows that a band of pooled rows reads (the row shared with the next band is computed by
+/// both) into a scratch buffer, then pools them into `out`. The convolution's output never
+/// goes through memory: a first layer followed by pooling (SqueezeNet's 3x3 stride-2 layer
+/// over 227 x 227, 3.3 MB per image) wrote it to L3 and read it back.
+///
+/// # Safety
+/// As [`conv2d_into`], `out` holding the pooled `[N, out.channels, ph, pw]`.
+unsafe fn conv_pool(
+    sh: &Shared,
+    geo: &Geometry,
+    packed: &Packed,
+    bias: Option<&[f32]>,
+    relu: bool,
+    pool: &Pool,
+    out: Out,
+) {
+    use rayon::prelude::*;
+    let Geometry {
+        n,
+        cin,
+        groups,
+        cout,
+        ..
+    } = *geo;
+    let (cin_g, cout_g) = (cin / groups, cout / groups);
+    let &Shared {
+        x,
+        xp,
+        xlen,
+        copied_from,
+        hw,
+        plane,
+        qn,
+        wh,
+        ow,
+        oh,
+        taps,
+        lines,
+        prefetch,
+        vectors,
+        max_tap,
+    } = sh;
+    let Some([ph, pw]) = pool.output([oh, ow]) else {
+        return;
+    };
+    let [pt, _, pl, pr] = pool.pad;
+    let ([kh, _], [sy, sx]) = (pool.k, pool.s);
+    // The convolution rows pooled rows py0..py1 read.
+    let rows = |py0: usize, py1: usize| {
+        (
+            (py0 * sy).saturating_sub(pt).min(oh),
+            ((py1 - 1) * sy + kh).saturating_sub(pt).min(oh),
+        )
+    };
+    // Pooled rows per band: the band's convolution rows within the budget, and enough tasks
+    // for every thread (four each) when the batch alone does not give them.
+    let jobs = n * groups;
+    let threads = rayon::current_num_threads().max(1);
+    let row_bytes = cout_g * ow * size_of::<f32>();
+    #[cfg(test)]
+    let budget = BAND_BYTES.get().unwrap_or(POOL_BAND_BYTES);
+    #[cfg(not(test))]
+    let budget = POOL_BAND_BYTES;
+    let mut bp = ((budget / row_bytes.max(1)).saturating_sub(kh) / sy).max(1);
+    while bp > 1 && jobs * ph.div_ceil(bp) < 4 * threads {
+        bp = bp.div_ceil(2);
+    }
+    let nb = ph.div_ceil(bp);
+    let (ctot, coff) = (out.channels, out.offset);
+    let outp = Ptr(out.ptr);
+    let bsize = cin_g * taps.len() * NC;
+    let zeros = [0f32; NC];
+    let wp = ow + pl + pr;
+    thread_local! {
+        // Each thread's band buffer, kept between calls: zeroing a fresh one per task cost
+        // as much as pooling it.
+        static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    // Tasks: runs of consecutive bands of one image, one run per image when the batch gives
+    // every thread enough of them. A band reuses the convolution rows it shares with the one
+    // before it in its run (copied to the front of the buffer) instead of computing them
+    // again (ResNet-18's 7x7 first layer: one row in eleven).
+    let runs = if jobs >= 4 * threads {
+        1
+    } else {
+        (4 * threads).div_ceil(jobs).min(nb)
+    };
+    // Rows of the largest band: the buffer's plane stride, the same for every band.
+    let bmax = (0..nb)
+        .map(|bi| {
+            let (r0, r1) = rows(bi * ph / nb, (bi + 1) * ph / nb);
+            r1 - r0
+        })
+        .max()
+        .unwrap_or(0);
+    let ld = bmax * ow;
+    (0..jobs * runs).into_par_iter().for_each(|task| {
+        SCRATCH.with(|cell| {
+            let mut own = Vec::new();
+            let mut held = cell.try_borrow_mut();
+            let scratch = match held.as_deref_mut() {
+                Ok(v) => v,
+                Err(_) => &mut own,
+            };
+            if scratch.len() < cout_g * ld {
+                scratch.resize(cout_g * ld, 0.0);
+            }
+            let mut vrow = vec![f32::NEG_INFINITY; wp];
+            let mut phases = vec![f32::NEG_INFINITY; sx * wp.div_ceil(sx)];
+            let (job, ri) = (task / runs, task % runs);
+            let (img, g) = (job / groups, job % groups);
+            let xj = if job < copied_from {
+                &x[job * cin_g * hw..]
+            } else {
+                &xp[(job - copied_from) * xlen..][..xlen]
+            };
+            // The rows the previous band computed.
+            let mut prev: Option<(usize, usize)> = None;
+            for bi in ri * nb / runs..(ri + 1) * nb / runs {
+                let (py0, py1) = (bi * ph / nb, (bi + 1) * ph / nb);
+                let (r0, r1) = rows(py0, py1);
+                let band = r1 - r0;
+                // Rows r0..r0 + carry were the previous band's last: moved to the front.
+                let carry = match prev {
+                    Some((p0, p1)) if p0 <= r0 && r0 < p1 => p1.min(r1) - r0,
+                    _ => 0,
+                };
+                if carry > 0 {
+                    let from = (r0 - prev.map_or(r0, |p| p.0)) * ow;
+                    for co in 0..cout_g {
+                        scratch.copy_within(co * ld + from..co * ld + from + carry * ow, co * ld);
+                    }
+                }
+                prev = Some((r0, r1));
+                // Positions of rows r0 + carry..r1 (on the phase width), and their blocks.
+                let (qa, qz) = (
+                    (r0 + carry) * wh,
+                    ((r1 * wh).min(qn)).max((r0 + carry) * wh),
+                );
+                let (qba, qbz) = (qa / NQ, qz.div_ceil(NQ));
+                let sp = scratch.as_mut_ptr();
+                for c0 in (0..cin_g).step_by(CHUNK) {
+                    let cn = CHUNK.min(cin_g - c0);
+                    let last = c0 + cn == cin_g;
+                    // Runs of 4 position blocks, and in each every channel block: the run's
+                    // inputs stay in L1 while the channel blocks use them (as in `conv2d_into`).
+                    for (qg, cb) in (qba..qbz)
+                        .step_by(4)
+                        .flat_map(|qg| (0..packed.blocks).map(move |cb| (qg, cb)))
+                    {
+                        let wb = &packed.data[(g * packed.blocks + cb) * bsize..][..bsize];
+                        let wb = &wb[c0 * taps.len() * NC..];
+                        let nco = (cout_g - cb * NC).min(NC);
+                        let co0 = g * cout_g + cb * NC;
+                        let b = match bias {
+                            Some(b) if last => b[co0..co0 + nco].as_ptr(),
+                            _ => zeros.as_ptr(),
+                        };
+                        for qb in qg..(qg + 4).min(qbz) {
+                            let q0 = qb * NQ;
+                            // This block's vectors, restricted to the band's rows; each stores at
+                            // its first kept position's index in the band.
+                            let mut vecs = [(0u16, 0usize); NQ / 16];
+                            let mut nv = 0;
+                            for (v, slot) in vecs.iter_mut().enumerate() {
+                                let Some(&(m, first)) = vectors.get(qb * 4 + v) else {
+                                    break;
+                                };
+                                let at = (q0 + 16 * v) as isize;
+                                let keep = m & span(qa as isize - at, qz as isize - at);
+                                if keep != 0 {
+                                    let skipped = (m & ((1u32 << keep.trailing_zeros()) - 1) as u16)
+                                        .count_ones()
+                                        as usize;
+                                    *slot = (keep, first + skipped - r0 * ow);
+                                    nv = v + 1;
+                                }
+                            }
+                            if nv == 0 {
+                                continue;
+                            }
+                            let pf_channels = if taps.len() > 1 {
+                                cin_g.saturating_sub(c0 + prefetch / plane).min(cn)
+                            } else if q0 + NQ < qn {
+                                cn
+                            } else {
+                                0
+                            };
+                            let masked = job < copied_from
+                                && job * cin_g * hw + (cin_g - 1) * plane + q0 + 16 * nv + max_tap
+                                    > x.len();
+                            let dst = sp.wrapping_add(cb * NC * ld);
+                            // SAFETY: as in `conv2d_into`: reads of this job's input (in place or
+                            // its copy), this block's weights and biases; writes the kept
+                            // positions of rows r0..r1 of channels cb*NC..cb*NC+nco of the
+                            // scratch ([cout_g][bmax][ow], every index below cout_g * ld).
+                            unsafe {
+                                kernel(
+                                    xj.as_ptr().add(c0 * plane + q0),
+                                    taps,
+                                    prefetch,
+                                    if taps.len() > 1 || cb == 0 {
+                                        lines
+                                    } else {
+                                        &[]
+                                    },
+                                    pf_channels,
+                                    cn,
+                                    plane,
+                                    wb.as_ptr(),
+                                    dst,
+                                    ld,
+                                    &vecs[..nv],
+                                    nco,
+                                    if c0 > 0 {
+                                        dst.cast_const()
+                                    } else {
+                                        std::ptr::null()
+                                    },
+                                    b,
+                                    relu && last,
+                                    false,
+                                    masked,
+                                );
+                            }
+                        }
+                    }
+                }
+                // Pooled rows py0..py1 of each channel, from the band (row r0 of the
+                // convolution is its row 0).
+                let g2 = super::cpu::PoolGeometry::new(
+                    [band, ow],
+                    [py1 - py0, pw],
+                    pool.k,
+                    pool.s,
+                    [pt + r0 - py0 * sy, pl, pr],
+                );
+                for co in 0..cout_g {
+                    let plane = &scratch[co * ld..co * ld + band * ow];
+                    let at = (img * ctot + coff + g * cout_g + co) * ph * pw + py0 * pw;
+                    // SAFETY: rows py0..py1 of this image's channel, which belong to this task
+                    // alone, inside `out` (the caller's contract).
+                    let o = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            outp.get().add(at).cast::<MaybeUninit<f32>>(),
+                            (py1 - py0) * pw,
+                        )
+                    };
+                    super::cpu::pool_into(&g2, o, plane, &mut vrow, &mut phases);
+                }
+            }
+        })
     });
 }
 

@@ -207,8 +207,60 @@ impl MatNet {
             });
         }
         self.fuse_residuals(&consumers);
+        self.fuse_pools(&consumers);
         self.fuse_concatenations(&consumers);
         self
+    }
+
+    /// Max poolings whose input is a convolution (possibly through identities left by a fused
+    /// ReLU or folded batch norms) read by nothing else, without a residual: the convolution
+    /// pools its output before storing it ([`cpu::Pool`]), and the pooling is left as an
+    /// identity of the convolution's chain.
+    fn fuse_pools(&mut self, consumers: &[usize]) {
+        for k in 0..self.nodes.len() {
+            let (Op::MaxPool(p), &[j]) = (&self.nodes[k].op, self.nodes[k].inputs.as_slice())
+            else {
+                continue;
+            };
+            let burn::nn::PaddingConfig2d::Explicit(t, l, b, r) = p.padding else {
+                continue;
+            };
+            let [kh, kw] = p.kernel_size;
+            if p.dilation != [1, 1]
+                || p.ceil_mode
+                || p.stride.contains(&0)
+                || t >= kh
+                || b >= kh
+                || l >= kw
+                || r >= kw
+            {
+                continue;
+            }
+            let pool = cpu::Pool {
+                k: p.kernel_size,
+                s: p.stride,
+                pad: [t, b, l, r],
+            };
+            let op = p.clone();
+            let Some(conv) = self
+                .sole_chain(j, consumers)
+                .and_then(|c| c.last().copied())
+            else {
+                continue;
+            };
+            let node = &mut self.nodes[conv];
+            if node.inputs.len() != 1 || node.concat_into.is_some() {
+                continue;
+            }
+            let Some(f) = node.fast.as_mut().filter(|f| f.pool.is_none()) else {
+                continue;
+            };
+            f.pool = Some((pool, op));
+            self.nodes[k].op = Op::Func(Func {
+                code: IDENTITY,
+                a: 0.0,
+            });
+        }
     }
 
     /// Additions of two inputs where one is a convolution (possibly through identities left by
@@ -288,8 +340,13 @@ impl MatNet {
             for &i in &self.nodes[k].inputs {
                 let ok = self.sole_chain(i, consumers).filter(|chain| {
                     // (Not a convolution that adds a residual: it writes its own output.)
+                    // (Nor one that pools its output.)
                     chain.last().is_some_and(|&j| {
-                        self.nodes[j].fast.is_some() && self.nodes[j].inputs.len() == 1
+                        self.nodes[j]
+                            .fast
+                            .as_ref()
+                            .is_some_and(|f| f.pool.is_none())
+                            && self.nodes[j].inputs.len() == 1
                     }) && chain.iter().all(|&c| self.nodes[c].concat_into.is_none())
                 });
                 let Some(chain) = ok else {
