@@ -900,19 +900,35 @@ pub fn normalize(x: Tensor<4>, shift: Tensor<4>, scale: Tensor<4>) -> Tensor<4> 
     let per_pixel = |t: &Values| t.len() == c * hw && hw > 1;
     let (ps, pk) = (per_pixel(&shift), per_pixel(&scale));
     let mut out: Vec<f32> = Vec::with_capacity(n * c * hw);
+    // Tasks: planes, or pieces of planes when there are few of them (a batch-1 RGB image is
+    // three planes, which two threads split 2:1).
+    let piece = if n * c < 4 * rayon::current_num_threads() {
+        hw.div_ceil(4 * rayon::current_num_threads())
+            .next_multiple_of(16)
+    } else {
+        hw
+    }
+    .max(1);
     out.spare_capacity_mut()[..n * c * hw]
         .par_chunks_mut(hw.max(1))
         .zip(x.par_chunks(hw.max(1)))
         .enumerate()
-        .for_each(|(i, (o, x))| {
+        .flat_map(|(i, (o, x))| {
+            o.par_chunks_mut(piece)
+                .zip(x.par_chunks(piece))
+                .enumerate()
+                .map(move |(j, (o, x))| (i, j * piece, o, x))
+        })
+        .for_each(|(i, at, o, x)| {
             let ch = i % c;
+            let len = o.len();
             let s = if ps {
-                &shift[ch * hw..][..hw]
+                &shift[ch * hw + at..][..len]
             } else {
                 &shift[ch..ch + 1]
             };
             let k = if pk {
-                &scale[ch * hw..][..hw]
+                &scale[ch * hw + at..][..len]
             } else {
                 &scale[ch..ch + 1]
             };
@@ -1379,24 +1395,27 @@ mod tests {
             }
             Tensor::<4>::from_data(TensorData::new(v, dims), &dev)
         };
-        let x = mk([3, 4, 5, 6]);
-        for (shift, scale) in [
-            ([1, 4, 5, 6], [1, 4, 5, 6]),
-            ([1, 4, 1, 1], [1, 4, 1, 1]),
-            ([1, 4, 5, 6], [1, 4, 1, 1]),
-            ([1, 4, 1, 1], [1, 4, 5, 6]),
-        ] {
-            let (shift, scale) = (mk(shift), mk(scale));
-            let want = (x.clone() - shift.clone()) * scale.clone();
-            let got = normalize(x.clone(), shift, scale);
-            assert_eq!(got.dims(), want.dims());
-            let bits = |t: Tensor<4>| -> Vec<u32> {
-                let v = t.into_data().try_to_vec::<f32>().expect("f32");
-                v.iter()
-                    .map(|v| if v.is_nan() { u32::MAX } else { v.to_bits() })
-                    .collect()
-            };
-            assert_eq!(bits(got), bits(want));
+        // Whole planes as tasks, and (one image of 3 planes) pieces of planes, the last short.
+        for [n, c, h, w] in [[3, 4, 5, 6], [1, 3, 37, 41]] {
+            let x = mk([n, c, h, w]);
+            for (shift, scale) in [
+                ([1, c, h, w], [1, c, h, w]),
+                ([1, c, 1, 1], [1, c, 1, 1]),
+                ([1, c, h, w], [1, c, 1, 1]),
+                ([1, c, 1, 1], [1, c, h, w]),
+            ] {
+                let (shift, scale) = (mk(shift), mk(scale));
+                let want = (x.clone() - shift.clone()) * scale.clone();
+                let got = normalize(x.clone(), shift, scale);
+                assert_eq!(got.dims(), want.dims());
+                let bits = |t: Tensor<4>| -> Vec<u32> {
+                    let v = t.into_data().try_to_vec::<f32>().expect("f32");
+                    v.iter()
+                        .map(|v| if v.is_nan() { u32::MAX } else { v.to_bits() })
+                        .collect()
+                };
+                assert_eq!(bits(got), bits(want));
+            }
         }
     }
 
