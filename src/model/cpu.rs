@@ -1531,7 +1531,7 @@ mod tests {
                 } else {
                     y
                 };
-                let want: Vec<f32> = pool.forward(y).into_data().to_vec().expect("f32");
+                let want: Vec<f32> = pool.forward(y).into_data().try_to_vec().expect("f32");
                 let mut f = FastConv::new(conv.clone()).expect("supported");
                 f.relu = relu;
                 f.pool = Some((
@@ -1546,7 +1546,7 @@ mod tests {
                 super::super::direct::BAND_BYTES.set(band);
                 super::super::winograd::FORCE.set(wino);
                 let got = conv2d(x.clone(), &f);
-                let got: Vec<f32> = got.into_data().to_vec().expect("f32");
+                let got: Vec<f32> = got.into_data().try_to_vec().expect("f32");
                 assert_eq!(got.len(), want.len(), "case {cin} {k} {st}");
                 let err = got
                     .iter()
@@ -1590,8 +1590,12 @@ mod tests {
                 .with_padding(PaddingConfig2d::Explicit(0, 0, 0, 0))
                 .init(&dev);
             let (conv, x) = randomized(conv, true, [n, cin, h, w], &mut rng, &dev);
-            let want: Vec<f32> = conv.forward(x.clone()).into_data().to_vec().expect("f32");
-            let xv: Vec<f32> = x.into_data().to_vec().expect("f32");
+            let want: Vec<f32> = conv
+                .forward(x.clone())
+                .into_data()
+                .try_to_vec()
+                .expect("f32");
+            let xv: Vec<f32> = x.into_data().try_to_vec().expect("f32");
             // The input at the very end of readable pages, an inaccessible page after them.
             let bytes = xv.len() * 4;
             let len = bytes.next_multiple_of(page) + page;
@@ -1617,7 +1621,12 @@ mod tests {
                 let geo = f.geometry([n, cin, h, w]);
                 let [oh, ow] = geo.output();
                 let packed = super::super::direct::Packed::new(
-                    &conv.weight.val().into_data().to_vec::<f32>().expect("f32"),
+                    &conv
+                        .weight
+                        .val()
+                        .into_data()
+                        .try_to_vec::<f32>()
+                        .expect("f32"),
                     cout,
                     cin,
                     k * k,
@@ -1629,7 +1638,7 @@ mod tests {
                     .expect("bias")
                     .val()
                     .into_data()
-                    .to_vec()
+                    .try_to_vec()
                     .expect("f32");
                 let mut got = vec![0f32; n * cout * oh * ow];
                 super::super::direct::conv2d_into(
