@@ -1499,18 +1499,22 @@ mod tests {
         let _reset = Reset;
         let dev = Device::flex();
         let mut rng = crate::train::Rng::new(33);
-        // (n, cin, h, w, cout, k, stride, conv padding, pool k, pool s, pool [t, b, l, r])
+        // (n, cin, h, w, cout, k, stride, conv padding, groups, pool k, pool s, pool [t, b, l,
+        // r])
         #[rustfmt::skip]
         let cases = [
-            (1, 3, 47, 45, 8, 3, 2, [0, 0, 0, 0], 3, 2, [0, 0, 0, 0]),
-            (3, 3, 31, 29, 13, 7, 2, [3, 3, 3, 3], 3, 2, [1, 1, 1, 1]),
-            (1, 5, 30, 26, 7, 1, 1, [0, 0, 0, 0], 2, 2, [0, 0, 0, 0]),
-            (2, 6, 27, 28, 9, 3, 1, [1, 1, 1, 1], 3, 2, [0, 1, 0, 1]),
-            (1, 300, 13, 11, 4, 3, 1, [1, 1, 1, 1], 3, 1, [1, 1, 1, 1]),
-            (1, 4, 40, 9, 6, 3, 2, [1, 0, 1, 0], 2, 3, [1, 0, 0, 1]),
+            (1, 3, 47, 45, 8, 3, 2, [0, 0, 0, 0], 1, 3, 2, [0, 0, 0, 0]),
+            (3, 3, 31, 29, 13, 7, 2, [3, 3, 3, 3], 1, 3, 2, [1, 1, 1, 1]),
+            (1, 5, 30, 26, 7, 1, 1, [0, 0, 0, 0], 1, 2, 2, [0, 0, 0, 0]),
+            (2, 6, 27, 28, 9, 3, 1, [1, 1, 1, 1], 1, 3, 2, [0, 1, 0, 1]),
+            (1, 300, 13, 11, 4, 3, 1, [1, 1, 1, 1], 1, 3, 1, [1, 1, 1, 1]),
+            (1, 4, 40, 9, 6, 3, 2, [1, 0, 1, 0], 1, 2, 3, [1, 0, 0, 1]),
+            // Two groups of 3 input and 7 output channels each.
+            (2, 6, 23, 21, 14, 3, 2, [1, 1, 1, 1], 2, 3, 2, [0, 1, 0, 1]),
         ];
-        for (n, cin, h, w, cout, k, st, [t, b, l, r], pk, ps, [pt, pb, pl, pr]) in cases {
+        for (n, cin, h, w, cout, k, st, [t, b, l, r], groups, pk, ps, [pt, pb, pl, pr]) in cases {
             let conv = Conv2dConfig::new([cin, cout], [k, k])
+                .with_groups(groups)
                 .with_stride([st, st])
                 .with_padding(PaddingConfig2d::Explicit(t, l, b, r))
                 .init(&dev);
