@@ -49,6 +49,28 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// A max pooling layer in the form matcnn's kernels take: explicit padding smaller than the
+    /// window, no dilation, floor rounding and non-zero strides; `None` for the others (Burn's
+    /// op computes those).
+    pub fn of(p: &burn::nn::pool::MaxPool2d) -> Option<Pool> {
+        let PaddingConfig2d::Explicit(t, l, b, r) = p.padding else {
+            return None;
+        };
+        let [kh, kw] = p.kernel_size;
+        (p.dilation == [1, 1]
+            && !p.ceil_mode
+            && !p.stride.contains(&0)
+            && t < kh
+            && b < kh
+            && l < kw
+            && r < kw)
+            .then_some(Pool {
+                k: p.kernel_size,
+                s: p.stride,
+                pad: [t, b, l, r],
+            })
+    }
+
     /// The pooled size of an `[h, w]` convolution output; `None` when the window does not fit.
     pub fn output(&self, [h, w]: [usize; 2]) -> Option<[usize; 2]> {
         let [t, b, l, r] = self.pad;
@@ -519,7 +541,7 @@ fn conv2d_tiled(
         // 15.4 ms); at batch 1 it does, and the rows the bands share cost more than the
         // traffic saved (0.45 -> 0.52 ms).
         #[cfg(target_arch = "x86_64")]
-        if let (Some(Kernel::Direct(_)), None, Some([ph, pw])) =
+        if let (Some(direct @ Kernel::Direct(_)), None, Some([ph, pw])) =
             (&kernel, &residual, pool.output([oh, ow]))
             && (n * cout * npix * size_of::<f32>()
                 > FUSE_POOL_BYTES * rayon::current_num_threads().max(1)
@@ -536,10 +558,7 @@ fn conv2d_tiled(
             // SAFETY: `out` holds `total` floats, the pooled [N, cout, ph, pw], and the kernel
             // writes every one of them (each pooled row lies in one band of one task).
             unsafe {
-                kernel
-                    .as_ref()
-                    .expect("matched above")
-                    .run(&data, &geo, f, None, Some(pool), o);
+                direct.run(&data, &geo, f, None, Some(pool), o);
                 out.set_len(total);
             }
             return Tensor::from_data(TensorData::new(out, [n, cout, ph, pw]), &device);

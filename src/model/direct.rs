@@ -167,7 +167,8 @@ pub unsafe fn conv2d_into(
     // Slack after the last plane for the reads of the dropped positions: the last channel's
     // reads reach its largest tap plus every block's 64 positions. (None for a 1x1 kernel over
     // a multiple of 64 positions, which then reads every image in place.)
-    let slack = (qblocks * NQ + taps.iter().copied().max().unwrap_or(0)).saturating_sub(plane);
+    let max_tap = taps.iter().copied().max().unwrap_or(0);
+    let slack = (qblocks * NQ + max_tap).saturating_sub(plane);
     let jobs = n * groups;
     // Without padding and stride the input planes are already in the layout read below: every
     // job reads them in place (the blocks whose full-vector reads could pass the end of `x`
@@ -176,7 +177,6 @@ pub unsafe fn conv2d_into(
     let hw = h * w;
     let in_place = sh == 1 && sw == 1 && [t, b, l, r] == [0; 4];
     let copied_from = if in_place { jobs } else { 0 };
-    let max_tap = taps.iter().copied().max().unwrap_or(0);
     // Every copied job's buffer starts on a cache line (64 bytes).
     let xlen = (cin_g * plane + slack).next_multiple_of(16);
     // Uninitialised, then zeroed job by job by the thread that fills it, while it stays in
@@ -345,27 +345,29 @@ pub unsafe fn conv2d_into(
     let bsize = cin_g * taps.len() * NC;
     let zeros = [0f32; NC];
     let opl = oh * ow;
+    let sh = Shared {
+        x,
+        xp,
+        xlen,
+        copied_from,
+        cin_g,
+        hw,
+        plane,
+        qn,
+        qblocks,
+        wh,
+        ow,
+        oh,
+        taps: &taps,
+        lines: &lines,
+        prefetch,
+        vectors: &vectors,
+        max_tap,
+    };
     if let Some(pool) = pool {
         assert!(residual.is_none());
-        let shared = Shared {
-            x,
-            xp,
-            xlen,
-            copied_from,
-            hw,
-            plane,
-            qn,
-            wh,
-            ow,
-            oh,
-            taps: &taps,
-            lines: &lines,
-            prefetch,
-            vectors: &vectors,
-            max_tap,
-        };
         // SAFETY: the caller's contract (`out` holds the pooled output).
-        unsafe { conv_pool(&shared, geo, packed, bias, relu, pool, out) };
+        unsafe { conv_pool(&sh, geo, packed, bias, relu, pool, out) };
         return;
     }
     (0..jobs * nq * nc).into_par_iter().for_each(|task| {
@@ -374,11 +376,7 @@ pub unsafe fn conv2d_into(
         let (img, g) = (job / groups, job % groups);
         let (qb0, qb1) = (qi * qblocks / nq, (qi + 1) * qblocks / nq);
         let (cb0, cb1) = (ci * packed.blocks / nc, (ci + 1) * packed.blocks / nc);
-        let xj = if job < copied_from {
-            &x[job * cin_g * hw..]
-        } else {
-            &xp[(job - copied_from) * xlen..][..xlen]
-        };
+        let xj = sh.input(job);
         // Input channels in chunks (partial sums accumulate in the output), then output
         // channel blocks, then position blocks: one chunk's inputs for the task's position
         // blocks stay in L2 while every channel block uses them.
@@ -414,20 +412,6 @@ pub unsafe fn conv2d_into(
                     Some(b) if last => b[co0..co0 + nco].as_ptr(),
                     _ => zeros.as_ptr(),
                 };
-                // Prefetch targets inside this job's input: channels `prefetch / plane`
-                // ahead (several taps), or the next block of the same channel (1x1).
-                let pf_channels = if taps.len() > 1 {
-                    cin_g.saturating_sub(c0 + prefetch / plane).min(cn)
-                } else if qb + 1 < qblocks {
-                    cn
-                } else {
-                    0
-                };
-                // In place, a block whose last channel's full vectors reach past `x` (only
-                // the last image's last blocks) reads under the masks: a valid position's
-                // reads stay inside its plane.
-                let masked = job < copied_from
-                    && job * cin_g * hw + (cin_g - 1) * plane + q0 + 16 * nv + max_tap > x.len();
                 let dst = outp.get().wrapping_add((img * ctot + coff + co0) * opl);
                 // Partial sums go on from what the previous chunk stored; the first chunk
                 // starts from the residual (same layout as the output) or zeros.
@@ -456,7 +440,7 @@ pub unsafe fn conv2d_into(
                         } else {
                             &[]
                         },
-                        pf_channels,
+                        sh.pf_channels(c0, cn, qb),
                         cn,
                         plane,
                         wb.as_ptr(),
@@ -468,7 +452,7 @@ pub unsafe fn conv2d_into(
                         b,
                         relu && last,
                         true,
-                        masked,
+                        sh.masked(job, q0, nv),
                     );
                 }
             }
@@ -476,15 +460,18 @@ pub unsafe fn conv2d_into(
     });
 }
 
-/// What [`conv2d_into`] prepared, for [`conv_pool`].
+/// What [`conv2d_into`] prepared, for its task loop and [`conv_pool`]'s.
 struct Shared<'a> {
     x: &'a [f32],
+    /// The copied jobs' padded inputs, `xlen` floats each, from job `copied_from` on.
     xp: &'a [f32],
     xlen: usize,
     copied_from: usize,
+    cin_g: usize,
     hw: usize,
     plane: usize,
     qn: usize,
+    qblocks: usize,
     wh: usize,
     ow: usize,
     oh: usize,
@@ -493,6 +480,45 @@ struct Shared<'a> {
     prefetch: usize,
     vectors: &'a [(u16, usize)],
     max_tap: usize,
+}
+
+impl Shared<'_> {
+    /// Job `job`'s input: read in place, or its padded copy.
+    fn input(&self, job: usize) -> &[f32] {
+        if job < self.copied_from {
+            &self.x[job * self.cin_g * self.hw..]
+        } else {
+            &self.xp[(job - self.copied_from) * self.xlen..][..self.xlen]
+        }
+    }
+
+    /// Whether position block `q0..` (`nv` vectors) of job `job` reads under the masks: in
+    /// place, where its last channel's full vectors reach past `x` (only the last image's last
+    /// blocks); a valid position's reads stay inside its plane.
+    fn masked(&self, job: usize, q0: usize, nv: usize) -> bool {
+        job < self.copied_from
+            && job * self.cin_g * self.hw
+                + (self.cin_g - 1) * self.plane
+                + q0
+                + 16 * nv
+                + self.max_tap
+                > self.x.len()
+    }
+
+    /// The channels of a call over channels `c0..c0 + cn` and position block `qb` that
+    /// prefetch, with targets inside the job's input: channels `prefetch / plane` ahead
+    /// (several taps), or the next block of the same channel (1x1).
+    fn pf_channels(&self, c0: usize, cn: usize, qb: usize) -> usize {
+        if self.taps.len() > 1 {
+            self.cin_g
+                .saturating_sub(c0 + self.prefetch / self.plane)
+                .min(cn)
+        } else if qb + 1 < self.qblocks {
+            cn
+        } else {
+            0
+        }
+    }
 }
 
 #[cfg(test)]
@@ -506,8 +532,8 @@ thread_local! {
 const POOL_BAND_BYTES: usize = 384 * 1024;
 
 /// [`conv2d_into`] followed by max pooling, band by band: each task computes the convolution
-/// rows that a band of pooled rows reads (the row shared with the next band is computed by
-/// both) into a scratch buffer, then pools them into `out`. The convolution's output never
+/// rows that a band of pooled rows reads (those shared with the band before it in the task
+/// carried over) into a scratch buffer, then pools them into `out`. The convolution's output never
 /// goes through memory: a first layer followed by pooling (SqueezeNet's 3x3 stride-2 layer
 /// over 227 x 227, 3.3 MB per image) wrote it to L3 and read it back.
 ///
@@ -532,11 +558,6 @@ unsafe fn conv_pool(
     } = *geo;
     let (cin_g, cout_g) = (cin / groups, cout / groups);
     let &Shared {
-        x,
-        xp,
-        xlen,
-        copied_from,
-        hw,
         plane,
         qn,
         wh,
@@ -546,11 +567,11 @@ unsafe fn conv_pool(
         lines,
         prefetch,
         vectors,
-        max_tap,
+        ..
     } = sh;
-    let Some([ph, pw]) = pool.output([oh, ow]) else {
-        return;
-    };
+    let [ph, pw] = pool
+        .output([oh, ow])
+        .expect("the caller checked that the pooling window fits");
     let [pt, _, pl, pr] = pool.pad;
     let ([kh, _], [sy, sx]) = (pool.k, pool.s);
     // The convolution rows pooled rows py0..py1 read.
@@ -617,11 +638,7 @@ unsafe fn conv_pool(
             let mut phases = vec![f32::NEG_INFINITY; sx * wp.div_ceil(sx)];
             let (job, ri) = (task / runs, task % runs);
             let (img, g) = (job / groups, job % groups);
-            let xj = if job < copied_from {
-                &x[job * cin_g * hw..]
-            } else {
-                &xp[(job - copied_from) * xlen..][..xlen]
-            };
+            let xj = sh.input(job);
             // The rows the previous band computed.
             let mut prev: Option<(usize, usize)> = None;
             for bi in ri * nb / runs..(ri + 1) * nb / runs {
@@ -687,16 +704,6 @@ unsafe fn conv_pool(
                             if nv == 0 {
                                 continue;
                             }
-                            let pf_channels = if taps.len() > 1 {
-                                cin_g.saturating_sub(c0 + prefetch / plane).min(cn)
-                            } else if q0 + NQ < qn {
-                                cn
-                            } else {
-                                0
-                            };
-                            let masked = job < copied_from
-                                && job * cin_g * hw + (cin_g - 1) * plane + q0 + 16 * nv + max_tap
-                                    > x.len();
                             let dst = sp.wrapping_add(cb * NC * ld);
                             // SAFETY: as in `conv2d_into`: reads of this job's input (in place or
                             // its copy), this block's weights and biases; writes the kept
@@ -712,7 +719,7 @@ unsafe fn conv_pool(
                                     } else {
                                         &[]
                                     },
-                                    pf_channels,
+                                    sh.pf_channels(c0, cn, qb),
                                     cn,
                                     plane,
                                     wb.as_ptr(),
@@ -728,7 +735,7 @@ unsafe fn conv_pool(
                                     b,
                                     relu && last,
                                     false,
-                                    masked,
+                                    sh.masked(job, q0, nv),
                                 );
                             }
                         }

@@ -222,24 +222,8 @@ impl MatNet {
             else {
                 continue;
             };
-            let burn::nn::PaddingConfig2d::Explicit(t, l, b, r) = p.padding else {
+            let Some(pool) = cpu::Pool::of(p) else {
                 continue;
-            };
-            let [kh, kw] = p.kernel_size;
-            if p.dilation != [1, 1]
-                || p.ceil_mode
-                || p.stride.contains(&0)
-                || t >= kh
-                || b >= kh
-                || l >= kw
-                || r >= kw
-            {
-                continue;
-            }
-            let pool = cpu::Pool {
-                k: p.kernel_size,
-                s: p.stride,
-                pad: [t, b, l, r],
             };
             let op = p.clone();
             let Some(conv) = self

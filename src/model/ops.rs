@@ -433,17 +433,12 @@ impl Op {
             Op::BatchNorm(b) => b.forward(x),
             Op::GroupNorm(g) => g.forward(x),
             Op::Lrn(n) => n.forward(x),
-            Op::MaxPool(p) => match (&p.padding, p.dilation, p.ceil_mode) {
-                (&PaddingConfig2d::Explicit(t, l, b, r), [1, 1], false)
+            Op::MaxPool(p) => match super::cpu::Pool::of(p) {
+                Some(q)
                     if super::cpu::is_plain_flex(&x)
-                        && x.dims()[2] + t + b >= p.kernel_size[0]
-                        && x.dims()[3] + l + r >= p.kernel_size[1]
-                        && t < p.kernel_size[0]
-                        && b < p.kernel_size[0]
-                        && l < p.kernel_size[1]
-                        && r < p.kernel_size[1] =>
+                        && q.output([x.dims()[2], x.dims()[3]]).is_some() =>
                 {
-                    super::cpu::max_pool2d(x, p.kernel_size, p.stride, [t, b, l, r])
+                    super::cpu::max_pool2d(x, q.k, q.s, q.pad)
                 }
                 _ => p.forward(x),
             },
