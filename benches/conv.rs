@@ -40,6 +40,9 @@ fn conv(c: &mut Criterion) {
         ("vgg 3x3 256@56", 1, 256, 56, 56, 256, 3, 1, 1),
         ("squeezenet 1x1 128@56->16", 1, 128, 56, 56, 16, 1, 1, 0),
         ("resnet 3x3 64@56 batch 8", 8, 64, 56, 56, 64, 3, 1, 1),
+        ("mnist 3x3 1@28->16 batch 32", 32, 1, 28, 28, 16, 3, 1, 1),
+        ("mnist 3x3 16@14->32 batch 32", 32, 16, 14, 14, 32, 3, 1, 1),
+        ("mnist 3x3 32@7->64 batch 32", 32, 32, 7, 7, 64, 3, 1, 1),
     ];
     let mut group = c.benchmark_group("conv");
     for (i, (name, n, cin, h, w, cout, k, s, p)) in shapes.into_iter().enumerate() {
