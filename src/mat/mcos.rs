@@ -413,7 +413,7 @@ impl<'a> Resolver<'a> {
                     ))
                 })?;
             let value = match p.kind {
-                0 => Value::Char(CharArray::from_str(
+                0 => Value::Char(CharArray::from_text(
                     self.sub
                         .names
                         .get((p.value as usize).wrapping_sub(1))

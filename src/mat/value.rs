@@ -63,14 +63,18 @@ impl NumData {
         }
     }
     /// Element `i` as f64 (exact for every class but the 64-bit integers beyond 2^53).
+    // (The dispatch casts every class, f64 itself included.)
+    #[allow(clippy::unnecessary_cast)]
     pub fn get_f64(&self, i: usize) -> Option<f64> {
         numdata_dispatch!(self, v => v.get(i).map(|x| *x as f64))
     }
     /// All elements as f64.
+    #[allow(clippy::unnecessary_cast)]
     pub fn to_f64_vec(&self) -> Vec<f64> {
         numdata_dispatch!(self, v => v.iter().map(|x| *x as f64).collect())
     }
     /// All elements as f32 (MATLAB `single(x)`).
+    #[allow(clippy::unnecessary_cast)]
     pub fn to_f32_vec(&self) -> Vec<f32> {
         match self {
             NumData::F32(v) => v.clone(),
@@ -236,7 +240,8 @@ pub struct CharArray {
 }
 
 impl CharArray {
-    pub fn from_str(s: &str) -> Self {
+    /// A 1xN char row holding `s` (0x0 when empty).
+    pub fn from_text(s: &str) -> Self {
         let data: Vec<u16> = s.encode_utf16().collect();
         CharArray {
             dims: vec![if data.is_empty() { 0 } else { 1 }, data.len()],

@@ -27,15 +27,11 @@ fn line(img: &mut RgbImage, (x0, y0): (f64, f64), (x1, y1): (f64, f64), c: Rgb<u
     }
 }
 
+/// A curve's (epoch, value) points and its colour.
+type Series = (Vec<(f64, f64)>, Rgb<u8>);
+
 /// One panel: series of (epoch, value) scaled into the box at `x0`.
-fn panel(
-    img: &mut RgbImage,
-    x0: u32,
-    series: &[(Vec<(f64, f64)>, Rgb<u8>)],
-    lo: f64,
-    hi: f64,
-    epochs: f64,
-) {
+fn panel(img: &mut RgbImage, x0: u32, series: &[Series], lo: f64, hi: f64, epochs: f64) {
     let (bw, bh) = ((W / 2 - 2 * PAD) as f64, (H - 2 * PAD) as f64);
     let (bx, by) = (x0 as f64 + PAD as f64, PAD as f64);
     for k in 0..=4 {
