@@ -7,6 +7,11 @@
 //! machine's peak and with onnxruntime's per-node profile; layers the Winograd kernel takes
 //! (3x3 stride 1 with enough positions, `winograd::applies`) do fewer multiplications, so theirs
 //! are effective rates. Threads: `RAYON_NUM_THREADS`.
+//!
+//! Group `linear`: fully connected layers as Deep Learning Toolbox networks hold them (Burn's
+//! `Linear` over MATLAB's `[out, in]` rows seen transposed), Burn's matmul against
+//! `cpu::linear`, in weight bytes per second: VGG-16's fc6 at batch 1 and MNIST's classifier at
+//! batch 32.
 
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2dConfig;
@@ -72,5 +77,43 @@ fn conv(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, conv);
+fn linear(c: &mut Criterion) {
+    let dev = Device::flex();
+    let mut group = c.benchmark_group("linear");
+    for (i, (name, n, inputs, outputs)) in [
+        ("vgg fc6 25088->4096", 1, 25088, 4096),
+        ("mnist fc 3136->10 batch 32", 32, 3136, 10),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let rows = Tensor::<2>::from_data(
+            TensorData::new(unit_noise(inputs * outputs, 200 + i as u64), [outputs, inputs]),
+            &dev,
+        );
+        let layer = burn::nn::Linear {
+            weight: burn::module::Param::from_tensor(rows.transpose()),
+            bias: Some(burn::module::Param::from_tensor(Tensor::zeros([outputs], &dev))),
+        };
+        let x = Tensor::<2>::from_data(
+            TensorData::new(unit_noise(n * inputs, 300 + i as u64), [n, inputs]),
+            &dev,
+        );
+        group.throughput(Throughput::Bytes((inputs * outputs * 4) as u64));
+        group.bench_function(format!("{name} burn"), |b| {
+            b.iter(|| layer.forward(x.clone()).into_data());
+        });
+        let (w, bias) = (layer.weight.val(), layer.bias.as_ref().map(|b| b.val()));
+        group.bench_function(format!("{name} matcnn"), |b| {
+            b.iter(|| {
+                cpu::linear(x.clone(), &w, bias.as_ref())
+                    .expect("rows: matcnn's kernel")
+                    .into_data()
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, conv, linear);
 criterion_main!(benches);

@@ -49,6 +49,16 @@ pub struct Fc {
     pub per_step: bool,
 }
 
+impl Fc {
+    /// `x [N, in]` through the layer: on plain Flex tensors by [`super::cpu::linear`] (the
+    /// weights read in place, in parallel), elsewhere (autodiff, other backends) by Burn's op.
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let bias = self.linear.bias.as_ref().map(|b| b.val());
+        super::cpu::linear(x, &self.linear.weight.val(), bias.as_ref())
+            .unwrap_or_else(|x| self.linear.forward(x))
+    }
+}
+
 /// What each node computes.
 #[derive(Module, Debug)]
 pub enum Op {
@@ -416,7 +426,7 @@ impl Op {
             Op::Fc(f) if f.per_step => {
                 // [N, C, 1, T] → [N*T, C] → [N, K, 1, T]
                 let [n, c, h, t] = x.dims();
-                let y = f.linear.forward(
+                let y = f.forward(
                     x.reshape([n, c * h, t])
                         .swap_dims(1, 2)
                         .reshape([n * t, c * h]),
@@ -426,7 +436,7 @@ impl Op {
             }
             Op::Fc(f) => {
                 let [n, c, h, w] = x.dims();
-                let y = f.linear.forward(x.reshape([n, c * h * w]));
+                let y = f.forward(x.reshape([n, c * h * w]));
                 let [_, k] = y.dims();
                 y.reshape([n, k, 1, 1])
             }
