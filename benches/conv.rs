@@ -88,12 +88,18 @@ fn linear(c: &mut Criterion) {
     .enumerate()
     {
         let rows = Tensor::<2>::from_data(
-            TensorData::new(unit_noise(inputs * outputs, 200 + i as u64), [outputs, inputs]),
+            TensorData::new(
+                unit_noise(inputs * outputs, 200 + i as u64),
+                [outputs, inputs],
+            ),
             &dev,
         );
         let layer = burn::nn::Linear {
             weight: burn::module::Param::from_tensor(rows.transpose()),
-            bias: Some(burn::module::Param::from_tensor(Tensor::zeros([outputs], &dev))),
+            bias: Some(burn::module::Param::from_tensor(Tensor::zeros(
+                [outputs],
+                &dev,
+            ))),
         };
         let x = Tensor::<2>::from_data(
             TensorData::new(unit_noise(n * inputs, 300 + i as u64), [n, inputs]),
