@@ -112,7 +112,7 @@ fn linear(c: &mut Criterion) {
         let (w, bias) = (layer.weight.val(), layer.bias.as_ref().map(|b| b.val()));
         group.bench_function(format!("{name} matcnn"), |b| {
             b.iter(|| {
-                cpu::linear(x.clone(), &w, bias.as_ref())
+                cpu::linear(&x, &w, bias.as_ref())
                     .expect("rows: matcnn's kernel")
                     .into_data()
             });

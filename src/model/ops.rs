@@ -54,8 +54,8 @@ impl Fc {
     /// weights read in place, in parallel), elsewhere (autodiff, other backends) by Burn's op.
     fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         let bias = self.linear.bias.as_ref().map(|b| b.val());
-        super::cpu::linear(x, &self.linear.weight.val(), bias.as_ref())
-            .unwrap_or_else(|x| self.linear.forward(x))
+        super::cpu::linear(&x, &self.linear.weight.val(), bias.as_ref())
+            .unwrap_or_else(|| self.linear.forward(x))
     }
 }
 
