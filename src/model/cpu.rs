@@ -1492,6 +1492,14 @@ mod tests {
     use burn::nn::PaddingConfig2d;
     use burn::nn::pool::MaxPool2dConfig;
 
+    /// The largest `|a - b|` over two equally long slices.
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max)
+    }
+
     /// The input normalization equals Burn's `(x - shift) * scale`, bit for bit, per pixel and
     /// per channel, NaN and infinities included.
     #[test]
@@ -1665,11 +1673,7 @@ mod tests {
                 let got = conv2d(x.clone(), &f);
                 let got: Vec<f32> = got.into_data().try_to_vec().expect("f32");
                 assert_eq!(got.len(), want.len(), "case {cin} {k} {st}");
-                let err = got
-                    .iter()
-                    .zip(&want)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0f32, f32::max);
+                let err = max_diff(&got, &want);
                 assert!(
                     err < 1e-4,
                     "case n {n} cin {cin} k {k} stride {st} pool {pk}/{ps} relu {relu} band {band:?}: {err}"
@@ -1773,11 +1777,7 @@ mod tests {
                     },
                 );
                 libc::munmap(base, len);
-                let err = got
-                    .iter()
-                    .zip(&want)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0f32, f32::max);
+                let err = max_diff(&got, &want);
                 assert!(err < 1e-4, "case {n} {cin} {h} {w} {k}: {err}");
             }
         }
@@ -2146,11 +2146,7 @@ mod tests {
                 let got = linear(&x, &w, bias).expect("rows: our kernel");
                 assert_eq!(got.dims(), [n, cout]);
                 let got: Vec<f32> = got.into_data().try_to_vec().expect("f32");
-                let err = got
-                    .iter()
-                    .zip(&want)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0f32, f32::max);
+                let err = max_diff(&got, &want);
                 assert!(err < 1e-4, "{n} {kk} {cout}: {err}");
             }
             // Stored [in, out] (contiguous): Burn's op.
