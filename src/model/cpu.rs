@@ -214,6 +214,39 @@ impl Kernel<'_> {
             }
         }
     }
+
+    /// [`run`](Self::run) into a new `[N, cout, oh, ow]` tensor (the pooled size with `pool`).
+    fn run_new(
+        &self,
+        x: &[f32],
+        geo: &Geometry,
+        f: &FastConv,
+        residual: Option<&[f32]>,
+        pool: Option<&Pool>,
+        device: &Device,
+    ) -> Tensor<4> {
+        let [oh, ow] = geo.output();
+        let [h, w] = pool
+            .map_or(Some([oh, ow]), |p| p.output([oh, ow]))
+            .expect("a pooling that fits");
+        let dims = [geo.n, f.cout, h, w];
+        let total = dims.iter().product();
+        let mut out: Vec<f32> = Vec::with_capacity(total);
+        let o = super::direct::Out {
+            ptr: out.as_mut_ptr(),
+            channels: f.cout,
+            offset: 0,
+        };
+        // SAFETY: `out` holds `total` floats, the [N, cout, oh, ow] output (pooled with `pool`),
+        // nothing else accesses it, and the kernels write every one of them (each output lies in
+        // one position block, tile or pooled band of one task); the residual's size is checked
+        // by the kernels.
+        unsafe {
+            self.run(x, geo, f, residual, pool, o);
+            out.set_len(total);
+        }
+        Tensor::from_data(TensorData::new(out, dims), device)
+    }
 }
 
 /// An activation's values, borrowed from its buffer when the tensor is a contiguous f32 tensor
@@ -541,27 +574,13 @@ fn conv2d_tiled(
         // 15.4 ms); at batch 1 it does, and the rows the bands share cost more than the
         // traffic saved (0.45 -> 0.52 ms).
         #[cfg(target_arch = "x86_64")]
-        if let (Some(direct @ Kernel::Direct(_)), None, Some([ph, pw])) =
+        if let (Some(direct @ Kernel::Direct(_)), None, Some(_)) =
             (&kernel, &residual, pool.output([oh, ow]))
             && (n * cout * npix * size_of::<f32>()
                 > FUSE_POOL_BYTES * rayon::current_num_threads().max(1)
                 || fuse_always())
         {
-            let data = Values::of(x);
-            let total = n * cout * ph * pw;
-            let mut out: Vec<f32> = Vec::with_capacity(total);
-            let o = super::direct::Out {
-                ptr: out.as_mut_ptr(),
-                channels: cout,
-                offset: 0,
-            };
-            // SAFETY: `out` holds `total` floats, the pooled [N, cout, ph, pw], and the kernel
-            // writes every one of them (each pooled row lies in one band of one task).
-            unsafe {
-                direct.run(&data, &geo, f, None, Some(pool), o);
-                out.set_len(total);
-            }
-            return Tensor::from_data(TensorData::new(out, [n, cout, ph, pw]), &device);
+            return direct.run_new(&Values::of(x), &geo, f, None, Some(pool), &device);
         }
         // Elsewhere: the convolution, then the pooling layer as it would have run.
         let mut plain = f.clone();
@@ -582,20 +601,7 @@ fn conv2d_tiled(
     let data = Values::of(x);
     #[cfg(target_arch = "x86_64")]
     if let Some(kernel) = kernel {
-        let total = n * cout * npix;
-        let mut out: Vec<f32> = Vec::with_capacity(total);
-        let o = super::direct::Out {
-            ptr: out.as_mut_ptr(),
-            channels: cout,
-            offset: 0,
-        };
-        // SAFETY: `out` holds `total` floats, [N, cout, oh, ow], and both kernels write every
-        // one of them (each output lies in one position block or tile of one task).
-        unsafe {
-            kernel.run(&data, &geo, f, residual.as_deref(), None, o);
-            out.set_len(total);
-        }
-        return Tensor::from_data(TensorData::new(out, [n, cout, oh, ow]), &device);
+        return kernel.run_new(&data, &geo, f, residual.as_deref(), None, &device);
     }
     let mut out = vec![0f32; n * cout * npix];
     let threads = rayon::current_num_threads().max(1);
