@@ -388,7 +388,8 @@ fn conv2d(c: &Conv2d, x: &Act) -> Act {
                         }
                     }
                 }
-                y.v[y.idx(o, i, j)] = s;
+                let ix = y.idx(o, i, j);
+                y.v[ix] = s;
             }
         }
     }
@@ -446,7 +447,8 @@ fn conv_transpose(c: &ConvTranspose2d, x: &Act) -> Act {
     for o in 0..c.filters {
         for i in 0..oh {
             for j in 0..ow {
-                y.v[y.idx(o, i, j)] =
+                let ix = y.idx(o, i, j);
+                y.v[ix] =
                     full.at(o, i + crop.top, j + crop.left) + b.get(o).copied().unwrap_or(0.0);
             }
         }
@@ -479,7 +481,8 @@ fn pool(p: &Pool2d, x: &Act, max: bool) -> Act {
                 }
                 // Max pooling pads with -inf; average pooling with zeros that count in the
                 // mean unless `count_include_pad` is false (MATLAB's PaddingValue "mean").
-                y.v[y.idx(c, i, j)] = if max {
+                let ix = y.idx(c, i, j);
+                y.v[ix] = if max {
                     best
                 } else if p.count_include_pad {
                     sum / (kh * kw) as f64

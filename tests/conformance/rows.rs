@@ -41,8 +41,9 @@ pub struct Row {
     /// Max |difference| allowed, relative to max(1, max |reference|).
     pub tol: f64,
     pub support: Support,
-    /// A disagreement not yet decided (the reason); the row's failures are reported, not fatal.
-    pub known_failure: Option<&'static str>,
+    /// A known disagreement: `(stage, reason)`. That stage's failure is reported, not fatal;
+    /// once it passes the test fails until the mark is removed.
+    pub known_failure: Option<(&'static str, &'static str)>,
 }
 
 fn row(name: &'static str, input: In, expect: Shape, net: fn() -> Network) -> Row {
@@ -61,6 +62,12 @@ fn row(name: &'static str, input: In, expect: Shape, net: fn() -> Network) -> Ro
 impl Row {
     fn support(self, support: Support) -> Row {
         Row { support, ..self }
+    }
+    fn known(self, stage: &'static str, reason: &'static str) -> Row {
+        Row {
+            known_failure: Some((stage, reason)),
+            ..self
+        }
     }
 }
 
@@ -317,6 +324,9 @@ fn rnn(
     if gru { K::Gru(rec) } else { K::Lstm(rec) }
 }
 
+/// Unit stride or dilation.
+const S1: [usize; 2] = [1, 1];
+
 const TANH_SIGMOID: [&str; 2] = ["tanh", "sigmoid"];
 
 /// An image input with `kind` taking the input, tanh(input) and sigmoid(input) (the first
@@ -398,12 +408,31 @@ fn image_act(a: A) -> Network {
     chain(image(3, 4, 2), vec![act(a)])
 }
 
+/// A bug found by this harness: `matcnn export` of a saved sequence network (`--model DIR`)
+/// fails, because `MatNet::write_back` copies neither a SequenceInput's normalization statistics
+/// nor a recurrent layer's HiddenState/CellState from the module back into the description.
+const WRITE_BACK: &str = "MatNet::write_back skips SequenceInput normalization and Lstm/Gru \
+                          HiddenState/CellState: exporting a saved sequence network fails";
+
 pub fn rows() -> Vec<Row> {
+    let mut rows = table();
+    for r in &mut rows {
+        let seq_norm = r.name.starts_with("sequence-") && r.name != "sequence-none-fc";
+        let recurrent = ["lstm", "bilstm", "gru"]
+            .iter()
+            .any(|p| r.name.starts_with(p));
+        if seq_norm || recurrent {
+            r.known_failure = Some(("save", WRITE_BACK));
+        }
+    }
+    rows
+}
+
+fn table() -> Vec<Row> {
     use In::{Features, Image, Sequence};
     let img = |h, w, c| Image { h, w, c };
     let si = Shape::image;
     let sf = Shape::features;
-    let s1 = [1, 1];
     vec![
         // ---- io: input normalization on images, features and sequences ----
         row("image-none", img(4, 5, 3), si(4, 5, 3), || {
@@ -482,68 +511,68 @@ pub fn rows() -> Vec<Row> {
             let r = &mut Rng(1);
             chain(
                 image(5, 6, 3),
-                vec![conv(r, 3, 4, [3, 3], s1, s1, 1, pad(1, 1, 1, 1))],
+                vec![conv(r, 3, 4, [3, 3], S1, S1, 1, pad(1, 1, 1, 1))],
             )
         }),
         row("conv-pad-asymmetric", img(5, 6, 3), si(6, 5, 4), || {
             let r = &mut Rng(2);
             chain(
                 image(5, 6, 3),
-                vec![conv(r, 3, 4, [3, 3], s1, s1, 1, pad(0, 3, 1, 0))],
+                vec![conv(r, 3, 4, [3, 3], S1, S1, 1, pad(0, 3, 1, 0))],
             )
         }),
         row("conv-same-stride1", img(5, 6, 3), si(5, 6, 4), || {
             let r = &mut Rng(3);
             chain(
                 image(5, 6, 3),
-                vec![conv(r, 3, 4, [3, 2], s1, s1, 1, PaddingMode::Same)],
+                vec![conv(r, 3, 4, [3, 2], S1, S1, 1, PaddingMode::Same)],
             )
         }),
         row("conv-same-stride2", img(7, 8, 2), si(4, 4, 3), || {
             let r = &mut Rng(4);
             chain(
                 image(7, 8, 2),
-                vec![conv(r, 2, 3, [4, 3], [2, 2], s1, 1, PaddingMode::Same)],
+                vec![conv(r, 2, 3, [4, 3], [2, 2], S1, 1, PaddingMode::Same)],
             )
         }),
         row("conv-stride-2x3-rect", img(7, 8, 2), si(3, 3, 3), || {
             let r = &mut Rng(5);
             chain(
                 image(7, 8, 2),
-                vec![conv(r, 2, 3, [2, 3], [2, 3], s1, 1, pad(0, 0, 1, 1))],
+                vec![conv(r, 2, 3, [2, 3], [2, 3], S1, 1, pad(0, 0, 1, 1))],
             )
         }),
         row("conv-dilation", img(7, 8, 2), si(6, 6, 3), || {
             let r = &mut Rng(6);
             chain(
                 image(7, 8, 2),
-                vec![conv(r, 2, 3, [3, 3], s1, [2, 3], 1, pad(1, 2, 2, 2))],
+                vec![conv(r, 2, 3, [3, 3], S1, [2, 3], 1, pad(1, 2, 2, 2))],
             )
         }),
         row("conv-dilation-same", img(7, 8, 2), si(7, 8, 3), || {
             let r = &mut Rng(7);
             chain(
                 image(7, 8, 2),
-                vec![conv(r, 2, 3, [3, 2], s1, [2, 2], 1, PaddingMode::Same)],
+                vec![conv(r, 2, 3, [3, 2], S1, [2, 2], 1, PaddingMode::Same)],
             )
         }),
         row("conv-groups", img(4, 5, 4), si(4, 5, 6), || {
             let r = &mut Rng(8);
             chain(
                 image(4, 5, 4),
-                vec![conv(r, 4, 6, [3, 3], s1, s1, 2, pad(1, 1, 1, 1))],
+                vec![conv(r, 4, 6, [3, 3], S1, S1, 2, pad(1, 1, 1, 1))],
             )
         }),
         row("conv-channel-wise", img(4, 5, 3), si(3, 4, 6), || {
             let r = &mut Rng(9);
             chain(
                 image(4, 5, 3),
-                vec![conv(r, 3, 6, [2, 2], s1, s1, 0, pad(0, 0, 0, 0))],
+                vec![conv(r, 3, 6, [2, 2], S1, S1, 0, pad(0, 0, 0, 0))],
             )
         }),
         row("conv-no-bias", img(4, 5, 3), si(4, 5, 2), || {
             let r = &mut Rng(10);
-            let mut k = conv(r, 3, 2, [1, 1], s1, s1, 1, pad(0, 0, 0, 0));
+            let mut k = conv(r, 3, 2, [1, 1], S1, S1, 1, pad(0, 0, 0, 0));
             if let K::Conv2d(c) = &mut k {
                 c.bias = None;
             }
@@ -599,7 +628,7 @@ pub fn rows() -> Vec<Row> {
         row("batchnorm-after-conv", img(4, 4, 2), si(4, 4, 3), || {
             // The CLI folds this one into the convolution.
             let r = &mut Rng(19);
-            let c = conv(r, 2, 3, [3, 3], s1, s1, 1, PaddingMode::Same);
+            let c = conv(r, 2, 3, [3, 3], S1, S1, 1, PaddingMode::Same);
             chain(image(4, 4, 2), vec![c, bn(r, 3)])
         }),
         row("batchnorm-features", Features(5), sf(5), || {
@@ -664,7 +693,7 @@ pub fn rows() -> Vec<Row> {
         row("maxpool-pad-asymmetric", img(5, 6, 2), si(5, 5, 2), || {
             chain(
                 image(5, 6, 2),
-                vec![K::MaxPool2d(pool([3, 3], s1, pad(1, 1, 0, 1), true))],
+                vec![K::MaxPool2d(pool([3, 3], S1, pad(1, 1, 0, 1), true))],
             )
         }),
         row("maxpool-same-stride2", img(5, 6, 2), si(3, 3, 2), || {
@@ -694,7 +723,7 @@ pub fn rows() -> Vec<Row> {
         row("avgpool-same-exclude", img(5, 6, 2), si(5, 6, 2), || {
             chain(
                 image(5, 6, 2),
-                vec![K::AvgPool2d(pool([3, 2], s1, PaddingMode::Same, false))],
+                vec![K::AvgPool2d(pool([3, 2], S1, PaddingMode::Same, false))],
             )
         }),
         row("global-avg-pool", img(3, 4, 3), si(1, 1, 3), || {
@@ -791,7 +820,7 @@ pub fn rows() -> Vec<Row> {
         }),
         row("regression-output", img(4, 4, 2), si(4, 4, 1), || {
             let r = &mut Rng(27);
-            let c = conv(r, 2, 1, [3, 3], s1, s1, 1, PaddingMode::Same);
+            let c = conv(r, 2, 1, [3, 3], S1, S1, 1, PaddingMode::Same);
             chain(image(4, 4, 2), vec![c, K::RegressionOutput])
         }),
         // ---- recurrent ----
