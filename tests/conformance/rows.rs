@@ -63,12 +63,6 @@ impl Row {
     fn support(self, support: Support) -> Row {
         Row { support, ..self }
     }
-    fn known(self, stage: &'static str, reason: &'static str) -> Row {
-        Row {
-            known_failure: Some((stage, reason)),
-            ..self
-        }
-    }
 }
 
 // ---- Building blocks ----
@@ -196,7 +190,7 @@ fn conv(
     groups: usize,
     padding: PaddingMode,
 ) -> K {
-    let per = if groups == 0 { 1 } else { cin / groups };
+    let per = cin.checked_div(groups).unwrap_or(1); // 0 groups: channel-wise
     K::Conv2d(L::Conv2d {
         filter,
         in_channels: cin,
