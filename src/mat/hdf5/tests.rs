@@ -1,6 +1,6 @@
 use super::class::convert;
 use super::*;
-use crate::mat::value::{CellArray, NumData, NumericArray, Opaque};
+use crate::mat::value::{CellArray, NumData, NumericArray, StructArray};
 
 fn fixture(rel: &str) -> Vec<u8> {
     let p = format!("{}/../shared/fixtures/{rel}", env!("CARGO_MANIFEST_DIR"));
