@@ -47,7 +47,8 @@ def networks(binary, path):
 
 def make_input(name, inp):
     rng = np.random.default_rng(zlib.crc32(name.encode()))
-    size = inp["size"]
+    # Fully convolutional networks (MatConvNet) leave H and W open: give them 32.
+    size = [32 if d is None else d for d in inp["size"]]
     if inp["kind"].lower().startswith("image") and len(size) == 3:
         h, w, c = size
         return (rng.random((2, c, h, w)) * 255).astype(np.float32)
