@@ -5,19 +5,15 @@
 //! feature vectors are `[N, C, 1, 1]`. Layers run in the description's topological order.
 
 pub mod backend;
-pub mod cpu;
-#[cfg(target_arch = "x86_64")]
-mod direct;
 mod fold;
 mod ops;
-mod recurrent;
+mod prepare;
 pub mod saved;
-#[cfg(target_arch = "x86_64")]
-mod winograd;
 
+/// The CPU kernels, now [`crate::cpu`] (this path is kept for older uses).
+pub use crate::cpu;
 pub use backend::{Backend, device_for};
-pub use ops::{ADD_RELU, Op};
-pub use recurrent::Rnn;
+pub use ops::{ADD_RELU, Op, Rnn};
 
 use crate::net::layer::{self, LayerKind, Network, PaddingMode};
 use burn::module::Module;
