@@ -4,7 +4,7 @@
 //! to Burn's op itself or says when it does not apply.
 //!
 //! This module depends on Burn, `gemm`, rayon, libc and std only, never on the rest of matcnn:
-//! the model ([`crate::model`]) decides which layers run here (its graph rewrites, in
+//! the model (`src/model/`) decides which layers run here (its graph rewrites, in
 //! `model/prepare.rs`, pick fusions such as a convolution with its ReLU, residual addition or
 //! max pooling) and calls these kernels with Burn tensors, slices and the configuration types
 //! defined here.
@@ -112,7 +112,7 @@ fn zeroed(s: &mut [std::mem::MaybeUninit<f32>]) -> &mut [f32] {
 /// Helpers of the kernels' tests.
 #[cfg(test)]
 mod test_util {
-    /// The tests' random numbers: the same sequence as `crate::train::Rng` (SplitMix64), kept
+    /// The tests' random numbers: the same sequence as `train::Rng` (SplitMix64), kept
     /// here so that this module depends on nothing else of the crate.
     pub struct Rng(u64);
 

@@ -1,6 +1,6 @@
 //! Convolution, transposed convolution and fully connected layers.
 
-use super::{Op, burn_padding, pads, param};
+use super::{Op, burn_padding, pads, param, set, set_param};
 use crate::model::ModelError;
 use crate::net::layer::{self, Layer};
 use burn::module::{Module, Param};
@@ -124,4 +124,26 @@ pub(super) fn fully_connected(
         linear: Linear { weight: w, bias },
         per_step,
     }))
+}
+
+pub(super) fn write_back_conv2d(c: &Conv2d, d: &mut layer::Conv2d) {
+    set_param(&mut d.weights, c.weight.val());
+    if let Some(b) = &c.bias {
+        set(&mut d.bias, b.val());
+    }
+}
+
+pub(super) fn write_back_conv_transpose2d(c: &ConvT, d: &mut layer::ConvTranspose2d) {
+    set_param(&mut d.weights, c.conv.weight.val());
+    if let Some(b) = &c.conv.bias {
+        set(&mut d.bias, b.val());
+    }
+}
+
+pub(super) fn write_back_fully_connected(f: &Fc, d: &mut layer::FullyConnected) {
+    // Burn [in, out] → canonical [K, N].
+    set_param(&mut d.weights, f.linear.weight.val().transpose());
+    if let Some(b) = &f.linear.bias {
+        set(&mut d.bias, b.val());
+    }
 }

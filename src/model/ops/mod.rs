@@ -27,10 +27,9 @@ pub use combine::ADD_RELU;
 pub(crate) use combine::{ADD, CONCAT_C};
 pub use conv::{ConvT, Fc};
 pub use io::InputNorm;
-pub(crate) use io::write_back_normalization;
 pub use recurrent::Rnn;
 
-use super::ModelError;
+use super::{ModelError, tensor_values};
 use crate::net::layer::{self, Layer, LayerKind, Network, Padding, PaddingMode};
 use activation::{CLIPPED, ELU, GELU, GELU_TANH, LEAKY, SIGMOID, SWISH, TANH};
 use burn::module::{Module, Param};
@@ -127,6 +126,32 @@ impl Op {
     }
 }
 
+impl Op {
+    /// Copies the op's current parameters and statistics into `kind`, the description of the
+    /// layer it was built from (in the description's canonical layouts); ops without any, or
+    /// built from another kind, leave it as it is.
+    pub(crate) fn write_back(&self, kind: &mut LayerKind) {
+        match (self, kind) {
+            (Op::Conv(c), LayerKind::Conv2d(d)) => conv::write_back_conv2d(c, d),
+            (Op::ConvT(c), LayerKind::ConvTranspose2d(d)) => {
+                conv::write_back_conv_transpose2d(c, d)
+            }
+            (Op::Fc(f), LayerKind::FullyConnected(d)) => conv::write_back_fully_connected(f, d),
+            (Op::BatchNorm(b), LayerKind::BatchNorm(d)) => norm::write_back_batch_norm(b, d),
+            (Op::GroupNorm(g), LayerKind::GroupNorm(d)) => norm::write_back_group_norm(g, d),
+            (Op::Rnn(r), LayerKind::Lstm(d)) => r.write_back(d),
+            (Op::Rnn(r), LayerKind::Gru(d)) => r.write_back(d),
+            (Op::Input(n), LayerKind::ImageInput { normalization, .. }) => {
+                io::write_back_normalization(n, normalization)
+            }
+            (Op::Input(n), LayerKind::FeatureInput { normalization, .. }) => {
+                io::write_back_normalization(n, normalization)
+            }
+            _ => {}
+        }
+    }
+}
+
 impl Func {
     /// The function on the node's first input `x` and its other inputs `rest`.
     fn forward(&self, x: Tensor<4>, rest: std::vec::IntoIter<Tensor<4>>) -> Tensor<4> {
@@ -141,6 +166,21 @@ impl Func {
             FLATTEN => reshape::flatten_forward(x),
             _ => x,
         }
+    }
+}
+
+/// Sets `dst`'s values (when the description has the parameter) to `t`'s.
+fn set(dst: &mut Option<layer::Param>, t: Tensor<1>) {
+    if let Some(p) = dst {
+        p.value.data = tensor_values(t);
+    }
+}
+
+/// Sets `dst`'s shape and values (when the description has the parameter) to `t`'s.
+fn set_param<const D: usize>(dst: &mut Option<layer::Param>, t: Tensor<D>) {
+    if let Some(p) = dst {
+        p.value.shape = t.dims().to_vec();
+        p.value.data = tensor_values(t);
     }
 }
 

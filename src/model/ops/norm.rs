@@ -1,11 +1,11 @@
 //! Batch, group and local response normalization: Burn's layers, with MATLAB's statistics.
 
-use super::{Op, param, tensor};
-use crate::model::ModelError;
+use super::{Op, param, set, tensor};
+use crate::model::{ModelError, tensor_values};
 use crate::net::layer::{self, Layer};
 use burn::module::RunningState;
 use burn::nn::norm::LocalResponseNormConfig;
-use burn::nn::{BatchNormConfig, GroupNormConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, GroupNorm, GroupNormConfig};
 use burn::prelude::*;
 
 pub(super) fn batch_norm(
@@ -61,4 +61,24 @@ pub(super) fn lrn(n: &layer::Lrn) -> Result<Op, ModelError> {
             .with_k(n.k)
             .init(),
     ))
+}
+
+pub(super) fn write_back_batch_norm(b: &BatchNorm, d: &mut layer::BatchNorm) {
+    set(&mut d.scale, b.gamma.val());
+    set(&mut d.offset, b.beta.val());
+    if let Some(m) = &mut d.mean {
+        m.data = tensor_values(b.running_mean.value());
+    }
+    if let Some(v) = &mut d.variance {
+        v.data = tensor_values(b.running_var.value());
+    }
+}
+
+pub(super) fn write_back_group_norm(g: &GroupNorm, d: &mut layer::GroupNorm) {
+    if let Some(gm) = &g.gamma {
+        set(&mut d.scale, gm.val());
+    }
+    if let Some(bt) = &g.beta {
+        set(&mut d.offset, bt.val());
+    }
 }

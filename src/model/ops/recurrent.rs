@@ -15,7 +15,7 @@
 //! `[h_forward; h_backward]` per time step. OutputMode 'last' returns the last time step of the
 //! output sequence (for a BiLSTM, the backward half is the state after the last input only).
 
-use super::{Op, err, param, tensor};
+use super::{Op, err, param, set_param, tensor};
 use crate::model::ModelError;
 use crate::net::layer::{self, Layer};
 use burn::module::{Module, Param};
@@ -92,6 +92,13 @@ pub(super) fn gru(l: &Layer, r: &layer::Recurrent, device: &Device) -> Result<Op
 }
 
 impl Rnn {
+    /// Copies the weights into `d`, the description of the layer.
+    pub(super) fn write_back(&self, d: &mut layer::Recurrent) {
+        set_param(&mut d.input_weights, self.input_weights.val());
+        set_param(&mut d.recurrent_weights, self.recurrent_weights.val());
+        set_param(&mut d.bias, self.bias.val());
+    }
+
     pub fn build(
         l: &Layer,
         r: &layer::Recurrent,
