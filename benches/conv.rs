@@ -1,4 +1,4 @@
-//! One convolution layer at a time on the CPU kernels (`matcnn::model::cpu::conv2d`, what
+//! One convolution layer at a time on the CPU kernels (`matcnn::cpu::conv2d`, what
 //! inference runs on the plain flex device): the 3x3, stride-2, 1x1 and 7x7 shapes of
 //! ResNet-18, VGG-16 and SqueezeNet, batch 1 (and one batch of 8), random weights, ReLU fused.
 //!
@@ -17,7 +17,7 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2dConfig;
 use burn::prelude::{Device, Tensor, TensorData};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use matcnn::model::cpu::{self, FastConv};
+use matcnn::cpu::{self, FastConv};
 
 mod common;
 use common::noise;

@@ -4,6 +4,7 @@
 //! inference, fine-tuning, export.
 
 pub mod bench;
+pub mod cpu;
 pub mod data;
 pub mod dump;
 pub mod export;

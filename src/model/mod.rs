@@ -5,21 +5,17 @@
 //! feature vectors are `[N, C, 1, 1]`. Layers run in the description's topological order.
 
 pub mod backend;
-pub mod cpu;
-#[cfg(target_arch = "x86_64")]
-mod direct;
 mod fold;
 mod ops;
-mod recurrent;
+mod prepare;
 pub mod saved;
-#[cfg(target_arch = "x86_64")]
-mod winograd;
 
+/// The CPU kernels, now [`crate::cpu`] (this path is kept for older uses).
+pub use crate::cpu;
 pub use backend::{Backend, device_for};
-pub use ops::{ADD_RELU, Op};
-pub use recurrent::Rnn;
+pub use ops::{ADD_RELU, Op, Rnn};
 
-use crate::net::layer::{self, LayerKind, Network, PaddingMode};
+use crate::net::layer::{LayerKind, Network, PaddingMode};
 use burn::module::Module;
 use burn::prelude::*;
 use thiserror::Error;
@@ -482,74 +478,13 @@ fn tensor_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         .expect("float tensors convert to f32")
 }
 
-fn set(dst: &mut Option<layer::Param>, t: Tensor<1>) {
-    if let Some(p) = dst {
-        p.value.data = tensor_values(t);
-    }
-}
-
-fn set_param<const D: usize>(dst: &mut Option<layer::Param>, t: Tensor<D>) {
-    if let Some(p) = dst {
-        p.value.shape = t.dims().to_vec();
-        p.value.data = tensor_values(t);
-    }
-}
-
 impl MatNet {
     /// Copies the module's current parameters and statistics back into `net` (in the
     /// description's canonical layouts), so that exporters and saved descriptions see the
     /// weights of a fine-tuned or reloaded module.
     pub fn write_back(&self, net: &mut Network) {
         for (node, l) in self.nodes.iter().zip(net.layers.iter_mut()) {
-            match (&node.op, &mut l.kind) {
-                (Op::Conv(c), LayerKind::Conv2d(d)) => {
-                    set_param(&mut d.weights, c.weight.val());
-                    if let Some(b) = &c.bias {
-                        set(&mut d.bias, b.val());
-                    }
-                }
-                (Op::ConvT(c), LayerKind::ConvTranspose2d(d)) => {
-                    set_param(&mut d.weights, c.conv.weight.val());
-                    if let Some(b) = &c.conv.bias {
-                        set(&mut d.bias, b.val());
-                    }
-                }
-                (Op::Fc(f), LayerKind::FullyConnected(d)) => {
-                    // Burn [in, out] → canonical [K, N].
-                    set_param(&mut d.weights, f.linear.weight.val().transpose());
-                    if let Some(b) = &f.linear.bias {
-                        set(&mut d.bias, b.val());
-                    }
-                }
-                (Op::BatchNorm(b), LayerKind::BatchNorm(d)) => {
-                    set(&mut d.scale, b.gamma.val());
-                    set(&mut d.offset, b.beta.val());
-                    if let Some(m) = &mut d.mean {
-                        m.data = tensor_values(b.running_mean.value());
-                    }
-                    if let Some(v) = &mut d.variance {
-                        v.data = tensor_values(b.running_var.value());
-                    }
-                }
-                (Op::GroupNorm(g), LayerKind::GroupNorm(d)) => {
-                    if let Some(gm) = &g.gamma {
-                        set(&mut d.scale, gm.val());
-                    }
-                    if let Some(bt) = &g.beta {
-                        set(&mut d.offset, bt.val());
-                    }
-                }
-                (Op::Rnn(r), LayerKind::Lstm(d)) | (Op::Rnn(r), LayerKind::Gru(d)) => {
-                    set_param(&mut d.input_weights, r.input_weights.val());
-                    set_param(&mut d.recurrent_weights, r.recurrent_weights.val());
-                    set_param(&mut d.bias, r.bias.val());
-                }
-                (Op::Input(n), LayerKind::ImageInput { normalization, .. })
-                | (Op::Input(n), LayerKind::FeatureInput { normalization, .. }) => {
-                    ops::write_back_normalization(n, normalization);
-                }
-                _ => {}
-            }
+            node.op.write_back(&mut l.kind);
         }
     }
 }

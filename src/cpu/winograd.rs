@@ -19,8 +19,8 @@
 //! transforms have coefficients 0, ±1 and ±1/2 only, so the rounding error stays at the level of
 //! a direct sum's (the tests compare against Burn's convolution at 1e-5 of the largest output).
 
-use super::cpu::{Geometry, OutPtr as Ptr};
 use super::direct::{self, NC, Out, low_mask, span};
+use super::{Geometry, OutPtr as Ptr};
 use std::arch::x86_64::*;
 
 /// Tiles per block: four 16-float vectors, the micro-kernel's widest call.

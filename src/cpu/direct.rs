@@ -16,7 +16,7 @@
 //! Chosen over im2col + gemm where it applies (figures in DESIGN.md): im2col writes and gemm then
 //! re-packs `kh * kw` copies of the input, which cost as much as the arithmetic on 2 cores.
 
-use super::cpu::{Geometry, OutPtr as Ptr, Pool};
+use super::{Geometry, OutPtr as Ptr, Pool};
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
@@ -217,7 +217,7 @@ pub unsafe fn conv2d_into(
                     );
                     return;
                 }
-                let dst = super::cpu::zeroed(dst);
+                let dst = super::zeroed(dst);
                 for c in channels {
                     for y in 0..h {
                         let (a, i) = ((y + t) % sh, (y + t) / sh);
@@ -743,7 +743,7 @@ unsafe fn conv_pool(
                 }
                 // Pooled rows py0..py1 of each channel, from the band (row r0 of the
                 // convolution is its row 0).
-                let g2 = super::cpu::PoolGeometry::new(
+                let g2 = super::pool::PoolGeometry::new(
                     [band, ow],
                     [py1 - py0, pw],
                     pool.k,
@@ -761,7 +761,7 @@ unsafe fn conv_pool(
                             (py1 - py0) * pw,
                         )
                     };
-                    super::cpu::pool_into(&g2, o, plane, &mut vrow, &mut phases);
+                    super::pool::pool_into(&g2, o, plane, &mut vrow, &mut phases);
                 }
             }
         })

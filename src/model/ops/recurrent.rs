@@ -15,7 +15,8 @@
 //! `[h_forward; h_backward]` per time step. OutputMode 'last' returns the last time step of the
 //! output sequence (for a BiLSTM, the backward half is the state after the last input only).
 
-use super::ModelError;
+use super::{Op, err, param, set_param, tensor};
+use crate::model::ModelError;
 use crate::net::layer::{self, Layer};
 use burn::module::{Module, Param};
 use burn::prelude::*;
@@ -54,14 +55,6 @@ pub struct Rnn {
     pub reset_gate_mode: usize,
 }
 
-fn err(l: &Layer, msg: impl Into<String>) -> ModelError {
-    ModelError::Layer {
-        layer: l.name.clone(),
-        class: l.class.clone(),
-        msg: msg.into(),
-    }
-}
-
 /// Activation names MATLAB offers → codes; anything else is refused with the layer named.
 pub(crate) fn activation_codes(r: &layer::Recurrent) -> Result<[usize; 2], String> {
     let state = match r.state_activation.as_str() {
@@ -90,7 +83,22 @@ pub(crate) fn reset_code(mode: &str) -> Result<usize, String> {
     })
 }
 
+pub(super) fn lstm(l: &Layer, r: &layer::Recurrent, device: &Device) -> Result<Op, ModelError> {
+    Ok(Op::Rnn(Rnn::build(l, r, LSTM, device)?))
+}
+
+pub(super) fn gru(l: &Layer, r: &layer::Recurrent, device: &Device) -> Result<Op, ModelError> {
+    Ok(Op::Rnn(Rnn::build(l, r, GRU, device)?))
+}
+
 impl Rnn {
+    /// Copies the weights into `d`, the description of the layer.
+    pub(super) fn write_back(&self, d: &mut layer::Recurrent) {
+        set_param(&mut d.input_weights, self.input_weights.val());
+        set_param(&mut d.recurrent_weights, self.recurrent_weights.val());
+        set_param(&mut d.bias, self.bias.val());
+    }
+
     pub fn build(
         l: &Layer,
         r: &layer::Recurrent,
@@ -109,9 +117,9 @@ impl Rnn {
         if cell == GRU && d != 1 {
             return Err(err(l, "bidirectional GRU layers do not exist in MATLAB"));
         }
-        let w = super::ops::param::<2>(l, &r.input_weights, "InputWeights", device)?;
-        let rw = super::ops::param::<2>(l, &r.recurrent_weights, "RecurrentWeights", device)?;
-        let b = super::ops::param::<1>(l, &r.bias, "Bias", device)?;
+        let w = param::<2>(l, &r.input_weights, "InputWeights", device)?;
+        let rw = param::<2>(l, &r.recurrent_weights, "RecurrentWeights", device)?;
+        let b = param::<1>(l, &r.bias, "Bias", device)?;
         let rows = gates * h * d;
         let [wr, _] = w.dims();
         let [rr, rc] = rw.dims();
@@ -139,7 +147,7 @@ impl Rnn {
         }
         let state = |t: &Option<layer::Tensor>, what: &str| -> Result<Tensor<1>, ModelError> {
             match t {
-                Some(t) if t.numel() == h * d => super::ops::tensor::<1>(l, t, what, device),
+                Some(t) if t.numel() == h * d => tensor::<1>(l, t, what, device),
                 Some(t) => Err(err(
                     l,
                     format!("{what} has {} values, expected {}", t.numel(), h * d),

@@ -1,0 +1,116 @@
+//! Input layers (their normalization) and output layers.
+
+use super::{IDENTITY, Op, func, values};
+use crate::model::ModelError;
+use crate::net::layer::{self, Normalization};
+use burn::module::{Module, Param};
+use burn::prelude::*;
+
+/// Input normalization: `(x - shift) * scale` with broadcastable `[1, C, H, W]` constants, saved
+/// in records as frozen parameters.
+#[derive(Module, Debug)]
+pub struct InputNorm {
+    pub shift: Param<Tensor<4>>,
+    pub scale: Param<Tensor<4>>,
+}
+
+impl InputNorm {
+    /// `(x - shift) * scale` ([`crate::cpu::normalize`]).
+    pub(super) fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        crate::cpu::normalize(x, self.shift.val(), self.scale.val())
+    }
+}
+
+/// An image, feature or sequence input layer: its normalization, or an identity.
+pub(super) fn input(normalization: &Normalization, device: &Device) -> Result<Op, ModelError> {
+    let (shift, scale) = match normalization {
+        Normalization::None => return Ok(func(IDENTITY, 0.0)),
+        Normalization::ZeroCenter { mean } => {
+            let m = constant4(mean, device);
+            let one = m.ones_like();
+            (m, one)
+        }
+        Normalization::ZScore { mean, std } => {
+            (constant4(mean, device), constant4(std, device).recip())
+        }
+        Normalization::RescaleZeroOne { min, max } => {
+            let lo = constant4(min, device);
+            let hi = constant4(max, device);
+            (lo.clone(), (hi - lo).recip())
+        }
+        Normalization::RescaleSymmetric { min, max } => {
+            // 2 (x - min)/(max - min) - 1 = (x - (max + min)/2) * 2/(max - min)
+            let lo = constant4(min, device);
+            let hi = constant4(max, device);
+            (
+                (hi.clone() + lo.clone()).div_scalar(2.0),
+                (hi - lo).recip().mul_scalar(2.0),
+            )
+        }
+    };
+    Ok(Op::Input(InputNorm {
+        shift: frozen(shift),
+        scale: frozen(scale),
+    }))
+}
+
+/// A classification or regression output layer: an identity (the loss is training's).
+pub(super) fn output() -> Result<Op, ModelError> {
+    Ok(func(IDENTITY, 0.0))
+}
+
+fn constant4(v: &layer::Tensor, device: &Device) -> Tensor<4> {
+    let s = &v.shape;
+    let shape = match s.len() {
+        3 => [1, s[0], s[1], s[2]],
+        1 => [1, s[0], 1, 1],
+        _ => [1, 1, 1, v.numel().max(1)],
+    };
+    let data = values(v);
+    if data.is_empty() {
+        // Unknown statistics, or a description read back without data (the record fills it).
+        let shape = if v.numel() == 0 { [1, 1, 1, 1] } else { shape };
+        return Tensor::zeros(shape, device);
+    }
+    Tensor::from_data(TensorData::new(data, shape), device)
+}
+
+fn frozen<const D: usize>(t: Tensor<D>) -> Param<Tensor<D>> {
+    Param::from_tensor(t).set_require_grad(false)
+}
+
+/// Restores a normalization's statistics from the module's `(x - shift) * scale` constants.
+pub(crate) fn write_back_normalization(n: &InputNorm, norm: &mut Normalization) {
+    let vals = |t: Tensor<4>| {
+        t.into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("f32 data")
+    };
+    let shift = vals(n.shift.val());
+    let scale = vals(n.scale.val());
+    let fill = |t: &mut layer::Tensor, v: Vec<f32>| {
+        if v.len() == t.numel() {
+            t.data = v;
+        }
+    };
+    match norm {
+        Normalization::None => {}
+        Normalization::ZeroCenter { mean } => fill(mean, shift),
+        Normalization::ZScore { mean, std } => {
+            fill(mean, shift);
+            fill(std, scale.iter().map(|s| 1.0 / s).collect());
+        }
+        Normalization::RescaleZeroOne { min, max } => {
+            let range: Vec<f32> = scale.iter().map(|s| 1.0 / s).collect();
+            fill(max, shift.iter().zip(&range).map(|(m, r)| m + r).collect());
+            fill(min, shift);
+        }
+        Normalization::RescaleSymmetric { min, max } => {
+            // shift = (max + min)/2, scale = 2/(max - min)
+            let half: Vec<f32> = scale.iter().map(|s| 1.0 / s).collect();
+            fill(min, shift.iter().zip(&half).map(|(c, h)| c - h).collect());
+            fill(max, shift.iter().zip(&half).map(|(c, h)| c + h).collect());
+        }
+    }
+}
