@@ -28,236 +28,20 @@
 
 use serde_json::{Value as Json, json};
 
-use crate::net::{
-    Activation, Layer, LayerKind, Network, Normalization, PaddingMode, Shape, source_name,
-};
+use crate::net::{Layer, LayerKind, Network, Normalization, Shape, layers, source_name};
 
 fn class_short(class: &str) -> &str {
     class.rsplit('.').next().unwrap_or(class)
 }
 
-fn pair(p: [usize; 2]) -> String {
-    format!("[{} {}]", p[0], p[1])
-}
-
-fn padding(p: &PaddingMode) -> String {
-    match p {
-        PaddingMode::Manual(p) => format!("[{} {} {} {}]", p.top, p.bottom, p.left, p.right),
-        PaddingMode::Same => "'same'".into(),
-    }
-}
-
-fn normalization_name(n: &Normalization) -> &'static str {
-    match n {
-        Normalization::None => "none",
-        Normalization::ZeroCenter { .. } => "zerocenter",
-        Normalization::ZScore { .. } => "zscore",
-        Normalization::RescaleSymmetric { .. } => "rescale-symmetric",
-        Normalization::RescaleZeroOne { .. } => "rescale-zero-one",
-    }
-}
-
-fn with_normalization(base: String, n: &Normalization) -> String {
-    match n {
-        Normalization::None => base,
-        other => format!("{base} with '{}' normalization", normalization_name(other)),
-    }
-}
-
-fn plural(n: usize, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
-    }
-}
-
-fn number(x: f64) -> String {
-    format!("{x}")
-}
-
 /// The kind of a layer as one word (`Conv2d`, `Relu`, `Unsupported`).
 pub fn kind_name(kind: &LayerKind) -> &'static str {
-    use LayerKind as K;
-    match kind {
-        K::ImageInput { .. } => "ImageInput",
-        K::FeatureInput { .. } => "FeatureInput",
-        K::SequenceInput { .. } => "SequenceInput",
-        K::Conv2d(_) => "Conv2d",
-        K::ConvTranspose2d(_) => "ConvTranspose2d",
-        K::FullyConnected(_) => "FullyConnected",
-        K::BatchNorm(_) => "BatchNorm",
-        K::GroupNorm(_) => "GroupNorm",
-        K::Lrn(_) => "Lrn",
-        K::Activation(a) => match a {
-            Activation::Relu => "Relu",
-            Activation::LeakyRelu { .. } => "LeakyRelu",
-            Activation::ClippedRelu { .. } => "ClippedRelu",
-            Activation::Elu { .. } => "Elu",
-            Activation::Tanh => "Tanh",
-            Activation::Sigmoid => "Sigmoid",
-            Activation::Swish => "Swish",
-            Activation::Gelu { .. } => "Gelu",
-        },
-        K::MaxPool2d(_) => "MaxPool2d",
-        K::AvgPool2d(_) => "AvgPool2d",
-        K::GlobalAvgPool => "GlobalAvgPool",
-        K::GlobalMaxPool => "GlobalMaxPool",
-        K::Addition { .. } => "Addition",
-        K::Multiplication { .. } => "Multiplication",
-        K::DepthConcat { .. } => "DepthConcat",
-        K::Concat { .. } => "Concat",
-        K::Dropout { .. } => "Dropout",
-        K::Flatten => "Flatten",
-        K::Resize2d { .. } => "Resize2d",
-        K::Softmax => "Softmax",
-        K::ClassificationOutput { .. } => "ClassificationOutput",
-        K::RegressionOutput => "RegressionOutput",
-        K::Lstm(_) => "Lstm",
-        K::Gru(_) => "Gru",
-        K::Unsupported { .. } => "Unsupported",
-    }
+    layers::names(kind).kind
 }
 
 /// One line saying what a layer computes, e.g. `3x3 conv, 16 filters, stride [1 1], padding [1 1 1 1]`.
 pub fn description(layer: &Layer) -> String {
-    use LayerKind as K;
-    match &layer.kind {
-        K::ImageInput {
-            size,
-            normalization,
-        } => with_normalization(format!("{} images", size_str(size)), normalization),
-        K::FeatureInput {
-            size,
-            normalization,
-        } => with_normalization(format!("{size} features"), normalization),
-        K::SequenceInput {
-            size,
-            normalization,
-        } => with_normalization(
-            format!("sequence input with {size} dimensions"),
-            normalization,
-        ),
-        K::Conv2d(c) => {
-            let mut s = format!(
-                "{}x{} conv, {} filters",
-                c.filter[0], c.filter[1], c.filters
-            );
-            if c.groups != 1 {
-                s += &format!(", {} groups", c.groups);
-            }
-            s += &format!(", stride {}", pair(c.stride));
-            if c.dilation != [1, 1] {
-                s += &format!(", dilation {}", pair(c.dilation));
-            }
-            s + &format!(", padding {}", padding(&c.padding))
-        }
-        K::ConvTranspose2d(c) => format!(
-            "{}x{} transposed conv, {}, stride {}, cropping {}",
-            c.filter[0],
-            c.filter[1],
-            plural(c.filters, "filter"),
-            pair(c.stride),
-            padding(&c.cropping)
-        ),
-        K::FullyConnected(f) => format!("{} fully connected", f.outputs),
-        K::BatchNorm(b) => format!("batch normalization with {} channels", b.channels),
-        K::GroupNorm(g) if g.groups == 1 => {
-            format!("layer normalization with {} channels", g.channels)
-        }
-        K::GroupNorm(g) => format!(
-            "group normalization, {} groups, {} channels",
-            g.groups, g.channels
-        ),
-        K::Lrn(l) => format!(
-            "cross channel normalization with {} channels per element",
-            l.window
-        ),
-        K::Activation(a) => match a {
-            Activation::Relu => "ReLU".into(),
-            Activation::LeakyRelu { scale } => format!("leaky ReLU with scale {}", number(*scale)),
-            Activation::ClippedRelu { ceiling } => {
-                format!("clipped ReLU with ceiling {}", number(*ceiling))
-            }
-            Activation::Elu { alpha } => format!("ELU with alpha {}", number(*alpha)),
-            Activation::Tanh => "hyperbolic tangent".into(),
-            Activation::Sigmoid => "sigmoid".into(),
-            Activation::Swish => "swish".into(),
-            Activation::Gelu { tanh: false } => "GELU".into(),
-            Activation::Gelu { tanh: true } => "GELU (tanh approximation)".into(),
-        },
-        K::MaxPool2d(p) | K::AvgPool2d(p) => format!(
-            "{}x{} {} pooling, stride {}, padding {}",
-            p.size[0],
-            p.size[1],
-            if matches!(layer.kind, K::MaxPool2d(_)) {
-                "max"
-            } else {
-                "average"
-            },
-            pair(p.stride),
-            padding(&p.padding)
-        ),
-        K::GlobalAvgPool => "global average pooling".into(),
-        K::GlobalMaxPool => "global max pooling".into(),
-        K::Addition { inputs } => format!("element-wise addition of {inputs} inputs"),
-        K::Multiplication { inputs } => format!("element-wise multiplication of {inputs} inputs"),
-        K::DepthConcat { inputs } => format!("depth concatenation of {inputs} inputs"),
-        K::Concat { dim, inputs } => {
-            format!("concatenation of {inputs} inputs along dimension {dim}")
-        }
-        K::Dropout { probability } => format!("{}% dropout", number(probability * 100.0)),
-        K::Flatten => "flatten".into(),
-        K::Resize2d {
-            scale,
-            output_size,
-            method,
-            ..
-        } => match (output_size, scale) {
-            (Some(o), _) => format!("resize to {} ({method})", pair(*o)),
-            (None, Some(s)) => format!("resize by [{} {}] ({method})", number(s[0]), number(s[1])),
-            (None, None) => format!("resize ({method})"),
-        },
-        K::Softmax => "softmax".into(),
-        K::ClassificationOutput { classes } => match classes.as_slice() {
-            [] => "classification output".into(),
-            [one] => format!("crossentropyex with '{one}'"),
-            [first, rest @ ..] => format!(
-                "crossentropyex with '{first}' and {} other class{}",
-                rest.len(),
-                if rest.len() == 1 { "" } else { "es" }
-            ),
-        },
-        K::RegressionOutput => "mean-squared-error".into(),
-        K::Lstm(r) | K::Gru(r) => {
-            let mut d = format!(
-                "{} with {} hidden units, output mode {}",
-                match (&layer.kind, r.bidirectional) {
-                    (K::Gru(_), _) => "GRU",
-                    (_, true) => "BiLSTM",
-                    _ => "LSTM",
-                },
-                r.hidden,
-                if r.return_sequence {
-                    "sequence"
-                } else {
-                    "last"
-                }
-            );
-            if r.state_activation != "tanh" || r.gate_activation != "sigmoid" {
-                d += &format!(", {}/{}", r.state_activation, r.gate_activation);
-            }
-            if matches!(layer.kind, K::Gru(_)) && r.reset_gate_mode != "after-multiplication" {
-                d += &format!(", reset gate {}", r.reset_gate_mode);
-            }
-            d
-        }
-        K::Unsupported { reason } => format!("unsupported: {reason}"),
-    }
-}
-
-fn size_str(s: &Shape) -> String {
-    crate::net::shape::describe(&Some(*s))
+    layers::describe(&layer.kind)
 }
 
 fn output_json(s: &Option<Shape>) -> Json {
@@ -297,46 +81,10 @@ fn class_list(classes: &[String]) -> String {
 }
 
 fn input_line(l: &Layer) -> String {
-    let (size, norm) = match &l.kind {
-        LayerKind::ImageInput {
-            size,
-            normalization,
-        } => (size_str(size), normalization),
-        LayerKind::FeatureInput {
-            size,
-            normalization,
-        } => (format!("{size} features"), normalization),
-        LayerKind::SequenceInput {
-            size,
-            normalization,
-        } => (format!("sequences of {size} features"), normalization),
-        _ => return l.name.clone(),
-    };
-    let stats = match norm {
-        Normalization::None => String::new(),
-        Normalization::ZeroCenter { mean: t }
-        | Normalization::ZScore { mean: t, .. }
-        | Normalization::RescaleSymmetric { min: t, .. }
-        | Normalization::RescaleZeroOne { min: t, .. } => {
-            if t.numel() == 0 {
-                " (statistics not computed yet)".into()
-            } else {
-                format!(
-                    " (statistics {})",
-                    t.shape
-                        .iter()
-                        .map(|d| d.to_string())
-                        .collect::<Vec<_>>()
-                        .join("x")
-                )
-            }
-        }
-    };
-    format!(
-        "{} {size}, normalization {}{stats}",
-        l.name,
-        normalization_name(norm)
-    )
+    match layers::io::input_summary(&l.kind) {
+        Some(summary) => format!("{} {summary}", l.name),
+        None => l.name.clone(),
+    }
 }
 
 /// The report as text.
@@ -483,7 +231,7 @@ pub fn json(net: &Network) -> Json {
             }
             _ => (Json::Null, &Normalization::None),
         };
-        json!({ "name": l.name, "kind": kind_name(&l.kind), "size": size, "normalization": normalization_name(norm) })
+        json!({ "name": l.name, "kind": kind_name(&l.kind), "size": size, "normalization": norm.name() })
     });
     json!({
         "variable": net.variable,
@@ -501,7 +249,7 @@ pub fn json(net: &Network) -> Json {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::{Conv2d, Padding, SourceKind, Tensor};
+    use crate::net::{Conv2d, Padding, PaddingMode, SourceKind, Tensor};
 
     fn sample() -> Network {
         let input = Layer {

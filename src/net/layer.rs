@@ -14,6 +14,14 @@
 
 use serde::{Deserialize, Serialize};
 
+// The layer families' hyperparameter types, at their historical paths.
+pub use super::layers::activation::Activation;
+pub use super::layers::conv::{Conv2d, ConvTranspose2d, FullyConnected};
+pub use super::layers::io::Normalization;
+pub use super::layers::norm::{BatchNorm, GroupNorm, Lrn};
+pub use super::layers::pool::Pool2d;
+pub use super::layers::recurrent::Recurrent;
+
 /// A dense row-major f32 tensor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tensor {
@@ -134,157 +142,6 @@ pub enum PaddingMode {
     Same,
 }
 
-/// Input normalization of an input layer, with its stored statistics.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Normalization {
-    None,
-    /// `x - mean`.
-    ZeroCenter {
-        mean: Tensor,
-    },
-    /// `(x - mean) / std`.
-    ZScore {
-        mean: Tensor,
-        std: Tensor,
-    },
-    /// `2 (x - min) / (max - min) - 1`.
-    RescaleSymmetric {
-        min: Tensor,
-        max: Tensor,
-    },
-    /// `(x - min) / (max - min)`.
-    RescaleZeroOne {
-        min: Tensor,
-        max: Tensor,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Conv2d {
-    /// `[kh, kw]`.
-    pub filter: [usize; 2],
-    pub in_channels: usize,
-    pub filters: usize,
-    pub stride: [usize; 2],
-    pub dilation: [usize; 2],
-    pub groups: usize,
-    pub padding: PaddingMode,
-    /// Canonical `[Cout, Cin/groups, kh, kw]`; None in untrained layer arrays.
-    pub weights: Option<Param>,
-    pub bias: Option<Param>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ConvTranspose2d {
-    pub filter: [usize; 2],
-    pub in_channels: usize,
-    pub filters: usize,
-    pub stride: [usize; 2],
-    pub groups: usize,
-    /// Output cropping ('same' crops so that out = in * stride).
-    pub cropping: PaddingMode,
-    /// Canonical `[Cin, Cout/groups, kh, kw]`.
-    pub weights: Option<Param>,
-    pub bias: Option<Param>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FullyConnected {
-    pub outputs: usize,
-    /// Canonical `[K, C*H*W]` (NCHW flatten order).
-    pub weights: Option<Param>,
-    pub bias: Option<Param>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BatchNorm {
-    pub channels: usize,
-    pub epsilon: f64,
-    pub mean: Option<Tensor>,
-    pub variance: Option<Tensor>,
-    pub scale: Option<Param>,
-    pub offset: Option<Param>,
-    /// Training-time decay of the running statistics (MATLAB `MeanDecay`/`VarianceDecay`).
-    pub mean_decay: f64,
-    pub variance_decay: f64,
-}
-
-/// Group normalization; layer normalization over an image is one group.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GroupNorm {
-    pub groups: usize,
-    pub channels: usize,
-    pub epsilon: f64,
-    pub scale: Option<Param>,
-    pub offset: Option<Param>,
-}
-
-/// Cross-channel (local response) normalization: `x / (k + alpha * sum_window(x^2) / n)^beta`.
-/// MATLAB's window for even `n` takes `floor((n-1)/2)` channels before and `floor(n/2)` after.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Lrn {
-    pub window: usize,
-    /// MATLAB's `Alpha`; MatConvNet's alpha (which the sum is not divided by) is stored times `n`.
-    pub alpha: f64,
-    pub beta: f64,
-    pub k: f64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub enum Activation {
-    Relu,
-    LeakyRelu { scale: f64 },
-    ClippedRelu { ceiling: f64 },
-    Elu { alpha: f64 },
-    Tanh,
-    Sigmoid,
-    Swish,
-    Gelu { tanh: bool },
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Pool2d {
-    pub size: [usize; 2],
-    pub stride: [usize; 2],
-    pub padding: PaddingMode,
-    /// Average pooling only: padded zeros count in the mean (MATLAB's default `PaddingValue` 0).
-    pub count_include_pad: bool,
-}
-
-/// A recurrent layer (LSTM, BiLSTM, GRU).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Recurrent {
-    pub hidden: usize,
-    pub input_size: usize,
-    /// True for OutputMode 'sequence', false for 'last'.
-    pub return_sequence: bool,
-    pub bidirectional: bool,
-    pub state_activation: String,
-    pub gate_activation: String,
-    pub input_weights: Option<Param>,
-    pub recurrent_weights: Option<Param>,
-    /// `[G*H*D]`; a GRU with reset gate mode 'recurrent-bias-after-multiplication' stores
-    /// `[2*G*H]`: the input biases, then the recurrent biases.
-    pub bias: Option<Param>,
-    /// GRU `ResetGateMode`: 'after-multiplication', 'before-multiplication' or
-    /// 'recurrent-bias-after-multiplication' (empty for LSTMs).
-    #[serde(default)]
-    pub reset_gate_mode: String,
-    /// Initial hidden state `[H*D]` (MATLAB's `HiddenState`; zeros when not stored).
-    #[serde(default)]
-    pub hidden_state: Option<Tensor>,
-    /// Initial cell state `[H*D]` (LSTM `CellState`).
-    #[serde(default)]
-    pub cell_state: Option<Tensor>,
-}
-
-impl Recurrent {
-    /// Number of directions (2 for a BiLSTM).
-    pub fn directions(&self) -> usize {
-        if self.bidirectional { 2 } else { 1 }
-    }
-}
-
 /// What a layer computes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum LayerKind {
@@ -390,52 +247,9 @@ pub struct Network {
 impl Network {
     /// Every tensor of every layer (weights, statistics, normalization constants, states).
     pub fn tensors_mut(&mut self) -> Vec<&mut Tensor> {
-        fn param(p: &mut Option<Param>) -> Option<&mut Tensor> {
-            p.as_mut().map(|p| &mut p.value)
-        }
-        let mut out = Vec::new();
-        for l in &mut self.layers {
-            match &mut l.kind {
-                LayerKind::ImageInput { normalization, .. }
-                | LayerKind::FeatureInput { normalization, .. }
-                | LayerKind::SequenceInput { normalization, .. } => match normalization {
-                    Normalization::None => {}
-                    Normalization::ZeroCenter { mean } => out.push(mean),
-                    Normalization::ZScore { mean, std } => out.extend([mean, std]),
-                    Normalization::RescaleSymmetric { min, max }
-                    | Normalization::RescaleZeroOne { min, max } => out.extend([min, max]),
-                },
-                LayerKind::Conv2d(c) => {
-                    out.extend(param(&mut c.weights).into_iter().chain(param(&mut c.bias)))
-                }
-                LayerKind::ConvTranspose2d(c) => {
-                    out.extend(param(&mut c.weights).into_iter().chain(param(&mut c.bias)))
-                }
-                LayerKind::FullyConnected(f) => {
-                    out.extend(param(&mut f.weights).into_iter().chain(param(&mut f.bias)))
-                }
-                LayerKind::BatchNorm(b) => out.extend(
-                    b.mean
-                        .as_mut()
-                        .into_iter()
-                        .chain(b.variance.as_mut())
-                        .chain(param(&mut b.scale))
-                        .chain(param(&mut b.offset)),
-                ),
-                LayerKind::GroupNorm(g) => {
-                    out.extend(param(&mut g.scale).into_iter().chain(param(&mut g.offset)))
-                }
-                LayerKind::Lstm(r) | LayerKind::Gru(r) => out.extend(
-                    param(&mut r.input_weights)
-                        .into_iter()
-                        .chain(param(&mut r.recurrent_weights))
-                        .chain(param(&mut r.bias))
-                        .chain(r.hidden_state.as_mut())
-                        .chain(r.cell_state.as_mut()),
-                ),
-                _ => {}
-            }
-        }
-        out
+        self.layers
+            .iter_mut()
+            .flat_map(|l| super::layers::tensors_mut(&mut l.kind))
+            .collect()
     }
 }

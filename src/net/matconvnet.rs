@@ -18,6 +18,7 @@ use crate::mat::value::{NumericArray, StructArray, Value};
 use super::error::{Ctx, NetError};
 use super::fields::{Fields, ParamRef};
 use super::layer::*;
+use super::layers::{Imported, activation, combine, conv, io, norm, pool, reshape};
 use super::layout;
 use super::shape::Declared;
 
@@ -144,14 +145,14 @@ fn input_layer(
 
 /// A parameter from a SimpleNN `weights` cell or a DagNN `params` entry.
 #[derive(Clone, Copy)]
-struct Stored<'a> {
-    value: &'a NumericArray,
+pub(in crate::net) struct Stored<'a> {
+    pub value: &'a NumericArray,
     lr: f32,
     wd: f32,
 }
 
 impl Stored<'_> {
-    fn param(&self, t: Tensor) -> Param {
+    pub(in crate::net) fn param(&self, t: Tensor) -> Param {
         ParamRef {
             value: self.value,
             lr_factor: self.lr,
@@ -174,11 +175,23 @@ fn stored_array<'a>(
 }
 
 /// The per-type parameters of one MatConvNet layer, in MatConvNet's order.
-type Params<'a> = Vec<Option<Stored<'a>>>;
+pub(in crate::net) type Params<'a> = Vec<Option<Stored<'a>>>;
 
-fn get<'a, 'b>(params: &'b Params<'a>, i: usize) -> Option<&'b Stored<'a>> {
+/// Parameter `i` (0-based), when stored.
+pub(in crate::net) fn get<'a, 'b>(params: &'b Params<'a>, i: usize) -> Option<&'b Stored<'a>> {
     params.get(i).and_then(|p| p.as_ref())
 }
+
+/// The families' importers of MatConvNet layer types, each answering for its own types.
+type Import = fn(&str, &Fields, &Params, &mut Declared) -> Imported;
+const FAMILIES: [Import; 6] = [
+    conv::from_matconvnet,
+    norm::from_matconvnet,
+    activation::from_matconvnet,
+    pool::from_matconvnet,
+    io::from_matconvnet,
+    reshape::from_matconvnet,
+];
 
 /// Maps one layer. `f` reads the layer's options (SimpleNN: the layer struct; DagNN: `block`,
 /// then the layer struct). Types are SimpleNN names or DagNN block classes without `dagnn.`.
@@ -188,167 +201,13 @@ fn layer_kind(
     params: &Params,
     declared: &mut Declared,
 ) -> Result<LayerKind, NetError> {
-    use LayerKind as K;
-    Ok(match ty {
-        "conv" | "Conv" => {
-            let Some(w) = get(params, 0) else {
-                return Ok(K::Unsupported {
-                    reason: "convolution without stored filters".into(),
-                });
-            };
-            let d = &w.value.dims;
-            let dim = |i: usize| d.get(i).copied().unwrap_or(1);
-            let (kh, kw, cpg) = (dim(0), dim(1), dim(2));
-            // One filter: MATLAB drops the trailing 1 ([3,3,64] in DnCNN), so the bias tells.
-            let filters = match get(params, 1) {
-                Some(b) if d.len() < 4 => b.value.numel(),
-                _ => dim(3),
-            };
-            let weights = w.param(
-                layout::conv2d_weights(w.value, kh, kw, cpg, filters)
-                    .map_err(|e| f.layout_err("weights{1}", e))?,
-            );
-            let bias = match get(params, 1) {
-                Some(b) => Some(b.param(
-                    layout::vector(b.value, filters).map_err(|e| f.layout_err("weights{2}", e))?,
-                )),
-                None => None,
-            };
-            declared.channels_per_group = Some(cpg);
-            K::Conv2d(Conv2d {
-                filter: [kh, kw],
-                in_channels: 0,
-                filters,
-                stride: f.pair_or("stride", [1, 1])?,
-                dilation: f.pair_or("dilate", [1, 1])?,
-                groups: 1,
-                padding: PaddingMode::Manual(f.opt_padding("pad")?.unwrap_or_default()),
-                weights: Some(weights),
-                bias,
-            })
+    for import in FAMILIES {
+        if let Some(kind) = import(ty, f, params, declared)? {
+            return Ok(kind);
         }
-        "convt" | "ConvTranspose" => {
-            let groups = f.opt_usize("numGroups")?.unwrap_or(1);
-            if groups != 1 {
-                return Ok(K::Unsupported {
-                    reason: format!("transposed convolution with {groups} groups"),
-                });
-            }
-            let Some(w) = get(params, 0) else {
-                return Ok(K::Unsupported {
-                    reason: "transposed convolution without stored filters".into(),
-                });
-            };
-            let d = &w.value.dims;
-            let dim = |i: usize| d.get(i).copied().unwrap_or(1);
-            // vl_nnconvt filters are [kh, kw, K (outputs), C (inputs)], like MATLAB's.
-            let (kh, kw, filters, channels) = (dim(0), dim(1), dim(2), dim(3));
-            let weights = w.param(
-                layout::transposed_conv2d_weights(w.value, kh, kw, filters, channels)
-                    .map_err(|e| f.layout_err("weights{1}", e))?,
-            );
-            let bias = match get(params, 1) {
-                Some(b) => Some(b.param(
-                    layout::vector(b.value, filters).map_err(|e| f.layout_err("weights{2}", e))?,
-                )),
-                None => None,
-            };
-            K::ConvTranspose2d(ConvTranspose2d {
-                filter: [kh, kw],
-                in_channels: channels,
-                filters,
-                stride: f.pair_or("upsample", [1, 1])?,
-                groups: 1,
-                cropping: PaddingMode::Manual(f.opt_padding("crop")?.unwrap_or_default()),
-                weights: Some(weights),
-                bias,
-            })
-        }
-        "bnorm" | "BatchNorm" => {
-            let (Some(g), Some(b), Some(m)) = (get(params, 0), get(params, 1), get(params, 2))
-            else {
-                return Ok(K::Unsupported {
-                    reason: "batch normalization without stored multipliers, biases and moments"
-                        .into(),
-                });
-            };
-            let channels = g.value.numel();
-            let scale = g.param(
-                layout::vector(g.value, channels).map_err(|e| f.layout_err("multipliers", e))?,
-            );
-            let offset =
-                b.param(layout::vector(b.value, channels).map_err(|e| f.layout_err("biases", e))?);
-            let (mean, variance) = layout::matconvnet_moments(m.value, channels)
-                .map_err(|e| f.layout_err("moments", e))?;
-            // The stored sigma already includes epsilon (see layout::matconvnet_moments).
-            K::BatchNorm(BatchNorm {
-                channels,
-                epsilon: 0.0,
-                mean: Some(mean),
-                variance: Some(variance),
-                scale: Some(scale),
-                offset: Some(offset),
-                mean_decay: 0.1,
-                variance_decay: 0.1,
-            })
-        }
-        "relu" | "ReLU" => match f.opt_f64("leak")? {
-            Some(leak) if leak != 0.0 => K::Activation(Activation::LeakyRelu { scale: leak }),
-            _ => K::Activation(Activation::Relu),
-        },
-        "sigmoid" | "Sigmoid" => K::Activation(Activation::Sigmoid),
-        "pool" | "Pooling" => {
-            let size = match f.opt_pair("pool")? {
-                Some(s) => s,
-                None => f.pair("poolSize")?,
-            };
-            let p = Pool2d {
-                size,
-                stride: f.pair_or("stride", [1, 1])?,
-                padding: PaddingMode::Manual(f.opt_padding("pad")?.unwrap_or_default()),
-                // vl_nnpool averages over the window inside the input only.
-                count_include_pad: false,
-            };
-            match f.string("method").as_deref() {
-                Some("avg") => K::AvgPool2d(p),
-                _ => K::MaxPool2d(p),
-            }
-        }
-        "normalize" | "lrn" | "LRN" => {
-            let p = f
-                .get("param")
-                .and_then(|v| v.to_f64_vec())
-                .unwrap_or_default();
-            let [n, kappa, alpha, beta] = p.as_slice() else {
-                return Err(f.err(
-                    "param",
-                    "[N kappa alpha beta]",
-                    f.get("param")
-                        .map(super::fields::describe)
-                        .unwrap_or_default(),
-                ));
-            };
-            // vl_nnnormalize does not divide alpha by N; the description's formula does.
-            K::Lrn(Lrn {
-                window: *n as usize,
-                alpha: alpha * n,
-                beta: *beta,
-                k: *kappa,
-            })
-        }
-        "softmax" | "SoftMax" => K::Softmax,
-        "softmaxloss" => K::ClassificationOutput { classes: vec![] },
-        "loss" | "Loss" => match f.string("loss").as_deref() {
-            None | Some("softmaxlog") | Some("log") | Some("classerror") | Some("topkerror")
-            | Some("mhinge") | Some("mshinge") => K::ClassificationOutput { classes: vec![] },
-            _ => K::RegressionOutput,
-        },
-        "dropout" | "DropOut" => K::Dropout {
-            probability: f.f64_or("rate", 0.5)?,
-        },
-        other => K::Unsupported {
-            reason: format!("MatConvNet layer type '{other}' is not supported by matcnn"),
-        },
+    }
+    Ok(LayerKind::Unsupported {
+        reason: format!("MatConvNet layer type '{ty}' is not supported by matcnn"),
     })
 }
 
@@ -546,19 +405,9 @@ fn dag_nn(variable: &str, s: &StructArray) -> Result<Network, NetError> {
             .collect::<Result<_, _>>()?;
         let mut ins = strings(i, "inputs");
         let mut d = Declared::default();
-        let kind = match ty.as_str() {
-            "Sum" => LayerKind::Addition { inputs: ins.len() },
-            "Concat" => match f.opt_usize("dim")?.unwrap_or(3) {
-                3 => LayerKind::DepthConcat { inputs: ins.len() },
-                dim @ 1..=2 => LayerKind::Concat {
-                    dim,
-                    inputs: ins.len(),
-                },
-                dim => LayerKind::Unsupported {
-                    reason: format!("concatenation along dimension {dim}"),
-                },
-            },
-            _ => layer_kind(&ty, &f, &p, &mut d)?,
+        let kind = match combine::from_dagnn(&ty, &f, ins.len())? {
+            Some(kind) => kind,
+            None => layer_kind(&ty, &f, &p, &mut d)?,
         };
         if matches!(
             kind,

@@ -9,6 +9,7 @@ pub mod dlt;
 pub mod error;
 mod fields;
 pub mod layer;
+pub mod layers;
 pub mod layout;
 pub mod matconvnet;
 pub mod shape;
@@ -293,47 +294,7 @@ pub(crate) fn sinks(layers: &[Layer]) -> Vec<usize> {
 
 /// MATLAB's default name stem for a layer left unnamed (untrained layer arrays).
 fn default_stem(kind: &LayerKind) -> &'static str {
-    use LayerKind as K;
-    match kind {
-        K::ImageInput { .. } => "imageinput",
-        K::FeatureInput { .. } => "featureinput",
-        K::SequenceInput { .. } => "sequenceinput",
-        K::Conv2d(c) if c.groups != 1 => "groupedconv",
-        K::Conv2d(_) => "conv",
-        K::ConvTranspose2d(_) => "transposed-conv",
-        K::FullyConnected(_) => "fc",
-        K::BatchNorm(_) => "batchnorm",
-        K::GroupNorm(_) => "groupnorm",
-        K::Lrn(_) => "crossnorm",
-        K::Activation(a) => match a {
-            Activation::Relu => "relu",
-            Activation::LeakyRelu { .. } => "leakyrelu",
-            Activation::ClippedRelu { .. } => "clippedrelu",
-            Activation::Elu { .. } => "elu",
-            Activation::Tanh => "tanh",
-            Activation::Sigmoid => "sigmoid",
-            Activation::Swish => "swish",
-            Activation::Gelu { .. } => "gelu",
-        },
-        K::MaxPool2d(_) => "maxpool",
-        K::AvgPool2d(_) => "avgpool",
-        K::GlobalAvgPool => "gapool",
-        K::GlobalMaxPool => "gmpool",
-        K::Addition { .. } => "addition",
-        K::Multiplication { .. } => "multiplication",
-        K::DepthConcat { .. } => "depthcat",
-        K::Concat { .. } => "concat",
-        K::Dropout { .. } => "dropout",
-        K::Flatten => "flatten",
-        K::Resize2d { .. } => "resize",
-        K::Softmax => "softmax",
-        K::ClassificationOutput { .. } => "classoutput",
-        K::RegressionOutput => "regressionoutput",
-        K::Lstm(r) if r.bidirectional => "bilstm",
-        K::Lstm(_) => "lstm",
-        K::Gru(_) => "gru",
-        K::Unsupported { .. } => "layer",
-    }
+    layers::names(kind).stem
 }
 
 /// Names unnamed layers as MATLAB does when it assembles a network: the stem alone when one layer
@@ -403,31 +364,14 @@ pub(crate) fn finish(
     Ok(net)
 }
 
-fn param_numel(p: &Option<Param>) -> usize {
-    p.as_ref().map_or(0, |p| p.value.numel())
-}
-
 impl Network {
     /// Number of learnable parameters of layer `i`, as MATLAB's `analyzeNetwork` counts them:
     /// `Weights`, `Bias`, `Scale`, `Offset`, `InputWeights`, `RecurrentWeights` (not the batch
     /// normalization running statistics).
     pub fn layer_learnables(&self, i: usize) -> usize {
-        let Some(l) = self.layers.get(i) else {
-            return 0;
-        };
-        match &l.kind {
-            LayerKind::Conv2d(c) => param_numel(&c.weights) + param_numel(&c.bias),
-            LayerKind::ConvTranspose2d(c) => param_numel(&c.weights) + param_numel(&c.bias),
-            LayerKind::FullyConnected(f) => param_numel(&f.weights) + param_numel(&f.bias),
-            LayerKind::BatchNorm(b) => param_numel(&b.scale) + param_numel(&b.offset),
-            LayerKind::GroupNorm(g) => param_numel(&g.scale) + param_numel(&g.offset),
-            LayerKind::Lstm(r) | LayerKind::Gru(r) => {
-                param_numel(&r.input_weights)
-                    + param_numel(&r.recurrent_weights)
-                    + param_numel(&r.bias)
-            }
-            _ => 0,
-        }
+        self.layers
+            .get(i)
+            .map_or(0, |l| layers::learnables(&l.kind))
     }
 
     /// Total learnable parameters.
@@ -499,31 +443,7 @@ impl Network {
     /// True when every layer with parameters or statistics has them stored (false for untrained
     /// layer arrays).
     pub fn is_trained(&self) -> bool {
-        fn norm_ok(n: &Normalization) -> bool {
-            match n {
-                Normalization::None => true,
-                Normalization::ZeroCenter { mean } => mean.numel() > 0,
-                Normalization::ZScore { mean, std } => mean.numel() > 0 && std.numel() > 0,
-                Normalization::RescaleSymmetric { min, max }
-                | Normalization::RescaleZeroOne { min, max } => min.numel() > 0 && max.numel() > 0,
-            }
-        }
-        self.layers.iter().all(|l| match &l.kind {
-            LayerKind::ImageInput { normalization, .. }
-            | LayerKind::FeatureInput { normalization, .. }
-            | LayerKind::SequenceInput { normalization, .. } => norm_ok(normalization),
-            LayerKind::Conv2d(c) => c.weights.is_some(),
-            LayerKind::ConvTranspose2d(c) => c.weights.is_some(),
-            LayerKind::FullyConnected(f) => f.weights.is_some(),
-            LayerKind::BatchNorm(b) => {
-                b.mean.is_some() && b.variance.is_some() && b.scale.is_some() && b.offset.is_some()
-            }
-            LayerKind::GroupNorm(g) => g.scale.is_some() && g.offset.is_some(),
-            LayerKind::Lstm(r) | LayerKind::Gru(r) => {
-                r.input_weights.is_some() && r.recurrent_weights.is_some()
-            }
-            _ => true,
-        })
+        self.layers.iter().all(|l| layers::is_trained(&l.kind))
     }
 }
 

@@ -15,7 +15,8 @@
 //! with the inferred shapes; a disagreement is an error naming the layer.
 
 use super::error::{Ctx, NetError};
-use super::layer::{LayerKind, Network, Padding, PaddingMode, Shape};
+use super::layer::{Network, Padding, PaddingMode, Shape};
+use super::layers::pads_text;
 
 /// Sizes the file declares for one layer, beyond those kept in its [`LayerKind`].
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -95,12 +96,8 @@ fn pads_2d(input: Shape, k: [usize; 2], s: [usize; 2], d: [usize; 2]) -> Padding
     }
 }
 
-fn pad_str(p: &Padding) -> String {
-    format!("[{} {} {} {}]", p.top, p.bottom, p.left, p.right)
-}
-
 /// Resolves 'same' from the input size (when known) and checks it against the stored pads.
-fn resolve_padding(
+pub(crate) fn resolve_padding(
     mode: &mut PaddingMode,
     input: Shape,
     k: [usize; 2],
@@ -119,8 +116,8 @@ fn resolve_padding(
             {
                 return Err(ctx.shape(
                     format!("'same' padding for a {input} input"),
-                    pad_str(&p),
-                    format!("PaddingSize {}", pad_str(&stored)),
+                    pads_text(&p),
+                    format!("PaddingSize {}", pads_text(&stored)),
                 ));
             }
             *mode = PaddingMode::Manual(p);
@@ -130,7 +127,7 @@ fn resolve_padding(
 }
 
 /// A spatial output `[oh, ow]` of a window layer, or an error naming the input and window.
-fn window_output(
+pub(crate) fn window_output(
     input: Shape,
     pad: Option<Padding>,
     k: [usize; 2],
@@ -152,14 +149,14 @@ fn window_output(
                 "at least the {}x{} window (padding {})",
                 k[0],
                 k[1],
-                pad_str(&p)
+                pads_text(&p)
             ),
             input.to_string(),
         )),
     }
 }
 
-fn check_channels(
+pub(crate) fn check_channels(
     field: &mut usize,
     what: &str,
     input_c: usize,
@@ -201,7 +198,7 @@ pub fn infer(net: &mut Network, declared: &[Declared]) -> Result<(), NetError> {
         let layer = &mut net.layers[i];
         let ctx = Ctx::new(&net.variable, &layer.name, &layer.class);
         let decl = declared.get(i).unwrap_or(&default);
-        let out = layer_output(&mut layer.kind, &ins, decl, &ctx)?;
+        let out = super::layers::output(&mut layer.kind, &ins, decl, &ctx)?;
         if let (Some(o), Some(want)) = (out, &decl.output_size) {
             let got = if want.len() == 1 {
                 vec![o.numel()]
@@ -226,285 +223,30 @@ pub fn infer(net: &mut Network, declared: &[Declared]) -> Result<(), NetError> {
     Ok(())
 }
 
-/// The output of one layer given its inputs' shapes, in port order.
-fn layer_output(
-    kind: &mut LayerKind,
+/// The shapes of a layer's `n` inputs (port order): `None` when one is unknown or none is
+/// connected, an error when another number is connected.
+pub(crate) fn known_inputs(
     ins: &[Option<Shape>],
-    decl: &Declared,
+    n: usize,
     ctx: &Ctx,
-) -> Result<Option<Shape>, NetError> {
-    use LayerKind as K;
-    // Input layers have no inputs.
-    match kind {
-        K::ImageInput { size, .. } => return Ok(Some(*size)),
-        K::FeatureInput { size, .. } | K::SequenceInput { size, .. } => {
-            return Ok(Some(Shape::features(*size)));
-        }
-        K::Unsupported { .. } => return Ok(None),
-        _ => {}
-    }
-    let n_inputs = match kind {
-        K::Addition { inputs }
-        | K::Multiplication { inputs }
-        | K::DepthConcat { inputs }
-        | K::Concat { inputs, .. } => *inputs,
-        _ => 1,
-    };
-    if ins.len() != n_inputs && !(ins.is_empty()) {
-        return Err(ctx.shape(
-            "number of inputs",
-            n_inputs.to_string(),
-            ins.len().to_string(),
-        ));
+) -> Result<Option<Vec<Shape>>, NetError> {
+    if ins.len() != n && !(ins.is_empty()) {
+        return Err(ctx.shape("number of inputs", n.to_string(), ins.len().to_string()));
     }
     if ins.is_empty() || ins.iter().any(|s| s.is_none()) {
-        // Unknown input: only the fully connected output is still known.
-        return Ok(match kind {
-            K::FullyConnected(fc) if decl.fc_input_hwc.is_some() => {
-                Some(Shape::image(1, 1, fc.outputs))
-            }
-            K::FullyConnected(fc) => Some(Shape::features(fc.outputs)),
-            _ => None,
-        });
+        return Ok(None);
     }
-    let shapes: Vec<Shape> = ins
-        .iter()
-        .map(|s| s.unwrap_or(Shape::features(0)))
-        .collect();
-    let x = shapes[0];
-    let out = match kind {
-        K::ImageInput { .. }
-        | K::FeatureInput { .. }
-        | K::SequenceInput { .. }
-        | K::Unsupported { .. } => {
-            unreachable!("handled above")
-        }
-        K::Conv2d(c) => {
-            if let Some(cpg) = decl.channels_per_group
-                && c.in_channels == 0
-                && x.c != 0
-            {
-                if cpg == 0
-                    || !x.c.is_multiple_of(cpg)
-                    || !c.filters.is_multiple_of((x.c / cpg).max(1))
-                {
-                    return Err(ctx.shape(
-                        "input channels",
-                        format!("a multiple of the filters' depth {cpg} that divides the {} filters into groups", c.filters),
-                        format!("{} channels", x.c),
-                    ));
-                }
-                c.groups = x.c / cpg;
-            }
-            check_channels(&mut c.in_channels, "NumChannels", x.c, ctx)?;
-            if c.groups == 0 {
-                // 'channel-wise' grouped convolution: one group per input channel.
-                c.groups = x.c;
-            }
-            let pad =
-                resolve_padding(&mut c.padding, x, c.filter, c.stride, c.dilation, decl, ctx)?;
-            let (h, w) = window_output(x, pad, c.filter, c.stride, c.dilation, ctx)?;
-            Shape::image(h, w, c.filters)
-        }
-        K::ConvTranspose2d(c) => {
-            check_channels(&mut c.in_channels, "NumChannels", x.c, ctx)?;
-            let crop = match c.cropping {
-                PaddingMode::Manual(p) => Some(p),
-                PaddingMode::Same if x.h == 0 || x.w == 0 => None,
-                PaddingMode::Same => {
-                    let (top, bottom) = same_cropping(c.filter[0], c.stride[0]);
-                    let (left, right) = same_cropping(c.filter[1], c.stride[1]);
-                    let p = Padding {
-                        top,
-                        bottom,
-                        left,
-                        right,
-                    };
-                    if let Some(stored) = decl.same_padding
-                        && stored != p
-                    {
-                        return Err(ctx.shape(
-                            "'same' cropping",
-                            pad_str(&p),
-                            format!("CroppingSize {}", pad_str(&stored)),
-                        ));
-                    }
-                    c.cropping = PaddingMode::Manual(p);
-                    Some(p)
-                }
-            };
-            let (h, w) = match crop {
-                None => (0, 0),
-                Some(p) => {
-                    let h = transposed_output(x.h, c.filter[0], c.stride[0], p.top, p.bottom);
-                    let w = transposed_output(x.w, c.filter[1], c.stride[1], p.left, p.right);
-                    match (h, w) {
-                        (Some(h), Some(w)) => (h, w),
-                        _ => {
-                            return Err(ctx.shape(
-                                "cropping",
-                                format!("less than the output of a {x} input"),
-                                pad_str(&p),
-                            ));
-                        }
-                    }
-                }
-            };
-            Shape::image(h, w, c.filters)
-        }
-        K::FullyConnected(fc) => {
-            if x.h != 0 && x.w != 0 {
-                if let Some(w) = &fc.weights
-                    && w.value.shape.get(1) != Some(&x.numel())
-                {
-                    return Err(ctx.shape(
-                        "input size",
-                        format!(
-                            "{} elements (Weights {:?})",
-                            w.value.shape.get(1).copied().unwrap_or(0),
-                            w.value.shape
-                        ),
-                        format!("{x} = {} elements", x.numel()),
-                    ));
-                }
-                if let Some([h, w, c]) = decl.fc_input_hwc
-                    && (h, w, c) != (x.h, x.w, x.c)
-                {
-                    return Err(ctx.shape(
-                        "input size",
-                        format!("{h}x{w}x{c} (4-D Weights)"),
-                        x.to_string(),
-                    ));
-                }
-                if let Some(want) = &decl.input_size {
-                    let ok = match want.as_slice() {
-                        [n] => *n == x.numel(),
-                        [h, w] => (*h, *w, 1) == (x.h, x.w, x.c),
-                        [h, w, c, ..] => (*h, *w, *c) == (x.h, x.w, x.c),
-                        _ => true,
-                    };
-                    if !ok {
-                        return Err(ctx.shape(
-                            "input size",
-                            format!("InputSize {want:?}"),
-                            x.to_string(),
-                        ));
-                    }
-                }
-            }
-            if x.spatial {
-                Shape::image(1, 1, fc.outputs)
-            } else {
-                Shape::features(fc.outputs)
-            }
-        }
-        K::BatchNorm(bn) => {
-            check_channels(&mut bn.channels, "NumChannels", x.c, ctx)?;
-            x
-        }
-        K::GroupNorm(gn) => {
-            check_channels(&mut gn.channels, "NumChannels", x.c, ctx)?;
-            if gn.groups == 0 {
-                gn.groups = x.c;
-            }
-            if gn.groups == 0 || !x.c.is_multiple_of(gn.groups) {
-                return Err(ctx.shape(
-                    "NumGroups",
-                    format!("a divisor of the {} channels", x.c),
-                    gn.groups.to_string(),
-                ));
-            }
-            x
-        }
-        K::Lrn(_) | K::Activation(_) | K::Dropout { .. } | K::Softmax | K::RegressionOutput => x,
-        K::ClassificationOutput { classes } => {
-            if !classes.is_empty() && classes.len() != x.c {
-                return Err(ctx.shape(
-                    "number of classes",
-                    format!("{} (the input's channels)", x.c),
-                    classes.len().to_string(),
-                ));
-            }
-            x
-        }
-        K::MaxPool2d(p) | K::AvgPool2d(p) => {
-            let pad = resolve_padding(&mut p.padding, x, p.size, p.stride, [1, 1], decl, ctx)?;
-            let (h, w) = window_output(x, pad, p.size, p.stride, [1, 1], ctx)?;
-            Shape::image(h, w, x.c)
-        }
-        K::GlobalAvgPool | K::GlobalMaxPool => Shape::image(1, 1, x.c),
-        K::Addition { .. } | K::Multiplication { .. } => {
-            if let Some(other) = shapes.iter().find(|s| (s.h, s.w, s.c) != (x.h, x.w, x.c)) {
-                return Err(ctx.shape(
-                    "input sizes",
-                    format!("all equal to {x}"),
-                    other.to_string(),
-                ));
-            }
-            x
-        }
-        K::DepthConcat { .. } => concat(&shapes, 3, ctx)?,
-        K::Concat { dim, .. } => concat(&shapes, *dim, ctx)?,
-        K::Flatten => Shape::features(x.numel()),
-        K::Resize2d {
-            scale, output_size, ..
-        } => match (output_size, scale) {
-            (Some([h, w]), _) => Shape::image(*h, *w, x.c),
-            (None, Some([sh, sw])) => Shape::image(
-                (x.h as f64 * *sh).floor() as usize,
-                (x.w as f64 * *sw).floor() as usize,
-                x.c,
-            ),
-            (None, None) => return Ok(None),
-        },
-        K::Lstm(r) | K::Gru(r) => {
-            let n = x.numel();
-            check_channels(&mut r.input_size, "InputSize", n, ctx)?;
-            if let Some(w) = &r.input_weights
-                && w.value.shape.get(1) != Some(&n)
-            {
-                return Err(ctx.shape(
-                    "input size",
-                    format!("InputWeights {:?}", w.value.shape),
-                    format!("{n} features"),
-                ));
-            }
-            Shape::features(r.hidden * if r.bidirectional { 2 } else { 1 })
-        }
-    };
-    Ok(Some(out))
+    Ok(Some(
+        ins.iter()
+            .map(|s| s.unwrap_or(Shape::features(0)))
+            .collect(),
+    ))
 }
 
-/// Concatenation along MATLAB dimension `dim` (1 = H, 2 = W, 3 = C): the other sizes must agree.
-fn concat(shapes: &[Shape], dim: usize, ctx: &Ctx) -> Result<Shape, NetError> {
-    let x = shapes[0];
-    let key = |s: &Shape| match dim {
-        1 => (s.w, s.c),
-        2 => (s.h, s.c),
-        _ => (s.h, s.w),
-    };
-    if let Some(other) = shapes.iter().find(|s| key(s) != key(&x)) {
-        return Err(ctx.shape(
-            format!("input sizes (concatenating along dimension {dim})"),
-            format!("sizes matching {x} except along dimension {dim}"),
-            other.to_string(),
-        ));
-    }
-    let sum = |f: fn(&Shape) -> usize| shapes.iter().map(f).sum::<usize>();
-    Ok(match dim {
-        1 => Shape {
-            h: sum(|s| s.h),
-            ..x
-        },
-        2 => Shape {
-            w: sum(|s| s.w),
-            ..x
-        },
-        _ => Shape {
-            c: sum(|s| s.c),
-            ..x
-        },
-    })
+/// The shape of a one-input layer's input (`None` when unknown): also the output of a layer that
+/// keeps its input's shape.
+pub(crate) fn one_input(ins: &[Option<Shape>], ctx: &Ctx) -> Result<Option<Shape>, NetError> {
+    Ok(known_inputs(ins, 1, ctx)?.and_then(|s| s.first().copied()))
 }
 
 /// A shape as MATLAB writes it (`28x28x1`), `?` for an unknown spatial size, or "unknown".
@@ -519,7 +261,9 @@ pub fn describe(s: &Option<Shape>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::layer::{Conv2d, FullyConnected, Layer, Normalization, Pool2d, SourceKind};
+    use crate::net::layer::{
+        Conv2d, FullyConnected, Layer, LayerKind, Normalization, Pool2d, SourceKind,
+    };
 
     #[test]
     fn output_size_formula() {

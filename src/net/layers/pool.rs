@@ -1,0 +1,125 @@
+//! Pooling layers: max and average pooling over a window, global average and max pooling.
+
+use serde::{Deserialize, Serialize};
+
+use crate::net::error::{Ctx, NetError};
+use crate::net::fields::Fields;
+use crate::net::layer::{LayerKind, PaddingMode, Shape};
+use crate::net::matconvnet::Params;
+use crate::net::shape::{self, Declared};
+
+use super::{Imported, Names, dlt_padding, padding_text, pair_text};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pool2d {
+    pub size: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: PaddingMode,
+    /// Average pooling only: padded zeros count in the mean (MATLAB's default `PaddingValue` 0).
+    pub count_include_pad: bool,
+}
+
+pub const MAX_POOL_2D: Names = Names {
+    kind: "MaxPool2d",
+    stem: "maxpool",
+};
+pub const AVG_POOL_2D: Names = Names {
+    kind: "AvgPool2d",
+    stem: "avgpool",
+};
+pub const GLOBAL_AVG_POOL: Names = Names {
+    kind: "GlobalAvgPool",
+    stem: "gapool",
+};
+pub const GLOBAL_MAX_POOL: Names = Names {
+    kind: "GlobalMaxPool",
+    stem: "gmpool",
+};
+
+impl Pool2d {
+    /// `what`: `max` or `average`.
+    pub(crate) fn describe(&self, what: &str) -> String {
+        format!(
+            "{}x{} {what} pooling, stride {}, padding {}",
+            self.size[0],
+            self.size[1],
+            pair_text(self.stride),
+            padding_text(&self.padding)
+        )
+    }
+
+    pub(crate) fn output(
+        &mut self,
+        ins: &[Option<Shape>],
+        decl: &Declared,
+        ctx: &Ctx,
+    ) -> Result<Option<Shape>, NetError> {
+        let Some(x) = shape::one_input(ins, ctx)? else {
+            return Ok(None);
+        };
+        let p = self;
+        let pad = shape::resolve_padding(&mut p.padding, x, p.size, p.stride, [1, 1], decl, ctx)?;
+        let (h, w) = shape::window_output(x, pad, p.size, p.stride, [1, 1], ctx)?;
+        Ok(Some(Shape::image(h, w, x.c)))
+    }
+}
+
+/// Global pooling: `1x1xC`.
+pub(crate) fn global_output(ins: &[Option<Shape>], ctx: &Ctx) -> Result<Option<Shape>, NetError> {
+    Ok(shape::one_input(ins, ctx)?.map(|x| Shape::image(1, 1, x.c)))
+}
+
+/// Pooling layer classes.
+pub(in crate::net) fn from_dlt(short: &str, f: &Fields, declared: &mut Declared) -> Imported {
+    Ok(Some(match short {
+        "MaxPooling2DLayer" | "AveragePooling2DLayer" => {
+            let size = f.pair("PoolSize")?;
+            // MATLAB's default pooling stride is [1 1], not the pool size.
+            let stride = f.pair_or("Stride", [1, 1])?;
+            let padding = dlt_padding(f, "PaddingMode", "PaddingSize", declared)?;
+            // PaddingValue 0 (and older layers without it): padded zeros count in the mean.
+            let count_include_pad = f.string("PaddingValue").as_deref() != Some("mean");
+            let p = Pool2d {
+                size,
+                stride,
+                padding,
+                count_include_pad,
+            };
+            if short == "MaxPooling2DLayer" {
+                LayerKind::MaxPool2d(p)
+            } else {
+                LayerKind::AvgPool2d(p)
+            }
+        }
+        "GlobalAveragePooling2DLayer" => LayerKind::GlobalAvgPool,
+        "GlobalMaxPooling2DLayer" => LayerKind::GlobalMaxPool,
+        _ => return Ok(None),
+    }))
+}
+
+/// `pool`/`dagnn.Pooling` (`method` 'max' or 'avg').
+pub(in crate::net) fn from_matconvnet(
+    ty: &str,
+    f: &Fields,
+    _params: &Params,
+    _declared: &mut Declared,
+) -> Imported {
+    if !matches!(ty, "pool" | "Pooling") {
+        return Ok(None);
+    }
+    let size = match f.opt_pair("pool")? {
+        Some(s) => s,
+        None => f.pair("poolSize")?,
+    };
+    let p = Pool2d {
+        size,
+        stride: f.pair_or("stride", [1, 1])?,
+        padding: PaddingMode::Manual(f.opt_padding("pad")?.unwrap_or_default()),
+        // vl_nnpool averages over the window inside the input only.
+        count_include_pad: false,
+    };
+    Ok(Some(match f.string("method").as_deref() {
+        Some("avg") => LayerKind::AvgPool2d(p),
+        _ => LayerKind::MaxPool2d(p),
+    }))
+}

@@ -1,0 +1,248 @@
+//! Recurrent layers: LSTM, BiLSTM and GRU.
+
+use serde::{Deserialize, Serialize};
+
+use crate::net::error::{Ctx, NetError};
+use crate::net::fields::Fields;
+use crate::net::layer::{LayerKind, Param, Shape, Tensor};
+use crate::net::layout;
+use crate::net::shape::{self, Declared};
+
+use super::{Imported, Names, param_numel, param_tensor};
+
+/// A recurrent layer (LSTM, BiLSTM, GRU).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recurrent {
+    pub hidden: usize,
+    pub input_size: usize,
+    /// True for OutputMode 'sequence', false for 'last'.
+    pub return_sequence: bool,
+    pub bidirectional: bool,
+    pub state_activation: String,
+    pub gate_activation: String,
+    pub input_weights: Option<Param>,
+    pub recurrent_weights: Option<Param>,
+    /// `[G*H*D]`; a GRU with reset gate mode 'recurrent-bias-after-multiplication' stores
+    /// `[2*G*H]`: the input biases, then the recurrent biases.
+    pub bias: Option<Param>,
+    /// GRU `ResetGateMode`: 'after-multiplication', 'before-multiplication' or
+    /// 'recurrent-bias-after-multiplication' (empty for LSTMs).
+    #[serde(default)]
+    pub reset_gate_mode: String,
+    /// Initial hidden state `[H*D]` (MATLAB's `HiddenState`; zeros when not stored).
+    #[serde(default)]
+    pub hidden_state: Option<Tensor>,
+    /// Initial cell state `[H*D]` (LSTM `CellState`).
+    #[serde(default)]
+    pub cell_state: Option<Tensor>,
+}
+
+pub const GRU: Names = Names {
+    kind: "Gru",
+    stem: "gru",
+};
+
+/// An LSTM's names (`bilstm` when bidirectional).
+pub(crate) fn lstm_names(r: &Recurrent) -> Names {
+    Names {
+        kind: "Lstm",
+        stem: if r.bidirectional { "bilstm" } else { "lstm" },
+    }
+}
+
+impl Recurrent {
+    /// Number of directions (2 for a BiLSTM).
+    pub fn directions(&self) -> usize {
+        if self.bidirectional { 2 } else { 1 }
+    }
+
+    /// `gru`: the layer is a GRU (an LSTM otherwise).
+    pub(crate) fn describe(&self, gru: bool) -> String {
+        let r = self;
+        let mut d = format!(
+            "{} with {} hidden units, output mode {}",
+            match (gru, r.bidirectional) {
+                (true, _) => "GRU",
+                (_, true) => "BiLSTM",
+                _ => "LSTM",
+            },
+            r.hidden,
+            if r.return_sequence {
+                "sequence"
+            } else {
+                "last"
+            }
+        );
+        if r.state_activation != "tanh" || r.gate_activation != "sigmoid" {
+            d += &format!(", {}/{}", r.state_activation, r.gate_activation);
+        }
+        if gru && r.reset_gate_mode != "after-multiplication" {
+            d += &format!(", reset gate {}", r.reset_gate_mode);
+        }
+        d
+    }
+
+    pub(crate) fn tensors_mut(&mut self) -> Vec<&mut Tensor> {
+        param_tensor(&mut self.input_weights)
+            .into_iter()
+            .chain(param_tensor(&mut self.recurrent_weights))
+            .chain(param_tensor(&mut self.bias))
+            .chain(self.hidden_state.as_mut())
+            .chain(self.cell_state.as_mut())
+            .collect()
+    }
+
+    pub(crate) fn learnables(&self) -> usize {
+        param_numel(&self.input_weights)
+            + param_numel(&self.recurrent_weights)
+            + param_numel(&self.bias)
+    }
+
+    pub(crate) fn is_trained(&self) -> bool {
+        self.input_weights.is_some() && self.recurrent_weights.is_some()
+    }
+
+    /// The input's elements are the features; the output has `hidden` per direction.
+    pub(crate) fn output(
+        &mut self,
+        ins: &[Option<Shape>],
+        ctx: &Ctx,
+    ) -> Result<Option<Shape>, NetError> {
+        let Some(x) = shape::one_input(ins, ctx)? else {
+            return Ok(None);
+        };
+        let r = self;
+        let n = x.numel();
+        shape::check_channels(&mut r.input_size, "InputSize", n, ctx)?;
+        if let Some(w) = &r.input_weights
+            && w.value.shape.get(1) != Some(&n)
+        {
+            return Err(ctx.shape(
+                "input size",
+                format!("InputWeights {:?}", w.value.shape),
+                format!("{n} features"),
+            ));
+        }
+        Ok(Some(Shape::features(
+            r.hidden * if r.bidirectional { 2 } else { 1 },
+        )))
+    }
+}
+
+/// LSTM, BiLSTM and GRU classes.
+pub(in crate::net) fn from_dlt(short: &str, f: &Fields, _declared: &mut Declared) -> Imported {
+    Ok(Some(match short {
+        "LSTMLayer" => LayerKind::Lstm(recurrent(f, 4, false)?),
+        "BiLSTMLayer" => LayerKind::Lstm(recurrent(f, 4, true)?),
+        "GRULayer" => LayerKind::Gru(recurrent(f, 3, false)?),
+        _ => return Ok(None),
+    }))
+}
+
+fn recurrent(f: &Fields, gates: usize, bidirectional: bool) -> Result<Recurrent, NetError> {
+    let hidden = f.usize("NumHiddenUnits")?;
+    let dirs = if bidirectional { 2 } else { 1 };
+    let rows = gates * hidden * dirs;
+    let input_weights = f.param("InputWeights")?;
+    let input_size = match (f.opt_usize("InputSize")?, &input_weights) {
+        (Some(n), _) => n,
+        (None, Some(w)) => w.value.dims.get(1).copied().unwrap_or(0),
+        (None, None) => 0,
+    };
+    let return_sequence = match f.string("OutputMode") {
+        Some(m) => m == "sequence",
+        None => f.flag("ReturnSequence").unwrap_or(true),
+    };
+    let input_weights = match input_weights {
+        Some(p) => Some(
+            p.with(
+                layout::matrix(p.value, rows, input_size)
+                    .map_err(|e| f.layout_err("InputWeights", e))?,
+            ),
+        ),
+        None => None,
+    };
+    let recurrent_weights = match f.param("RecurrentWeights")? {
+        Some(p) => Some(
+            p.with(
+                layout::matrix(p.value, rows, hidden)
+                    .map_err(|e| f.layout_err("RecurrentWeights", e))?,
+            ),
+        ),
+        None => None,
+    };
+    let bias = match f.param("Bias")? {
+        // GRU with ResetGateMode 'recurrent-bias-after-multiplication' stores two bias blocks.
+        Some(p) if p.value.numel() == rows || p.value.numel() == 2 * rows => Some(
+            p.with(layout::vector(p.value, p.value.numel()).map_err(|e| f.layout_err("Bias", e))?),
+        ),
+        Some(p) => {
+            return Err(f.err(
+                "Bias",
+                format!("{rows} elements"),
+                format!(
+                    "{} {}",
+                    p.value.class_name(),
+                    layout::dims_str(&p.value.dims)
+                ),
+            ));
+        }
+        None => None,
+    };
+    // GRU: MATLAB's default (and the behaviour of files without the property) is
+    // 'after-multiplication'; a 6H bias can only be 'recurrent-bias-after-multiplication'.
+    let reset_gate_mode = if gates == 3 {
+        match f.string("ResetGateMode") {
+            Some(m) => m,
+            None if bias.as_ref().is_some_and(|b| b.value.numel() == 2 * rows) => {
+                "recurrent-bias-after-multiplication".into()
+            }
+            None => "after-multiplication".into(),
+        }
+    } else {
+        String::new()
+    };
+    if let Some(b) = &bias {
+        let two = reset_gate_mode == "recurrent-bias-after-multiplication";
+        let want = if two { 2 * rows } else { rows };
+        if b.value.numel() != want {
+            return Err(f.err(
+                "Bias",
+                format!("{want} elements (ResetGateMode '{reset_gate_mode}')"),
+                format!("{} elements", b.value.numel()),
+            ));
+        }
+    }
+    let state = |name: &str| -> Result<Option<Tensor>, NetError> {
+        match f.param(name)? {
+            None => Ok(None),
+            Some(p) => layout::vector(p.value, hidden * dirs)
+                .map(Some)
+                .map_err(|e| f.layout_err(name, e)),
+        }
+    };
+    let hidden_state = state("HiddenState")?;
+    let cell_state = if gates == 4 {
+        state("CellState")?
+    } else {
+        None
+    };
+    Ok(Recurrent {
+        hidden,
+        input_size,
+        return_sequence,
+        bidirectional,
+        reset_gate_mode,
+        hidden_state,
+        cell_state,
+        state_activation: f
+            .string("StateActivationFunction")
+            .unwrap_or_else(|| "tanh".into()),
+        gate_activation: f
+            .string("GateActivationFunction")
+            .unwrap_or_else(|| "sigmoid".into()),
+        input_weights,
+        recurrent_weights,
+        bias,
+    })
+}

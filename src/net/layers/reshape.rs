@@ -1,0 +1,114 @@
+//! Layers that reshape or pass their input on: flatten, 2-D resize and dropout (the identity at
+//! inference).
+
+use crate::net::error::{Ctx, NetError};
+use crate::net::fields::Fields;
+use crate::net::layer::{LayerKind, Shape};
+use crate::net::matconvnet::Params;
+use crate::net::shape::{self, Declared};
+
+use super::{Imported, Names, number, pair_text, unsupported};
+
+pub const DROPOUT: Names = Names {
+    kind: "Dropout",
+    stem: "dropout",
+};
+pub const FLATTEN: Names = Names {
+    kind: "Flatten",
+    stem: "flatten",
+};
+pub const RESIZE_2D: Names = Names {
+    kind: "Resize2d",
+    stem: "resize",
+};
+
+pub(crate) fn describe_dropout(probability: f64) -> String {
+    format!("{}% dropout", number(probability * 100.0))
+}
+
+pub(crate) fn describe_resize(
+    scale: &Option<[f64; 2]>,
+    output_size: &Option<[usize; 2]>,
+    method: &str,
+) -> String {
+    match (output_size, scale) {
+        (Some(o), _) => format!("resize to {} ({method})", pair_text(*o)),
+        (None, Some(s)) => format!("resize by [{} {}] ({method})", number(s[0]), number(s[1])),
+        (None, None) => format!("resize ({method})"),
+    }
+}
+
+/// Flatten: all elements as features.
+pub(crate) fn flatten_output(ins: &[Option<Shape>], ctx: &Ctx) -> Result<Option<Shape>, NetError> {
+    Ok(shape::one_input(ins, ctx)?.map(|x| Shape::features(x.numel())))
+}
+
+/// Resize to `output_size`, or by `scale` (floor); unknown without either.
+pub(crate) fn resize_output(
+    scale: &Option<[f64; 2]>,
+    output_size: &Option<[usize; 2]>,
+    ins: &[Option<Shape>],
+    ctx: &Ctx,
+) -> Result<Option<Shape>, NetError> {
+    let Some(x) = shape::one_input(ins, ctx)? else {
+        return Ok(None);
+    };
+    Ok(match (output_size, scale) {
+        (Some([h, w]), _) => Some(Shape::image(*h, *w, x.c)),
+        (None, Some([sh, sw])) => Some(Shape::image(
+            (x.h as f64 * *sh).floor() as usize,
+            (x.w as f64 * *sw).floor() as usize,
+            x.c,
+        )),
+        (None, None) => None,
+    })
+}
+
+/// Dropout, flatten and resize classes.
+pub(in crate::net) fn from_dlt(short: &str, f: &Fields, _declared: &mut Declared) -> Imported {
+    Ok(Some(match short {
+        "DropoutLayer" => LayerKind::Dropout {
+            probability: f.f64_or("Probability", 0.5)?,
+        },
+        "FlattenLayer" => LayerKind::Flatten,
+        "Resize2DLayer" => {
+            if f.flag("EnableReferenceInput") == Some(true) {
+                return unsupported("Resize2DLayer with a reference input".into());
+            }
+            let scale = match f
+                .get("Scale")
+                .and_then(|v| v.to_f64_vec())
+                .unwrap_or_default()
+                .as_slice()
+            {
+                [s] => Some([*s, *s]),
+                [a, b] => Some([*a, *b]),
+                _ => None,
+            };
+            LayerKind::Resize2d {
+                scale,
+                output_size: f.opt_pair("OutputSize")?,
+                method: f.string("Method").unwrap_or_else(|| "nearest".into()),
+                transform: f
+                    .string("GeometricTransformMode")
+                    .unwrap_or_else(|| "half-pixel".into()),
+            }
+        }
+        _ => return Ok(None),
+    }))
+}
+
+/// `dropout`/`dagnn.DropOut`.
+pub(in crate::net) fn from_matconvnet(
+    ty: &str,
+    f: &Fields,
+    _params: &Params,
+    _declared: &mut Declared,
+) -> Imported {
+    Ok(Some(match ty {
+        "dropout" | "DropOut" => LayerKind::Dropout {
+            probability: f.f64_or("rate", 0.5)?,
+        },
+        _ => return Ok(None),
+    }))
+}
