@@ -1,0 +1,48 @@
+//! Normalization layers in `model.rs`.
+
+use super::{Cx, Stmt, f64_lit};
+use crate::export::bn_epsilon;
+use crate::net::layer::{BatchNorm, GroupNorm, Lrn};
+
+pub(super) fn batch_norm(cx: &mut Cx, b: &BatchNorm) -> Stmt {
+    cx.import("use burn::nn::{BatchNorm, BatchNormConfig};");
+    cx.field(
+        "BatchNorm",
+        format!(
+            "BatchNormConfig::new({}).with_epsilon({}).init(device)",
+            b.channels,
+            f64_lit(bn_epsilon(b))
+        ),
+    );
+    cx.forward(false)
+}
+
+pub(super) fn group_norm(cx: &mut Cx, g: &GroupNorm) -> Stmt {
+    cx.import("use burn::nn::{GroupNorm, GroupNormConfig};");
+    cx.field(
+        "GroupNorm",
+        format!(
+            "GroupNormConfig::new({}, {}).with_epsilon({}).init(device)",
+            g.groups,
+            g.channels,
+            f64_lit(g.epsilon)
+        ),
+    );
+    cx.forward(true)
+}
+
+pub(super) fn lrn(cx: &mut Cx, lrn: &Lrn) -> Stmt {
+    cx.import("use burn::nn::norm::{LocalResponseNorm, LocalResponseNormConfig};");
+    // Burn computes x / (k + alpha * mean_window(x^2))^beta with MATLAB's window placement.
+    cx.field(
+        "LocalResponseNorm",
+        format!(
+            "LocalResponseNormConfig::new({}).with_alpha({}).with_beta({}).with_k({}).init()",
+            lrn.window,
+            f64_lit(lrn.alpha),
+            f64_lit(lrn.beta),
+            f64_lit(lrn.k)
+        ),
+    );
+    cx.forward(true)
+}
