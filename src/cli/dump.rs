@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 /// Print a .mat file's value tree: variables, classes, sizes, objects and their properties.
 #[derive(Args)]
-#[command(mut_arg("json", |a| a.help("Print JSON (schema in the README) instead of text.")))]
+#[command(mut_arg("json", |a| a.help("Print JSON (schema in the README) instead of text")))]
 pub struct DumpArgs {
     /// The .mat file (v5/v7 or v7.3).
     file: PathBuf,

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 /// Classify image files (PNG, JPEG, BMP, TIFF) or every image in a directory.
 #[derive(Args)]
-#[command(mut_arg("json", |a| a.help("Print JSON instead of a table.")))]
+#[command(mut_arg("json", |a| a.help("Print JSON instead of a table")))]
 pub struct InferArgs {
     #[command(flatten)]
     net: NetArgs,

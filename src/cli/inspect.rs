@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 /// Describe a network layer by layer (like MATLAB's analyzeNetwork).
 #[derive(Args)]
-#[command(mut_arg("json", |a| a.help("Print JSON (schema in the README).")))]
+#[command(mut_arg("json", |a| a.help("Print JSON (schema in the README)")))]
 pub struct InspectArgs {
     /// The .mat file (same as --model).
     file: Option<PathBuf>,
