@@ -1,0 +1,136 @@
+//! `matcnn bench`: time loading and the forward pass.
+
+use super::{BackendArg, JsonArg, NetArgs, input_shape};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use matcnn::data;
+use matcnn::model::device_for;
+use serde_json::json;
+
+/// Time loading the network and its forward pass (median of repetitions), for comparisons.
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    net: NetArgs,
+    /// Batch sizes to time (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,32")]
+    batch: Vec<usize>,
+    /// Timed forward passes per batch size.
+    #[arg(long, default_value_t = 10)]
+    repeat: usize,
+    /// Untimed forward passes first.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Input observations from FILE.npy or FILE.mat:VAR (as `predict`); default: seeded noise.
+    #[arg(long)]
+    input: Option<String>,
+    #[command(flatten)]
+    device: BackendArg,
+    /// Time loading only (reading, importing, building the module): no forward pass.
+    #[arg(long)]
+    load_only: bool,
+    /// Also time every layer and print the slowest (all of them with --json).
+    #[arg(long)]
+    profile: bool,
+    #[command(flatten)]
+    out: JsonArg,
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let BenchArgs {
+        net: net_args,
+        batch,
+        repeat,
+        warmup,
+        input,
+        device: BackendArg { backend },
+        load_only,
+        profile,
+        out: JsonArg { json },
+    } = args;
+    let batches: &[usize] = if load_only { &[] } else { &batch };
+    let input = input.as_deref();
+    let device = device_for(backend)?;
+    // Loading: reading the file, importing the network and building the module on the device.
+    let t0 = std::time::Instant::now();
+    let mut loaded = net_args.load()?;
+    let read_import_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let model = loaded
+        .build_for_inference(&device)
+        .with_context(|| format!("building {}", loaded.label))?;
+    let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let (shape, spatial) = input_shape(&loaded.net)?;
+    let [h, w, c] = shape;
+    let data = match input {
+        Some(spec) => Some(
+            data::load_array(spec, shape, spatial)
+                .with_context(|| format!("reading --input {spec}"))?
+                .data,
+        ),
+        None => None,
+    };
+    if batches.contains(&0) {
+        bail!("--batch: expected positive batch sizes");
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(threads);
+    let results: Vec<_> = batches
+        .iter()
+        .map(|&b| {
+            matcnn::bench::forward(
+                &model,
+                [c, h, w],
+                b,
+                repeat,
+                warmup,
+                data.as_deref(),
+                &device,
+                profile,
+            )
+        })
+        .collect();
+    if json {
+        let v = json!({
+            "model": loaded.label,
+            "backend": format!("{device:?}"),
+            "threads": threads,
+            "read_import_ms": read_import_ms,
+            "load_ms": load_ms,
+            "forward": results,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("{} on {device:?}, {threads} threads", loaded.label);
+        println!(
+            "load (read + import + build): {load_ms:.1} ms (read + import {read_import_ms:.1} ms)"
+        );
+        for r in &results {
+            println!(
+                "batch {:>4}: median {:>9.2} ms over {} runs, {:>9.1} observations/s",
+                r.batch,
+                r.median_ms,
+                r.times_ms.len(),
+                r.throughput
+            );
+            if let Some(layers) = &r.layers {
+                let total: f64 = layers.iter().map(|l| l.ms).sum();
+                let mut slow: Vec<_> = layers.iter().collect();
+                slow.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+                println!("  slowest layers (mean ms per pass, share of {total:.2} ms):");
+                for l in slow.iter().take(15).filter(|l| l.ms > 0.0) {
+                    println!(
+                        "    {:<32} {:>9.3} ms {:>5.1}%",
+                        l.layer,
+                        l.ms,
+                        100.0 * l.ms / total.max(f64::MIN_POSITIVE)
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}

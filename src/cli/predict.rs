@@ -1,0 +1,158 @@
+//! `matcnn predict`: a stored array through the network, the outputs to .npy or .mat.
+
+use super::{BackendArg, ForceArg, NetArgs, input_shape, progress_bar};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use matcnn::data;
+use matcnn::model::{Backend, device_for};
+use matcnn::net::LayerKind;
+use matcnn::source::Loaded;
+use std::path::{Path, PathBuf};
+
+/// Run a stored array through the network and write the outputs.
+#[derive(Args)]
+pub struct PredictArgs {
+    #[command(flatten)]
+    net: NetArgs,
+    /// The input: FILE.mat:VAR (H x W x C x N images or C x N features, as MATLAB stores
+    /// them; for sequence networks a cell array of C x T sequences or one C x T matrix) or
+    /// FILE.npy ([N, C, H, W] images, [N, C] features, [N, C, T] sequences).
+    #[arg(long)]
+    input: String,
+    /// Where to write the outputs: OUT.npy (float32 [N, K]) or OUT.mat (single N x K, variable Y).
+    /// Sequence networks with OutputMode 'sequence': OUT.npy [N, T, K] (equal lengths) or
+    /// OUT.mat with Y (total time steps x K, sequence after sequence) and SequenceLengths.
+    #[arg(long)]
+    output: PathBuf,
+    /// Observations per forward pass.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    #[command(flatten)]
+    device: BackendArg,
+    #[command(flatten)]
+    overwrite: ForceArg,
+}
+
+pub fn run(args: PredictArgs) -> Result<()> {
+    let PredictArgs {
+        net: net_args,
+        input,
+        output,
+        batch_size,
+        device: BackendArg { backend },
+        overwrite: ForceArg { force },
+    } = args;
+    let (net_args, input, output) = (&net_args, input.as_str(), output.as_path());
+    let ext = output
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if ext != "npy" && ext != "mat" {
+        bail!(
+            "--output {}: the extension must be .npy or .mat",
+            output.display()
+        );
+    }
+    let mut loaded = net_args.load()?;
+    let net = &loaded.net;
+    if net.is_sequence() {
+        return predict_sequences(
+            &loaded, net_args, input, output, &ext, batch_size, backend, force,
+        );
+    }
+    let (shape, spatial) = input_shape(net)?;
+    let batch = data::load_array(input, shape, spatial)?;
+    let device = device_for(backend)?;
+    let model = loaded.build_for_inference(&device)?;
+    let pb = progress_bar(batch.shape[0], "observations");
+    let (out, k) = model.predict(&batch.data, batch.shape, batch_size, &device, |done| {
+        pb.set_position(done as u64)
+    });
+    pb.finish_and_clear();
+    let n = batch.shape[0];
+    let bytes = if ext == "npy" {
+        data::npy_bytes(&out, &[n, k])
+    } else {
+        data::mat_bytes("Y", &out, n, k)
+    };
+    let mut inputs: Vec<PathBuf> = net_args.model.iter().cloned().collect();
+    inputs.push(PathBuf::from(
+        data::split_mat_spec(input).map(|(f, _)| f).unwrap_or(input),
+    ));
+    data::write_atomic(output, &bytes, &inputs, force)?;
+    eprintln!("wrote {} ({n} x {k})", output.display());
+    Ok(())
+}
+
+/// `predict` for sequence networks. Output: for OutputMode 'last', `[N, K]` (one row per
+/// sequence); for 'sequence', `.npy` `[N, T, K]` (sequences of equal length only) or `.mat` with
+/// `Y` (sum of T) x K (the time steps of each sequence as rows, sequence after sequence) and
+/// `SequenceLengths` N x 1.
+#[allow(clippy::too_many_arguments)]
+fn predict_sequences(
+    loaded: &Loaded,
+    net_args: &NetArgs,
+    input: &str,
+    output: &Path,
+    ext: &str,
+    batch_size: usize,
+    backend: Option<Backend>,
+    force: bool,
+) -> Result<()> {
+    let net = &loaded.net;
+    let in_layer = net.input().context("the network has no input layer")?;
+    let LayerKind::SequenceInput { size, .. } = in_layer.kind else {
+        bail!("unexpected input layer '{}'", in_layer.name);
+    };
+    let seqs = data::load_sequences(input, size)?;
+    let device = device_for(backend)?;
+    let model = loaded.build(&device)?;
+    let pb = progress_bar(seqs.len(), "sequences");
+    let outs = model.predict_sequences(&seqs, batch_size, &device, |done| {
+        pb.set_position(done as u64)
+    })?;
+    pb.finish_and_clear();
+    let n = outs.len();
+    let k = outs.first().map(|o| o.k).unwrap_or(0);
+    let rows: usize = outs.iter().map(|o| o.steps).sum();
+    let all: Vec<f32> = outs.iter().flat_map(|o| o.data.iter().copied()).collect();
+    let last = outs.iter().all(|o| o.steps == 1) && !net.outputs_sequence();
+    let (bytes, desc) = if last {
+        let b = if ext == "npy" {
+            data::npy_bytes(&all, &[n, k])
+        } else {
+            data::mat_bytes("Y", &all, n, k)
+        };
+        (b, format!("{n} x {k}"))
+    } else if ext == "npy" {
+        let t = outs[0].steps;
+        if outs.iter().any(|o| o.steps != t) {
+            bail!(
+                "the sequences have different lengths: write a .mat output (Y with one row per time step, and SequenceLengths)"
+            );
+        }
+        (
+            data::npy_bytes(&all, &[n, t, k]),
+            format!("{n} x {t} x {k}"),
+        )
+    } else {
+        let (y, _) = matcnn::mat::permute_col_major(&all, &[k, rows], &[0, 1])
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let lengths: Vec<f32> = outs.iter().map(|o| o.steps as f32).collect();
+        (
+            data::mat_file_bytes(&[
+                ("Y", &[rows, k], &y),
+                ("SequenceLengths", &[n, 1], &lengths),
+            ]),
+            format!("{rows} time steps x {k}, {n} sequences"),
+        )
+    };
+    let mut inputs: Vec<PathBuf> = net_args.model.iter().cloned().collect();
+    inputs.push(PathBuf::from(
+        data::split_mat_spec(input).map(|(f, _)| f).unwrap_or(input),
+    ));
+    data::write_atomic(output, &bytes, &inputs, force)?;
+    eprintln!("wrote {} ({desc})", output.display());
+    Ok(())
+}
