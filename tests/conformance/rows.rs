@@ -402,24 +402,8 @@ fn image_act(a: A) -> Network {
     chain(image(3, 4, 2), vec![act(a)])
 }
 
-/// A bug found by this harness: `matcnn export` of a saved sequence network (`--model DIR`)
-/// fails, because `MatNet::write_back` copies neither a SequenceInput's normalization statistics
-/// nor a recurrent layer's HiddenState/CellState from the module back into the description.
-const WRITE_BACK: &str = "MatNet::write_back skips SequenceInput normalization and Lstm/Gru \
-                          HiddenState/CellState: exporting a saved sequence network fails";
-
 pub fn rows() -> Vec<Row> {
-    let mut rows = table();
-    for r in &mut rows {
-        let seq_norm = r.name.starts_with("sequence-") && r.name != "sequence-none-fc";
-        let recurrent = ["lstm", "bilstm", "gru"]
-            .iter()
-            .any(|p| r.name.starts_with(p));
-        if seq_norm || recurrent {
-            r.known_failure = Some(("save", WRITE_BACK));
-        }
-    }
-    rows
+    table()
 }
 
 fn table() -> Vec<Row> {

@@ -147,6 +147,9 @@ impl Op {
             (Op::Input(n), LayerKind::FeatureInput { normalization, .. }) => {
                 io::write_back_normalization(n, normalization)
             }
+            (Op::Input(n), LayerKind::SequenceInput { normalization, .. }) => {
+                io::write_back_normalization(n, normalization)
+            }
             _ => {}
         }
     }

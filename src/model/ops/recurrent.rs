@@ -97,6 +97,16 @@ impl Rnn {
         set_param(&mut d.input_weights, self.input_weights.val());
         set_param(&mut d.recurrent_weights, self.recurrent_weights.val());
         set_param(&mut d.bias, self.bias.val());
+        // The initial states are frozen parameters of the record: a saved network's description
+        // holds their shapes only, so they are written back like the weights.
+        for (dst, t) in [
+            (&mut d.hidden_state, self.hidden_state.val()),
+            (&mut d.cell_state, self.cell_state.val()),
+        ] {
+            if let Some(dst) = dst {
+                dst.data = super::tensor_values(t);
+            }
+        }
     }
 
     pub fn build(
