@@ -25,7 +25,6 @@ mod recurrent;
 mod rust_src;
 
 pub use idents::identifiers;
-pub(crate) use io::NormConsts;
 pub(crate) use plan::{Plan, Val};
 pub(crate) use recurrent::RecurrentWeights;
 
