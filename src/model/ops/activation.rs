@@ -17,6 +17,10 @@ pub(super) const SWISH: usize = 7;
 pub(super) const GELU: usize = 8;
 pub(super) const GELU_TANH: usize = 9;
 pub(crate) const SOFTMAX: usize = 10;
+/// Every code [`forward`] computes (what `Func::forward` routes here).
+pub(super) const CODES: &[usize] = &[
+    RELU, LEAKY, CLIPPED, ELU, TANH, SIGMOID, SWISH, GELU, GELU_TANH, SOFTMAX,
+];
 
 pub(super) fn activation(a: Activation) -> Result<Op, ModelError> {
     Ok(match a {

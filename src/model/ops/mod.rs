@@ -31,7 +31,6 @@ pub use recurrent::Rnn;
 
 use super::{ModelError, tensor_values};
 use crate::net::layer::{self, Layer, LayerKind, Network, Padding, PaddingMode};
-use activation::{CLIPPED, ELU, GELU, GELU_TANH, LEAKY, SIGMOID, SWISH, TANH};
 use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
 use burn::nn::norm::LocalResponseNorm;
@@ -159,9 +158,7 @@ impl Func {
     /// The function on the node's first input `x` and its other inputs `rest`.
     fn forward(&self, x: Tensor<4>, rest: std::vec::IntoIter<Tensor<4>>) -> Tensor<4> {
         match self.code {
-            RELU | LEAKY | CLIPPED | ELU | TANH | SIGMOID | SWISH | GELU | GELU_TANH | SOFTMAX => {
-                activation::forward(self, x)
-            }
+            c if activation::CODES.contains(&c) => activation::forward(self, x),
             GLOBAL_AVG | GLOBAL_MAX => pool::forward(self, x),
             ADD | ADD_RELU | MUL | CONCAT_C | CONCAT_H | CONCAT_W => {
                 combine::forward(self, x, rest)
