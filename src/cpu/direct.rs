@@ -13,7 +13,7 @@
 //! ow` (padding columns) are squeezed out of each vector by a masked compress, since the valid
 //! ones are consecutive in the output.
 //!
-//! Chosen over im2col + gemm where it applies (figures in DESIGN.md): im2col writes and gemm then
+//! Chosen over im2col + gemm where it applies (figures in docs/performance.md): im2col writes and gemm then
 //! re-packs `kh * kw` copies of the input, which cost as much as the arithmetic on 2 cores.
 
 use super::{Geometry, OutPtr as Ptr, Pool};

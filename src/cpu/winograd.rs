@@ -85,7 +85,7 @@ impl Transformed {
 
 /// Whether this kernel computes `geo`'s convolution: 3x3, stride 1, no dilation, one group, and
 /// where it beats the direct kernel (measured on ResNet-18's and SqueezeNet's layers, figures in
-/// DESIGN.md): at least 48 tiles (a 7 x 7 image is 16, and at batch 1 the transformed weights,
+/// docs/performance.md): at least 48 tiles (a 7 x 7 image is 16, and at batch 1 the transformed weights,
 /// 16/9 the size, are read for too few of them), and under 512 tiles (batch 1 on 28 x 28 and
 /// smaller planes) only with 128 input channels or more (with fewer, the transforms and the
 /// short products cost more than the multiplications saved).
