@@ -309,6 +309,8 @@ mod tests {
             layers: vec![input, conv, f],
             outputs: vec![2],
             classes: vec![],
+            detector: None,
+            notes: Vec::new(),
         }
     }
 

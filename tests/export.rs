@@ -788,6 +788,8 @@ fn synthetic_image_network(crop: bool) -> Network {
         layers: b.layers,
         outputs: vec![out],
         classes: (0..5).map(|c| format!("c{c}")).collect(),
+        detector: None,
+        notes: Vec::new(),
     }
 }
 
@@ -845,6 +847,8 @@ fn synthetic_feature_network() -> Network {
         layers: b.layers,
         outputs: vec![fc2],
         classes: vec![],
+        detector: None,
+        notes: Vec::new(),
     }
 }
 

@@ -50,6 +50,8 @@ fn net(layers: Vec<Layer>) -> Network {
         layers,
         outputs: vec![out],
         classes: vec![],
+        detector: None,
+        notes: Vec::new(),
     }
 }
 

@@ -352,6 +352,8 @@ fn tiny_net(s: &Spec, seed: u64) -> Network {
         ],
         outputs: vec![2],
         classes: vec![],
+        detector: None,
+        notes: Vec::new(),
     }
 }
 

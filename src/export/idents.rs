@@ -200,6 +200,8 @@ mod tests {
             .collect(),
             outputs: vec![],
             classes: vec![],
+            detector: None,
+            notes: Vec::new(),
         };
         assert_eq!(
             identifiers(&net),

@@ -242,6 +242,29 @@ pub struct Network {
     pub outputs: Vec<usize>,
     /// Class names of a classification network (empty otherwise).
     pub classes: Vec<String>,
+    /// The object detector the network was found in (`yolov2ObjectDetector`, ...), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detector: Option<Detector>,
+    /// What import changed or left out, in words (e.g. a user-defined output layer dropped
+    /// because it only computes a training loss). Shown by `inspect`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// Metadata of an object detector that holds a network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Detector {
+    /// MATLAB class of the detector object (`yolov2ObjectDetector`, `fasterRCNNObjectDetector`).
+    pub class: String,
+    /// `ModelName`, when stored.
+    pub model_name: Option<String>,
+    /// `ClassNames`, in the detector's order.
+    pub class_names: Vec<String>,
+    /// `AnchorBoxes` as MATLAB stores them: one `[height, width]` row per anchor, in pixels of
+    /// the network input.
+    pub anchor_boxes: Vec<[f64; 2]>,
+    /// `TrainingImageSize` `[height, width]`, when stored.
+    pub training_image_size: Option<[usize; 2]>,
 }
 
 impl Network {

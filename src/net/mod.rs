@@ -359,6 +359,8 @@ pub(crate) fn finish(
         layers,
         outputs,
         classes,
+        detector: None,
+        notes: Vec::new(),
     };
     shape::infer(&mut net, &declared)?;
     Ok(net)

@@ -348,6 +348,8 @@ mod tests {
             layers,
             outputs: vec![],
             classes: vec![],
+            detector: None,
+            notes: Vec::new(),
         }
     }
 

@@ -140,6 +140,8 @@ fn graph(input: K, layers: Vec<(&str, K, Option<Vec<usize>>)>) -> Network {
         outputs: vec![all.len() - 1],
         layers: all,
         classes,
+        detector: None,
+        notes: Vec::new(),
     }
 }
 
