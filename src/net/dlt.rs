@@ -73,14 +73,15 @@ pub fn import(variable: &str, v: &Value, kind: SourceKind) -> Result<Network, Ne
     if kind == SourceKind::LayerArray {
         let (layers, declared) = read_layers(variable, v)?;
         let layers = chain(layers);
-        return super::finish(variable, kind, layers, declared, None);
+        return finish_dropping(variable, kind, layers, declared, None, v);
     }
     let obj = v.as_object().ok_or_else(not_a_network)?;
     let f = container_fields(variable, obj);
     match kind {
         SourceKind::SeriesNetwork => {
-            let (layers, declared) = read_layers(variable, f.req("Layers")?)?;
-            super::finish(variable, kind, chain(layers), declared, None)
+            let stored = f.req("Layers")?;
+            let (layers, declared) = read_layers(variable, stored)?;
+            finish_dropping(variable, kind, chain(layers), declared, None, stored)
         }
         SourceKind::DAGNetwork | SourceKind::LayerGraph => graph(variable, kind, &f, None),
         SourceKind::DlNetwork => {
@@ -133,7 +134,8 @@ fn graph(
     f: &Fields,
     output_names: Option<Vec<String>>,
 ) -> Result<Network, NetError> {
-    let (mut layers, declared) = read_layers(variable, f.req("Layers")?)?;
+    let stored = f.req("Layers")?;
+    let (mut layers, declared) = read_layers(variable, stored)?;
     let conn = f.req("Connections")?;
     let table = conn.as_table().ok_or_else(|| {
         f.err(
@@ -208,7 +210,127 @@ fn graph(
         p.sort();
         l.inputs = p.into_iter().map(|(_, s)| s).collect();
     }
-    super::finish(variable, kind, layers, declared, outputs)
+    finish_dropping(variable, kind, layers, declared, outputs, stored)
+}
+
+/// The base classes' properties MATLAB saves with a user-defined output layer:
+/// `nnet.layer.RegressionLayer` has `ResponseNames`, `nnet.layer.ClassificationLayer` has
+/// `Classes` (`ClassNames` in older versions), weighted classification layers `ClassWeights`.
+const OUTPUT_LAYER_PROPERTIES: [&str; 4] = ["ResponseNames", "Classes", "ClassNames", "ClassWeights"];
+
+/// Per stored layer: `Some(class names)` for a user-defined output layer (a class outside
+/// MATLAB's packages carrying the properties of `nnet.layer.ClassificationLayer` or
+/// `nnet.layer.RegressionLayer`, or their private ones), `None` for any other layer.
+fn user_output_layers(stored: &Value) -> Vec<Option<Vec<String>>> {
+    let Some(arr) = stored.as_object_array() else {
+        return Vec::new();
+    };
+    arr.elements
+        .iter()
+        .map(|o| {
+            let builtin = o.class.starts_with("nnet.") || o.class.starts_with(VISION_PACKAGE);
+            let output = OUTPUT_LAYER_PROPERTIES.iter().any(|p| o.prop(p).is_some())
+                || o.props.iter().any(|(n, _)| {
+                    n.starts_with("nnet.layer.ClassificationLayer.")
+                        || n.starts_with("nnet.layer.RegressionLayer.")
+                });
+            (!builtin && output).then(|| {
+                ["Classes", "ClassNames"]
+                    .iter()
+                    .find_map(|p| o.prop(p))
+                    .map(class_names)
+                    .unwrap_or_default()
+            })
+        })
+        .collect()
+}
+
+/// [`super::finish`], after dropping the user-defined output layers of `stored` (the `Layers`
+/// array `layers` was read from) that only compute a training loss: those with one input and no
+/// successor. MATLAB's `predict` ignores output layers; each one dropped gets a note, and its
+/// input takes its place among the outputs.
+fn finish_dropping(
+    variable: &str,
+    kind: SourceKind,
+    layers: Vec<Layer>,
+    declared: Vec<Declared>,
+    outputs: Option<Vec<usize>>,
+    stored: &Value,
+) -> Result<Network, NetError> {
+    let user_outputs = user_output_layers(stored);
+    let mut consumed = vec![false; layers.len()];
+    for l in &layers {
+        for &j in &l.inputs {
+            if let Some(c) = consumed.get_mut(j) {
+                *c = true;
+            }
+        }
+    }
+    let drop: Vec<bool> = (0..layers.len())
+        .map(|i| {
+            matches!(user_outputs.get(i), Some(Some(_)))
+                && !consumed[i]
+                && layers[i].inputs.len() == 1
+        })
+        .collect();
+    if !drop.contains(&true) {
+        return super::finish(variable, kind, layers, declared, outputs);
+    }
+    let mut notes = Vec::new();
+    let mut classes = Vec::new();
+    for (i, l) in layers.iter().enumerate().filter(|(i, _)| drop[*i]) {
+        let input = &layers[l.inputs[0]].name;
+        notes.push(format!(
+            "layer '{}' ({}) dropped: a user-defined output layer that only computes a training loss (MATLAB's predict ignores output layers); '{input}' is the output",
+            l.name, l.class
+        ));
+        if let Some(Some(c)) = user_outputs.get(i)
+            && classes.is_empty()
+        {
+            classes = c.clone();
+        }
+    }
+    // Old index → new index of the layers kept.
+    let mut new_index = vec![usize::MAX; layers.len()];
+    let mut next = 0;
+    for (i, d) in drop.iter().enumerate() {
+        if !d {
+            new_index[i] = next;
+            next += 1;
+        }
+    }
+    let outputs = outputs.map(|o| {
+        let mut kept: Vec<usize> = Vec::new();
+        for i in o {
+            let i = if drop.get(i) == Some(&true) {
+                layers[i].inputs[0]
+            } else {
+                i
+            };
+            if let Some(&n) = new_index.get(i)
+                && !kept.contains(&n)
+            {
+                kept.push(n);
+            }
+        }
+        kept
+    });
+    let (layers, declared): (Vec<Layer>, Vec<Declared>) = layers
+        .into_iter()
+        .zip(declared)
+        .zip(&drop)
+        .filter(|(_, d)| !**d)
+        .map(|((mut l, decl), _)| {
+            l.inputs = l.inputs.iter().map(|&j| new_index[j]).collect();
+            (l, decl)
+        })
+        .unzip();
+    let mut net = super::finish(variable, kind, layers, declared, outputs)?;
+    if net.classes.is_empty() {
+        net.classes = classes;
+    }
+    net.notes.extend(notes);
+    Ok(net)
 }
 
 /// Reads a `Layers` object array.

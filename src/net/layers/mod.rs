@@ -285,7 +285,16 @@ pub(in crate::net) fn dlt_padding(
     size: &str,
     declared: &mut Declared,
 ) -> Result<PaddingMode, NetError> {
-    let pads = f.opt_padding(size)?;
+    let pads = match f.opt_padding(size)? {
+        // Layers saved before `PaddingSize` existed (2017, e.g. in fasterRCNNObjectDetector)
+        // store `[vertical horizontal]` as `Padding`.
+        None if f.get(size).is_none()
+            && f.get("Padding").is_some_and(|v| v.as_numeric().is_some()) =>
+        {
+            f.opt_padding("Padding")?
+        }
+        pads => pads,
+    };
     Ok(match f.string(mode).as_deref() {
         Some("same") => {
             declared.same_padding = pads;
