@@ -573,7 +573,8 @@ fn saurabh_mlp_trained_and_untrained() {
 #[test]
 fn mimo_detect_custom_layers() {
     let (file, n) = import("mimo-detect/trainedNet_test.mat");
-    assert_eq!(n.layers.len(), 20);
+    // 20 stored; the user-defined output layer (sigmoidClassificationLayer) is dropped (tests/find.rs).
+    assert_eq!(n.layers.len(), 19);
     assert_eq!(out(&n, "imageinput"), Some(Shape::image(40, 1, 1)));
     assert_eq!(out(&n, "fc_1"), Some(Shape::image(1, 1, 512)));
     assert_eq!(out(&n, "fc_7"), Some(Shape::image(1, 1, 8)));
@@ -605,11 +606,6 @@ fn mimo_detect_custom_layers() {
         unsupported,
         [
             ("layer", "sigmoidLayer", "user-defined layer class 'sigmoidLayer' (no code is stored in the .mat)".to_string()),
-            (
-                "regressionoutput",
-                "sigmoidClassificationLayer",
-                "user-defined layer class 'sigmoidClassificationLayer' (no code is stored in the .mat)".to_string()
-            ),
         ]
     );
     assert_eq!(n.learnables(), 197080);
