@@ -298,7 +298,10 @@ fn cli_inspect_shows_the_detector_and_the_networks_found() {
     let o = matcnn(&["inspect", &f]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
-    assert!(out.contains("Detector: yolov2ObjectDetector 'data_drone'"), "{out}");
+    assert!(
+        out.contains("Detector: yolov2ObjectDetector 'data_drone'"),
+        "{out}"
+    );
     assert!(out.contains("anchor boxes (4, [height width])"), "{out}");
     assert!(out.contains("training image size: 128x128"), "{out}");
 
@@ -307,7 +310,10 @@ fn cli_inspect_shows_the_detector_and_the_networks_found() {
     assert_eq!(j["detector"]["class"], "yolov2ObjectDetector");
     assert_eq!(j["detector"]["class_names"][0], "data_drone");
     assert_eq!(j["detector"]["anchor_boxes"].as_array().unwrap().len(), 4);
-    assert_eq!(j["detector"]["training_image_size"], serde_json::json!([128, 128]));
+    assert_eq!(
+        j["detector"]["training_image_size"],
+        serde_json::json!([128, 128])
+    );
     assert_eq!(j["networks"][0]["path"], "detector.Network");
     assert_eq!(j["networks"][0]["holder"], "yolov2ObjectDetector");
     assert_eq!(j["networks"][0]["picked"], true);
@@ -321,7 +327,10 @@ fn cli_inspect_shows_the_detector_and_the_networks_found() {
         out.contains("* Yolov2_lgraph.detector.Network (DAGNetwork in yolov2ObjectDetector)"),
         "{out}"
     );
-    assert!(out.contains("Showing 'Yolov2_lgraph.detector.Network'"), "{out}");
+    assert!(
+        out.contains("Showing 'Yolov2_lgraph.detector.Network'"),
+        "{out}"
+    );
     let o = matcnn(&["inspect", &f, "--var", "Yolov2_lgraph.lgraph", "--json"]);
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(j["variable"], "Yolov2_lgraph.lgraph");
@@ -339,7 +348,10 @@ fn cli_inspects_the_faster_rcnn_detector() {
     let o = matcnn(&["inspect", &f]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
-    assert!(out.contains("Detector: fasterRCNNObjectDetector 'zjwgwt'"), "{out}");
+    assert!(
+        out.contains("Detector: fasterRCNNObjectDetector 'zjwgwt'"),
+        "{out}"
+    );
     assert!(out.contains("detector.RegionProposalNetwork"), "{out}");
     for l in [
         "roi pooling layer (vision.cnn.layer.ROIMaxPooling2DLayer)",
@@ -421,7 +433,10 @@ fn cli_inspect_lists_every_user_layer_by_name() {
                 (l.starts_with(&format!("{name} (")) && l.contains(class) && l.contains("):"))
                     || l.contains(&format!("layer '{name}' ({class}) dropped"))
             });
-            assert!(listed, "{rel}: user layer {name} ({class}) not listed:\n{out}");
+            assert!(
+                listed,
+                "{rel}: user layer {name} ({class}) not listed:\n{out}"
+            );
         }
     }
 }
@@ -463,7 +478,10 @@ fn cli_a_path_that_names_no_network_is_a_clear_error() {
     let o = matcnn(&["inspect", &path("fuma28-speech/classes.mat")]);
     let (_, err) = text(&o);
     assert!(!o.status.success());
-    assert!(err.contains("no network found among the variables (classes)"), "{err}");
+    assert!(
+        err.contains("no network found among the variables (classes)"),
+        "{err}"
+    );
     // The same paths reach the other subcommands; nothing is written.
     let out = std::env::temp_dir().join(format!("matcnn-find-{}.npy", std::process::id()));
     let o = matcnn(&[
@@ -478,7 +496,11 @@ fn cli_a_path_that_names_no_network_is_a_clear_error() {
         out.to_str().unwrap(),
     ]);
     assert!(!o.status.success());
-    assert!(text(&o).1.contains("nothing at 'model.nope'"), "{}", text(&o).1);
+    assert!(
+        text(&o).1.contains("nothing at 'model.nope'"),
+        "{}",
+        text(&o).1
+    );
     assert!(!out.exists());
 }
 

@@ -604,9 +604,11 @@ fn mimo_detect_custom_layers() {
         .collect();
     assert_eq!(
         unsupported,
-        [
-            ("layer", "sigmoidLayer", "user-defined layer class 'sigmoidLayer' (no code is stored in the .mat)".to_string()),
-        ]
+        [(
+            "layer",
+            "sigmoidLayer",
+            "user-defined layer class 'sigmoidLayer' (no code is stored in the .mat)".to_string()
+        ),]
     );
     assert_eq!(n.learnables(), 197080);
     assert_eq!(n.learnables(), stored_learnables(&file, "net"));

@@ -146,7 +146,9 @@ impl<'a> Node<'a> {
             return Some(Node::Value(any));
         }
         let single = match self {
-            Node::Value(v) => !matches!(v, Value::Cell(_)) && v.dims().iter().product::<usize>() == 1,
+            Node::Value(v) => {
+                !matches!(v, Value::Cell(_)) && v.dims().iter().product::<usize>() == 1
+            }
             _ => true,
         };
         if *step == Step::Paren(1) && single {
@@ -255,7 +257,7 @@ fn parse_path(path: &str) -> Result<(String, Vec<Step>), NetError> {
 /// The variable part of a path (`model` of `model.model`, `s` of `s(2).net`).
 pub fn path_variable(path: &str) -> &str {
     let end = path
-        .find(|c: char| c == '.' || c == '(' || c == '{')
+        .find(['.', '(', '{'])
         .unwrap_or(path.len());
     &path[..end]
 }
@@ -313,7 +315,10 @@ fn node_ptr(n: Node) -> *const u8 {
     match n {
         Node::Value(v) => v as *const Value as *const u8,
         Node::Object(o) => o as *const Object as *const u8,
-        Node::Elem(s, i) => s.elements.get(i).map_or(std::ptr::null(), |e| e.as_ptr() as *const u8),
+        Node::Elem(s, i) => s
+            .elements
+            .get(i)
+            .map_or(std::ptr::null(), |e| e.as_ptr() as *const u8),
     }
 }
 
@@ -430,8 +435,8 @@ fn pick(found: &[Candidate]) -> Result<&Candidate, NetError> {
     }
 }
 
-/// The network `import` takes for `var` (or, without it, for the whole file), among `found`
-/// (the file's candidates).
+/// The network [`import`](super::import) takes for `var` (a path to a network or to a value
+/// holding one), or, without it, the file's preferred network (see the module documentation).
 pub fn choose(file: &MatFile, var: Option<&str>) -> Result<Candidate, NetError> {
     let Some(path) = var else {
         let found = candidates(file);

@@ -216,7 +216,8 @@ fn graph(
 /// The base classes' properties MATLAB saves with a user-defined output layer:
 /// `nnet.layer.RegressionLayer` has `ResponseNames`, `nnet.layer.ClassificationLayer` has
 /// `Classes` (`ClassNames` in older versions), weighted classification layers `ClassWeights`.
-const OUTPUT_LAYER_PROPERTIES: [&str; 4] = ["ResponseNames", "Classes", "ClassNames", "ClassWeights"];
+const OUTPUT_LAYER_PROPERTIES: [&str; 4] =
+    ["ResponseNames", "Classes", "ClassNames", "ClassWeights"];
 
 /// Per stored layer: `Some(class names)` for a user-defined output layer (a class outside
 /// MATLAB's packages carrying the properties of `nnet.layer.ClassificationLayer` or
@@ -334,7 +335,10 @@ fn finish_dropping(
 }
 
 /// Reads a `Layers` object array.
-pub(crate) fn read_layers(variable: &str, v: &Value) -> Result<(Vec<Layer>, Vec<Declared>), NetError> {
+pub(crate) fn read_layers(
+    variable: &str,
+    v: &Value,
+) -> Result<(Vec<Layer>, Vec<Declared>), NetError> {
     let arr = v.as_object_array().ok_or_else(|| {
         Ctx::new(variable, "(container)", "").property(
             "Layers",
