@@ -522,3 +522,79 @@ fn every_layer_is_kept_where_nothing_is_dropped() {
             .all(|l| !matches!(l.kind, LayerKind::Unsupported { .. }))
     );
 }
+
+fn object(class: &str, props: Vec<(&str, Value)>) -> Value {
+    use matcnn::mat::{Object, ObjectArray};
+    Value::Object(ObjectArray {
+        class: class.into(),
+        dims: vec![1, 1],
+        elements: vec![std::sync::Arc::new(Object {
+            class: class.into(),
+            id: 0,
+            props: props.into_iter().map(|(n, v)| (n.into(), v)).collect(),
+        })],
+    })
+}
+
+/// A Reinforcement Learning Toolbox agent of our own making around real networks: the actor is
+/// what runs a policy, so it is preferred to the critic, and the critic to the target networks.
+#[test]
+fn an_agents_actor_is_preferred_to_its_critics() {
+    let (mut file, plain) = wrapped();
+    let net = read("saurabh-mlp/trainedNet.mat")
+        .get("net")
+        .unwrap()
+        .clone();
+    let rep = |class: &str| object(class, vec![("Model", net.clone())]);
+    let agent = object(
+        "rl.agent.rlDDPGAgent",
+        vec![
+            ("Critic", rep("rl.representation.rlQValueRepresentation")),
+            (
+                "Actor",
+                rep("rl.representation.rlDeterministicActorRepresentation"),
+            ),
+            (
+                "TargetCritic",
+                rep("rl.representation.rlQValueRepresentation"),
+            ),
+        ],
+    );
+    file.variables = vec![Variable {
+        name: "agent".into(),
+        global: false,
+        value: agent,
+    }];
+    let found: Vec<(String, String)> = net::candidates(&file)
+        .iter()
+        .map(|c| (c.path.clone(), c.kind()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "agent.Critic.Model".to_string(),
+                "SeriesNetwork in rl.representation.rlQValueRepresentation".to_string()
+            ),
+            (
+                "agent.Actor.Model".to_string(),
+                "SeriesNetwork in rl.representation.rlDeterministicActorRepresentation".to_string()
+            ),
+            (
+                "agent.TargetCritic.Model".to_string(),
+                "SeriesNetwork in rl.representation.rlQValueRepresentation".to_string()
+            ),
+        ]
+    );
+    for (var, picked) in [
+        (None, "agent.Actor.Model"),
+        (Some("agent"), "agent.Actor.Model"),
+        (Some("agent.Critic"), "agent.Critic.Model"),
+        (Some("agent.TargetCritic.Model"), "agent.TargetCritic.Model"),
+    ] {
+        let n = net::import(&file, var).unwrap();
+        assert_eq!(n.variable, picked, "{var:?}");
+        assert_eq!(n.layers, plain.layers);
+        assert!(n.detector.is_none());
+    }
+}

@@ -6,6 +6,7 @@ use clap::Args;
 use matcnn::mat::MatFile;
 use matcnn::net::{self, Candidate};
 use matcnn::source::load_network;
+use std::io::Write;
 use std::path::PathBuf;
 
 /// Describe a network layer by layer (like MATLAB's analyzeNetwork).
@@ -39,7 +40,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
         }
         _ => (load_network(model.as_deref(), var)?, Vec::new()),
     };
-    if args.out.json {
+    let report = if args.out.json {
         let mut j = matcnn::inspect::json(&net);
         if let Some(o) = j.as_object_mut() {
             o.insert(
@@ -47,14 +48,18 @@ pub fn run(args: InspectArgs) -> Result<()> {
                 matcnn::inspect::networks_json(&found, &net.variable),
             );
         }
-        println!("{}", serde_json::to_string_pretty(&j)?);
+        serde_json::to_string_pretty(&j)? + "\n"
     } else {
-        print!("{}", matcnn::inspect::networks_text(&found, &net.variable));
-        let text = matcnn::inspect::text(&net);
-        print!("{text}");
+        let mut text = matcnn::inspect::networks_text(&found, &net.variable);
+        text += &matcnn::inspect::text(&net);
         if !text.ends_with('\n') {
-            println!();
+            text.push('\n');
         }
+        text
+    };
+    // A reader that stops early (`| head`) is not an error.
+    match std::io::stdout().lock().write_all(report.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
-    Ok(())
 }
