@@ -44,6 +44,24 @@ pub(crate) struct Plan<'a> {
     pub idents: Vec<String>,
 }
 
+/// Image sequences export as `[N, C*H*W, T]` (rank 3, frames in `[C, H, W]` order); their
+/// input normalization only with per-element or scalar statistics.
+const IMAGE_SEQUENCES: &str = "an image-sequence input with several inputs or per-channel \
+     normalization statistics is not supported by the exporters (per-element or scalar \
+     statistics are)";
+
+/// Whether an image-sequence input's normalization broadcasts over `[N, C*H*W, T]`.
+fn image_sequence_norm_exports(n: &layer::Normalization, features: usize) -> bool {
+    use layer::Normalization as N;
+    let ok = |t: &layer::Tensor| t.numel() <= 1 || t.numel() == features;
+    match n {
+        N::None => true,
+        N::ZeroCenter { mean } => ok(mean),
+        N::ZScore { mean, std } => ok(mean) && ok(std),
+        N::RescaleZeroOne { min, max } | N::RescaleSymmetric { min, max } => ok(min) && ok(max),
+    }
+}
+
 /// Why a layer cannot be exported, if it cannot.
 fn unsupported_reason(l: &Layer, first_input: bool) -> Option<String> {
     let same = |p: &PaddingMode, what: &str| {
@@ -52,6 +70,13 @@ fn unsupported_reason(l: &Layer, first_input: bool) -> Option<String> {
     };
     match &l.kind {
         LayerKind::Unsupported { reason } => Some(reason.clone()),
+        LayerKind::SequenceInput {
+            frame: Some(frame),
+            normalization,
+            ..
+        } if !first_input || !image_sequence_norm_exports(normalization, frame.numel()) => {
+            Some(IMAGE_SEQUENCES.into())
+        }
         LayerKind::ImageInput { .. }
         | LayerKind::FeatureInput { .. }
         | LayerKind::SequenceInput { .. } => (!first_input)
@@ -63,6 +88,7 @@ fn unsupported_reason(l: &Layer, first_input: bool) -> Option<String> {
             .then(|| format!("concatenation along dimension {dim} is not supported")),
         LayerKind::Resize2d { .. } => Some("resize2d is not supported by the exporters yet".into()),
         LayerKind::Lstm(r) | LayerKind::Gru(r) => recurrent_reason(r),
+        LayerKind::SequenceFolding | LayerKind::SequenceUnfolding => None,
         LayerKind::FullyConnected(_)
         | LayerKind::BatchNorm(_)
         | LayerKind::GroupNorm(_)
@@ -156,6 +182,25 @@ impl<'a> Plan<'a> {
                 | LayerKind::RegressionOutput => {
                     value[i] = value[l.inputs[0]];
                     rank[i] = in_rank(0);
+                }
+                // Image sequences: [N, C*H*W, T] ↔ [N*T, C, H, W] (see the family files).
+                LayerKind::SequenceFolding => {
+                    if in_rank(0) != 3 {
+                        return Err(layer_err(l, "sequence folding needs sequence input"));
+                    }
+                    value[i] = Val::Layer(i);
+                    computes[i] = true;
+                    rank[i] = 4;
+                }
+                LayerKind::SequenceUnfolding => {
+                    value[i] = Val::Layer(i);
+                    computes[i] = true;
+                    rank[i] = 3;
+                }
+                LayerKind::Flatten if in_rank(0) == 3 => {
+                    value[i] = Val::Layer(i);
+                    computes[i] = true;
+                    rank[i] = 3;
                 }
                 kind => {
                     value[i] = Val::Layer(i);
@@ -350,6 +395,8 @@ impl<'a> Plan<'a> {
                 | LayerKind::Resize2d { .. }
                 | LayerKind::ClassificationOutput { .. }
                 | LayerKind::RegressionOutput
+                | LayerKind::SequenceFolding
+                | LayerKind::SequenceUnfolding
                 | LayerKind::Unsupported { .. } => {}
             }
         }

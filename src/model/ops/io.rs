@@ -2,7 +2,7 @@
 
 use super::{IDENTITY, Op, func, values};
 use crate::model::ModelError;
-use crate::net::layer::{self, Normalization};
+use crate::net::layer::{self, Normalization, Shape};
 use burn::module::{Module, Param};
 use burn::prelude::*;
 
@@ -51,6 +51,33 @@ pub(super) fn input(normalization: &Normalization, device: &Device) -> Result<Op
     Ok(Op::Input(InputNorm {
         shift: frozen(shift),
         scale: frozen(scale),
+    }))
+}
+
+/// A sequence input layer. For image sequences (`frame`), whose values run as
+/// `[N, C*H*W, 1, T]` (features in `[C, H, W]` order), the `[1, C, H, W]` (per element),
+/// `[1, C, 1, 1]` (per channel) constants become `[1, C*H*W, 1, 1]`.
+pub(super) fn sequence_input(
+    normalization: &Normalization,
+    frame: &Option<Shape>,
+    device: &Device,
+) -> Result<Op, ModelError> {
+    let op = input(normalization, device)?;
+    let (Some(s), Op::Input(n)) = (frame, &op) else {
+        return Ok(op);
+    };
+    let f = s.c * s.h * s.w;
+    let per_feature = |t: Tensor<4>| -> Tensor<4> {
+        let [_, c, h, w] = t.dims();
+        match (c, h * w) {
+            (1, 1) => t,
+            (_, 1) if s.h * s.w > 1 => t.repeat_dim(2, s.h * s.w).reshape([1, f, 1, 1]),
+            _ => t.reshape([1, c * h * w, 1, 1]),
+        }
+    };
+    Ok(Op::Input(InputNorm {
+        shift: frozen(per_feature(n.shift.val())),
+        scale: frozen(per_feature(n.scale.val())),
     }))
 }
 
