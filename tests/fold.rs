@@ -224,8 +224,9 @@ fn cli_predict_runs_the_cnn_lstm_on_image_sequences() {
     let dir = scratch("fold", "cnn-lstm");
     let (n, t) = (2, 3);
     let f = 11 * 500;
+    // Small values (EEG-like scale): larger ones saturate the LSTM, and every output is the same.
     let x: Vec<f32> = (0..n * t * f)
-        .map(|i| ((i * 7 % 113) as f32 - 56.0) / 3.0)
+        .map(|i| ((i * 7 % 113) as f32 - 56.0) / 40.0 + (i / f) as f32 * 0.3)
         .collect();
     let input = dir.join("x.npy");
     std::fs::write(&input, matcnn::data::npy_bytes(&x, &[n, t, 1, 11, 500])).unwrap();
@@ -246,6 +247,7 @@ fn cli_predict_runs_the_cnn_lstm_on_image_sequences() {
     for row in y.chunks(3) {
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{row:?}");
     }
+    assert!((y[0] - y[3]).abs() > 1e-4, "both sequences give {:?}", &y[..3]);
 
     // A wrong frame size: named file and element, nothing written.
     let bad = dir.join("bad.npy");
