@@ -247,7 +247,11 @@ fn cli_predict_runs_the_cnn_lstm_on_image_sequences() {
     for row in y.chunks(3) {
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{row:?}");
     }
-    assert!((y[0] - y[3]).abs() > 1e-4, "both sequences give {:?}", &y[..3]);
+    assert!(
+        (y[0] - y[3]).abs() > 1e-4,
+        "both sequences give {:?}",
+        &y[..3]
+    );
 
     // A wrong frame size: named file and element, nothing written.
     let bad = dir.join("bad.npy");

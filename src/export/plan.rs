@@ -44,24 +44,6 @@ pub(crate) struct Plan<'a> {
     pub idents: Vec<String>,
 }
 
-/// Image sequences export as `[N, C*H*W, T]` (rank 3, frames in `[C, H, W]` order); their
-/// input normalization only with per-element or scalar statistics.
-const IMAGE_SEQUENCES: &str = "an image-sequence input with several inputs or per-channel \
-     normalization statistics is not supported by the exporters (per-element or scalar \
-     statistics are)";
-
-/// Whether an image-sequence input's normalization broadcasts over `[N, C*H*W, T]`.
-fn image_sequence_norm_exports(n: &layer::Normalization, features: usize) -> bool {
-    use layer::Normalization as N;
-    let ok = |t: &layer::Tensor| t.numel() <= 1 || t.numel() == features;
-    match n {
-        N::None => true,
-        N::ZeroCenter { mean } => ok(mean),
-        N::ZScore { mean, std } => ok(mean) && ok(std),
-        N::RescaleZeroOne { min, max } | N::RescaleSymmetric { min, max } => ok(min) && ok(max),
-    }
-}
-
 /// Why a layer cannot be exported, if it cannot.
 fn unsupported_reason(l: &Layer, first_input: bool) -> Option<String> {
     let same = |p: &PaddingMode, what: &str| {
@@ -70,13 +52,6 @@ fn unsupported_reason(l: &Layer, first_input: bool) -> Option<String> {
     };
     match &l.kind {
         LayerKind::Unsupported { reason } => Some(reason.clone()),
-        LayerKind::SequenceInput {
-            frame: Some(frame),
-            normalization,
-            ..
-        } if !first_input || !image_sequence_norm_exports(normalization, frame.numel()) => {
-            Some(IMAGE_SEQUENCES.into())
-        }
         LayerKind::ImageInput { .. }
         | LayerKind::FeatureInput { .. }
         | LayerKind::SequenceInput { .. } => (!first_input)
@@ -148,6 +123,13 @@ impl<'a> Plan<'a> {
             norm_consts(in_layer, normalization, input_rank)?
         } else {
             None
+        };
+        // Image sequences run as [N, C*H*W, T] (see `super::io::per_frame_feature`).
+        let norm = match (norm, &in_layer.kind) {
+            (Some(n), LayerKind::SequenceInput { frame: Some(f), .. }) => {
+                Some(super::io::per_frame_feature(n, f))
+            }
+            (n, _) => n,
         };
         let n = net.layers.len();
         let mut value = vec![Val::Input; n];

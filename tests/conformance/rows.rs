@@ -917,6 +917,15 @@ fn table() -> Vec<Row> {
         },
         Row {
             reference: reference::image_sequences,
+            ..row(
+                "fold-zscore-ch-conv-unfold-flatten",
+                IMAGE_SEQ,
+                sf(3 * 3 * 4),
+                || fold_row(norm(2, [2, 1, 1]), false),
+            )
+        },
+        Row {
+            reference: reference::image_sequences,
             ..row("fold-conv-fc-unfold-flatten-lstm", IMAGE_SEQ, sf(4), || {
                 fold_row(Normalization::None, true)
             })

@@ -119,6 +119,10 @@ pub(crate) fn write_back_normalization(n: &InputNorm, norm: &mut Normalization) 
     let fill = |t: &mut layer::Tensor, v: Vec<f32>| {
         if v.len() == t.numel() {
             t.data = v;
+        } else if t.numel() > 0 && v.len().is_multiple_of(t.numel()) {
+            // Per-channel statistics of an image sequence, spread over each channel's H*W
+            // features by `sequence_input`: the first of each block.
+            t.data = v.iter().step_by(v.len() / t.numel()).copied().collect();
         }
     };
     match norm {
