@@ -182,6 +182,37 @@ fn cli_predict_runs_eegnet() {
     for row in y.1.chunks(3) {
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{row:?}");
     }
+    // The ONNX export (grouped convolutions as Conv with `group`) in onnxruntime.
+    if let Some(py) = python() {
+        let onnx = dir.join("eegnet.onnx");
+        matcnn_ok(&[
+            "export",
+            "--model",
+            model.to_str().unwrap(),
+            "--format",
+            "onnx",
+            "--output",
+            onnx.to_str().unwrap(),
+        ]);
+        let check = format!(
+            r#"
+import numpy as np, onnxruntime as ort
+s = ort.InferenceSession(r"{onnx}", providers=["CPUExecutionProvider"])
+y = s.run(None, {{s.get_inputs()[0].name: np.load(r"{x}")}})[0]
+d = float(np.abs(y - np.load(r"{y}")).max())
+print("max difference", d)
+assert d <= 1e-5, d
+"#,
+            onnx = onnx.display(),
+            x = input.display(),
+            y = out.display(),
+        );
+        let o = std::process::Command::new(&py)
+            .args(["-c", &check])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -244,6 +275,16 @@ fn cli_predict_runs_the_cnn_lstm_on_image_sequences() {
     ]);
     let (shape, y) = npy(&out);
     assert_eq!(shape, vec![n, 3]);
+    let o = matcnn_ok(&["inspect", model]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    for want in [
+        "sequences of 11x500x1 images",
+        "SequenceFoldingLayer",
+        "dropout_3, seqfold",
+        "Unsupported layers: none",
+    ] {
+        assert!(text.contains(want), "inspect lacks {want:?}:\n{text}");
+    }
     for row in y.chunks(3) {
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{row:?}");
     }
