@@ -310,7 +310,8 @@ pub fn json(net: &Network) -> Json {
     let input = net.input().map(|l| {
         let (size, norm) = match &l.kind {
             LayerKind::ImageInput { size, normalization } => (output_json(&Some(*size)), normalization),
-            LayerKind::FeatureInput { size, normalization } | LayerKind::SequenceInput { size, normalization } => {
+            LayerKind::SequenceInput { frame: Some(frame), normalization, .. } => (output_json(&Some(*frame)), normalization),
+            LayerKind::FeatureInput { size, normalization } | LayerKind::SequenceInput { size, normalization, .. } => {
                 (json!([size]), normalization)
             }
             _ => (Json::Null, &Normalization::None),

@@ -321,6 +321,7 @@ fn tiny_net(s: &Spec, seed: u64) -> Network {
                 LayerKind::SequenceInput {
                     size: s.c,
                     normalization: Normalization::None,
+                    frame: None,
                 },
                 vec![],
                 s.c,

@@ -15,8 +15,9 @@ pub struct PredictArgs {
     #[command(flatten)]
     net: NetArgs,
     /// The input: FILE.mat:VAR (H x W x C x N images or C x N features, as MATLAB stores
-    /// them; for sequence networks a cell array of C x T sequences or one C x T matrix) or
-    /// FILE.npy ([N, C, H, W] images, [N, C] features, [N, C, T] sequences).
+    /// them; for sequence networks a cell array of C x T sequences or one C x T matrix, for
+    /// image-sequence networks a cell array of H x W x C x T arrays) or FILE.npy ([N, C, H, W]
+    /// images, [N, C] features, [N, C, T] sequences, [N, T, C, H, W] image sequences).
     #[arg(long)]
     input: String,
     /// Where to write the outputs: OUT.npy (float32 [N, K]) or OUT.mat (single N x K, variable Y).
@@ -102,10 +103,14 @@ fn predict_sequences(
 ) -> Result<()> {
     let net = &loaded.net;
     let in_layer = net.input().context("the network has no input layer")?;
-    let LayerKind::SequenceInput { size, .. } = in_layer.kind else {
+    let LayerKind::SequenceInput { size, frame, .. } = in_layer.kind else {
         bail!("unexpected input layer '{}'", in_layer.name);
     };
-    let seqs = data::load_sequences(input, size)?;
+    let seqs = match frame {
+        // Image sequences (CNN-LSTM): H x W x C x T arrays or [N, T, C, H, W].
+        Some(s) => data::load_image_sequences(input, [s.h, s.w, s.c])?,
+        None => data::load_sequences(input, size)?,
+    };
     let device = device_for(backend)?;
     let model = loaded.build(&device)?;
     let pb = progress_bar(seqs.len(), "sequences");

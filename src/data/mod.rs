@@ -8,6 +8,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
+mod image_seq;
+pub use image_seq::load_image_sequences;
+
 #[derive(Debug, Error)]
 pub enum DataError {
     #[error("{path}: {msg}")]

@@ -96,3 +96,19 @@ pub(super) fn norm_consts(
         kind,
     }))
 }
+
+/// For an image-sequence input (`[N, C*H*W, T]`, each frame's features in `[C, H, W]` order):
+/// per-channel constants (`C` values) repeated over each channel's `H*W` features, so that they
+/// broadcast as `[1, C*H*W, 1]`; per-element and scalar constants are already in that order.
+pub(crate) fn per_frame_feature(mut n: NormConsts, frame: &layer::Shape) -> NormConsts {
+    let hw = frame.h * frame.w;
+    if hw > 1 && frame.c > 1 && n.shift.len() == frame.c {
+        let spread = |v: &[f32]| -> Vec<f32> {
+            v.iter().flat_map(|&x| std::iter::repeat_n(x, hw)).collect()
+        };
+        n.shift = spread(&n.shift);
+        n.scale = spread(&n.scale);
+        n.shape = vec![1, frame.c * hw, 1];
+    }
+    n
+}

@@ -212,6 +212,8 @@ pub(crate) fn needs_rank4(kind: &LayerKind) -> bool {
         | LayerKind::RegressionOutput
         | LayerKind::Lstm(_)
         | LayerKind::Gru(_)
+        | LayerKind::SequenceFolding
+        | LayerKind::SequenceUnfolding
         | LayerKind::Unsupported { .. } => false,
     }
 }

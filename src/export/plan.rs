@@ -63,6 +63,7 @@ fn unsupported_reason(l: &Layer, first_input: bool) -> Option<String> {
             .then(|| format!("concatenation along dimension {dim} is not supported")),
         LayerKind::Resize2d { .. } => Some("resize2d is not supported by the exporters yet".into()),
         LayerKind::Lstm(r) | LayerKind::Gru(r) => recurrent_reason(r),
+        LayerKind::SequenceFolding | LayerKind::SequenceUnfolding => None,
         LayerKind::FullyConnected(_)
         | LayerKind::BatchNorm(_)
         | LayerKind::GroupNorm(_)
@@ -123,6 +124,13 @@ impl<'a> Plan<'a> {
         } else {
             None
         };
+        // Image sequences run as [N, C*H*W, T] (see `super::io::per_frame_feature`).
+        let norm = match (norm, &in_layer.kind) {
+            (Some(n), LayerKind::SequenceInput { frame: Some(f), .. }) => {
+                Some(super::io::per_frame_feature(n, f))
+            }
+            (n, _) => n,
+        };
         let n = net.layers.len();
         let mut value = vec![Val::Input; n];
         let mut rank = vec![input_rank; n];
@@ -156,6 +164,25 @@ impl<'a> Plan<'a> {
                 | LayerKind::RegressionOutput => {
                     value[i] = value[l.inputs[0]];
                     rank[i] = in_rank(0);
+                }
+                // Image sequences: [N, C*H*W, T] ↔ [N*T, C, H, W] (see the family files).
+                LayerKind::SequenceFolding => {
+                    if in_rank(0) != 3 {
+                        return Err(layer_err(l, "sequence folding needs sequence input"));
+                    }
+                    value[i] = Val::Layer(i);
+                    computes[i] = true;
+                    rank[i] = 4;
+                }
+                LayerKind::SequenceUnfolding => {
+                    value[i] = Val::Layer(i);
+                    computes[i] = true;
+                    rank[i] = 3;
+                }
+                LayerKind::Flatten if in_rank(0) == 3 => {
+                    value[i] = Val::Layer(i);
+                    computes[i] = true;
+                    rank[i] = 3;
                 }
                 kind => {
                     value[i] = Val::Layer(i);
@@ -350,6 +377,8 @@ impl<'a> Plan<'a> {
                 | LayerKind::Resize2d { .. }
                 | LayerKind::ClassificationOutput { .. }
                 | LayerKind::RegressionOutput
+                | LayerKind::SequenceFolding
+                | LayerKind::SequenceUnfolding
                 | LayerKind::Unsupported { .. } => {}
             }
         }

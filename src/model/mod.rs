@@ -189,7 +189,7 @@ impl MatNet {
             let op = Op::build(layer, net, device)?;
             nodes.push(Node {
                 op,
-                inputs: layer.inputs.clone(),
+                inputs: ops::node_inputs(layer, net),
                 name: layer.name.clone(),
                 fast: None,
                 concat_into: None,
@@ -408,10 +408,16 @@ impl MatNet {
         mut progress: impl FnMut(usize),
     ) -> Result<Vec<SequenceOutput>, ModelError> {
         // The first recurrent layer fixes the channel count (layers before it work per element).
-        let channels = self.nodes.iter().find_map(|n| match &n.op {
-            Op::Rnn(r) => Some(r.input_weights.dims()[1]),
-            _ => None,
-        });
+        // (Not through sequence folding: image sequences are checked by their reader.)
+        let channels = self
+            .nodes
+            .iter()
+            .find_map(|n| match &n.op {
+                Op::Rnn(r) => Some(Some(r.input_weights.dims()[1])),
+                Op::SeqReshape(_) => Some(None),
+                _ => None,
+            })
+            .flatten();
         for s in seqs {
             if s.data.len() != s.channels * s.steps || channels.is_some_and(|c| c != s.channels) {
                 return Err(ModelError::InputShape {

@@ -154,8 +154,14 @@ pub enum LayerKind {
         normalization: Normalization,
     },
     SequenceInput {
+        /// Features per time step: `C`, or `H*W*C` for image sequences.
         size: usize,
         normalization: Normalization,
+        /// The frame of an image sequence (`InputSize` `[H W C]`), `None` for vector sequences.
+        /// Image sequences run as `[N, C*H*W, 1, T]`, each frame's features in `[C, H, W]`
+        /// row-major order; `sequenceFoldingLayer` makes them `[N*T, C, H, W]` images.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        frame: Option<Shape>,
     },
     Conv2d(Conv2d),
     ConvTranspose2d(ConvTranspose2d),
@@ -200,6 +206,12 @@ pub enum LayerKind {
     RegressionOutput,
     Lstm(Recurrent),
     Gru(Recurrent),
+    /// `sequenceFoldingLayer`: a batch of image sequences → one image per time step (the
+    /// `out` port; its `miniBatchSize` port feeds the matching unfolding layer).
+    SequenceFolding,
+    /// `sequenceUnfoldingLayer`: images back to sequences (inputs `in`, then `miniBatchSize`
+    /// from the folding layer).
+    SequenceUnfolding,
     /// A layer matcnn cannot convert: kept so that `inspect` shows the whole network.
     Unsupported {
         reason: String,

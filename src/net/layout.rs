@@ -41,6 +41,38 @@ pub fn dims_match(stored: &[usize], expected: &[usize]) -> bool {
     (0..n).all(|i| stored.get(i).copied().unwrap_or(1) == expected.get(i).copied().unwrap_or(1))
 }
 
+/// True when an array stored with dims `stored` holds the elements of an `expected` array in the
+/// same column-major order, in any form MATLAB writes: equal once padded with trailing singletons
+/// (MATLAB drops them), or with runs of consecutive dims merged into one (a grouped convolution's
+/// `[kh, kw, C/G, F/G, G]` weights stored `[kh, kw, C/G, F]`; `11x1x1x16` for `11x1x1x2x8`).
+/// Singleton dims anywhere do not change the order, so both sides are compared without them:
+/// every stored dim must be the product of the next run of expected dims. A different element
+/// count never matches.
+pub fn layout_matches(stored: &[usize], expected: &[usize]) -> bool {
+    if dims_match(stored, expected) {
+        return true;
+    }
+    let count = |d: &[usize]| d.iter().try_fold(1usize, |p, &x| p.checked_mul(x));
+    match (count(stored), count(expected)) {
+        (Some(a), Some(b)) if a == b && a > 0 => {}
+        _ => return false,
+    }
+    let mut want = expected.iter().copied().filter(|&d| d != 1);
+    for s in stored.iter().copied().filter(|&d| d != 1) {
+        let mut run = 1usize;
+        while run < s {
+            match want.next() {
+                Some(d) => run *= d,
+                None => return false,
+            }
+        }
+        if run != s {
+            return false;
+        }
+    }
+    want.next().is_none()
+}
+
 /// Stored dims without trailing singletons beyond the second (MATLAB's `size`).
 pub fn trimmed(dims: &[usize]) -> Vec<usize> {
     let mut d = dims.to_vec();
@@ -57,7 +89,7 @@ fn permute(a: &NumericArray, expected: &[usize], axes: &[usize]) -> Result<Tenso
         expected: dims_str(expected),
         found: found(a),
     };
-    if !dims_match(&a.dims, expected) {
+    if !layout_matches(&a.dims, expected) {
         return Err(err());
     }
     if let NumData::F32(v) = &a.real
@@ -285,7 +317,7 @@ pub fn matconvnet_moments(
     a: &NumericArray,
     channels: usize,
 ) -> Result<(Tensor, Tensor), LayoutError> {
-    if !dims_match(&a.dims, &[channels, 2]) {
+    if !layout_matches(&a.dims, &[channels, 2]) {
         return Err(LayoutError {
             expected: format!("{channels}x2 ([mean, sigma])"),
             found: found(a),
@@ -314,10 +346,10 @@ pub fn input_statistic(a: &NumericArray, hwc: [usize; 3]) -> Result<Tensor, Layo
     if a.numel() == 1 {
         return Ok(Tensor::new(vec![1, 1, 1], a.real.to_f32_vec()));
     }
-    if dims_match(&a.dims, &[h, w, c]) {
+    if layout_matches(&a.dims, &[h, w, c]) {
         return permute(a, &[h, w, c], &[2, 0, 1]);
     }
-    if dims_match(&a.dims, &[1, 1, c]) {
+    if layout_matches(&a.dims, &[1, 1, c]) {
         return Ok(Tensor::new(vec![c, 1, 1], a.real.to_f32_vec()));
     }
     if h == 1 && w == 1 && (dims_match(&a.dims, &[c, 1]) || dims_match(&a.dims, &[1, c])) {
@@ -497,6 +529,123 @@ mod tests {
         assert_eq!(m.data, vec![1.0, 2.0, 3.0]);
         assert_eq!(v.data, vec![0.25, 4.0, 9.0]);
         assert!(matconvnet_moments(&a, 2).is_err());
+    }
+
+    #[test]
+    fn layout_matches_squeezed_and_merged_forms() {
+        assert!(layout_matches(&[11, 1, 1, 16], &[11, 1, 1, 2, 8]));
+        assert!(layout_matches(&[11, 1, 1, 2, 8], &[11, 1, 1, 2, 8]));
+        assert!(layout_matches(&[11, 16], &[11, 1, 1, 2, 8]));
+        assert!(layout_matches(&[3, 3, 64], &[3, 3, 64, 1]));
+        assert!(layout_matches(&[3, 3, 64, 1, 1], &[3, 3, 64]));
+        // Singletons anywhere do not change the order.
+        assert!(layout_matches(&[1, 11, 1, 16], &[11, 1, 1, 2, 8]));
+        // Same count, but not the same order: a transposition is not a merge.
+        assert!(!layout_matches(&[16, 11], &[11, 1, 1, 2, 8]));
+        assert!(!layout_matches(&[2, 3, 4], &[3, 2, 4]));
+        assert!(!layout_matches(&[4, 6], &[2, 12]));
+        // A different element count never matches.
+        assert!(!layout_matches(&[11, 1, 1, 15], &[11, 1, 1, 2, 8]));
+        assert!(!layout_matches(&[0, 4], &[4]));
+        assert!(layout_matches(&[0, 0], &[0, 0]));
+    }
+
+    /// Every rule with a fixed expected shape gives the same tensor for the full form and for
+    /// each squeezed or merged form MATLAB can write, and a typed error for a wrong count.
+    #[test]
+    fn every_rule_accepts_squeezed_and_merged_forms() {
+        let same = |a: Tensor, b: Tensor| {
+            assert_eq!(a.shape, b.shape);
+            assert_eq!(a.data, b.data);
+        };
+        // Convolution: one filter drops the last dim; a 1xk filter over one channel merges.
+        let full = conv2d_weights(&iota(&[3, 3, 64, 1]), 3, 3, 64, 1).unwrap();
+        same(
+            full.clone(),
+            conv2d_weights(&iota(&[3, 3, 64]), 3, 3, 64, 1).unwrap(),
+        );
+        same(
+            full,
+            conv2d_weights(&iota(&[3, 3 * 64]), 3, 3, 64, 1).unwrap(),
+        );
+        let full = conv2d_weights(&iota(&[1, 5, 1, 4]), 1, 5, 1, 4).unwrap();
+        same(
+            full.clone(),
+            conv2d_weights(&iota(&[1, 5, 4]), 1, 5, 1, 4).unwrap(),
+        );
+        same(full, conv2d_weights(&iota(&[1, 20]), 1, 5, 1, 4).unwrap());
+        let e = conv2d_weights(&iota(&[3, 3, 63]), 3, 3, 64, 1).unwrap_err();
+        assert_eq!(
+            (e.expected.as_str(), e.found.as_str()),
+            ("3x3x64x1", "single 3x3x63")
+        );
+        // Grouped convolution: tomerroditi-eegnet's channel-wise conv, [11,1,1,2,8] stored
+        // [11,1,1,16]; also squeezed to [11,16], and one group ([3,3,2,4,1] stored [3,3,2,4]).
+        let full = grouped_conv2d_weights(&iota(&[11, 1, 1, 2, 8]), 11, 1, 1, 2, 8).unwrap();
+        same(
+            full.clone(),
+            grouped_conv2d_weights(&iota(&[11, 1, 1, 16]), 11, 1, 1, 2, 8).unwrap(),
+        );
+        same(
+            full,
+            grouped_conv2d_weights(&iota(&[11, 16]), 11, 1, 1, 2, 8).unwrap(),
+        );
+        let full = grouped_conv2d_weights(&iota(&[3, 3, 2, 4, 1]), 3, 3, 2, 4, 1).unwrap();
+        same(
+            full,
+            grouped_conv2d_weights(&iota(&[3, 3, 2, 4]), 3, 3, 2, 4, 1).unwrap(),
+        );
+        let e = grouped_conv2d_weights(&iota(&[11, 1, 1, 15]), 11, 1, 1, 2, 8).unwrap_err();
+        assert_eq!(e.expected, "11x1x1x2x8");
+        // Transposed convolution: one input channel drops the last dim.
+        let full = transposed_conv2d_weights(&iota(&[3, 3, 5, 1]), 3, 3, 5, 1).unwrap();
+        same(
+            full.clone(),
+            transposed_conv2d_weights(&iota(&[3, 3, 5]), 3, 3, 5, 1).unwrap(),
+        );
+        same(
+            full,
+            transposed_conv2d_weights(&iota(&[9, 5]), 3, 3, 5, 1).unwrap(),
+        );
+        assert!(transposed_conv2d_weights(&iota(&[3, 3, 4]), 3, 3, 5, 1).is_err());
+        // Matrices: one column, one row.
+        same(
+            matrix(&iota(&[8, 1]), 8, 1).unwrap(),
+            matrix(&iota(&[8]), 8, 1).unwrap(),
+        );
+        same(
+            matrix(&iota(&[1, 8]), 1, 8).unwrap(),
+            matrix(&iota(&[1, 1, 8]), 1, 8).unwrap(),
+        );
+        assert!(matrix(&iota(&[8, 2]), 8, 3).is_err());
+        // Vectors: any orientation.
+        same(
+            vector(&iota(&[1, 1, 4]), 4).unwrap(),
+            vector(&iota(&[1, 4]), 4).unwrap(),
+        );
+        same(
+            vector(&iota(&[4]), 4).unwrap(),
+            vector(&iota(&[4, 1, 1, 1]), 4).unwrap(),
+        );
+        // MatConvNet moments of one channel: [1, 2].
+        let a = NumericArray::new(vec![1, 2], NumData::F32(vec![1.0, 2.0]));
+        let b = NumericArray::new(vec![1, 1, 2], NumData::F32(vec![1.0, 2.0]));
+        assert_eq!(matconvnet_moments(&a, 1), matconvnet_moments(&b, 1));
+        // Input statistics: one channel [H, W], a merged [H, W*C] and a [1, 1, C] per channel.
+        let full = input_statistic(&iota(&[4, 5, 1]), [4, 5, 1]).unwrap();
+        same(full, input_statistic(&iota(&[4, 5]), [4, 5, 1]).unwrap());
+        let full = input_statistic(&iota(&[4, 5, 3]), [4, 5, 3]).unwrap();
+        same(full, input_statistic(&iota(&[4, 15]), [4, 5, 3]).unwrap());
+        same(
+            input_statistic(&iota(&[1, 1, 3]), [4, 5, 3]).unwrap(),
+            input_statistic(&iota(&[1, 3]), [4, 5, 3]).unwrap(),
+        );
+        assert!(input_statistic(&iota(&[4, 14]), [4, 5, 3]).is_err());
+        // Fully connected: 4-D with K = 1 squeezed, and C = K = 1.
+        let full = fc_weights(&iota(&[2, 3, 4, 1]), 1).unwrap();
+        assert_eq!(full, fc_weights(&iota(&[2, 3, 4]), 1).unwrap());
+        let full = fc_weights(&iota(&[2, 3, 1, 1]), 1).unwrap();
+        assert_eq!(full.weights.shape, vec![1, 6]);
     }
 
     #[test]

@@ -283,6 +283,9 @@ impl Network {
             seq[i] = match &l.kind {
                 LayerKind::SequenceInput { .. } => true,
                 LayerKind::Lstm(r) | LayerKind::Gru(r) => r.return_sequence,
+                // Folded image sequences are batches of images until they are unfolded.
+                LayerKind::SequenceFolding => false,
+                LayerKind::SequenceUnfolding => true,
                 _ => l
                     .inputs
                     .iter()
@@ -290,6 +293,14 @@ impl Network {
             };
         }
         seq
+    }
+
+    /// Whether layer `l`'s (first) input is sequence data `[N, C, 1, T]` (see
+    /// [`sequence_outputs`](Self::sequence_outputs)); false between folding and unfolding.
+    pub fn input_is_sequence(&self, l: &Layer) -> bool {
+        l.inputs
+            .first()
+            .is_some_and(|&j| self.sequence_outputs().get(j).copied().unwrap_or(false))
     }
 
     /// Whether the network's output is a sequence.

@@ -240,6 +240,9 @@ pub fn layer(kind: &LayerKind, ins: &[&Act]) -> Act {
         LayerKind::Resize2d { .. } => {
             panic!("no reference for resize2d: matcnn refuses it (the row expects the refusal)")
         }
+        LayerKind::SequenceFolding | LayerKind::SequenceUnfolding => {
+            panic!("image sequences run through reference::image_sequences")
+        }
         LayerKind::Unsupported { reason } => panic!("unsupported layer: {reason}"),
     }
 }
@@ -637,5 +640,83 @@ fn recurrent(r: &Recurrent, gru: bool, x: &Act) -> Act {
         let mut y = Act::new(k, 1, 1, false);
         y.v.copy_from_slice(&ys[t - 1]);
         y
+    }
+}
+
+// --- fold ---
+
+/// An activation of an image-sequence network: one `C x H x W` frame per time step (`folded`
+/// between sequence folding and unfolding), or an ordinary one.
+enum SeqAct {
+    Frames { frames: Vec<Act>, folded: bool },
+    Plain(Act),
+}
+
+/// Runs an image-sequence network on one observation: `x` is `F x 1 x T`, each time step's
+/// frame in `[C, H, W]` row-major order. Written from MATLAB's documentation: folding turns the
+/// sequence into independent images, unfolding back, and `flattenLayer` makes each `H x W x C`
+/// frame `H*W*C` features in column-major order (h fastest).
+pub fn image_sequences(net: &Network, x: &Act) -> Act {
+    let mut acts: Vec<Option<SeqAct>> = (0..net.layers.len()).map(|_| None).collect();
+    for (i, l) in net.layers.iter().enumerate() {
+        let get = |k: usize| acts[l.inputs[k]].as_ref().expect("inputs come first");
+        let y = match &l.kind {
+            LayerKind::SequenceInput {
+                frame: Some(f),
+                normalization,
+                ..
+            } => {
+                let frames = (0..x.w)
+                    .map(|t| {
+                        let mut a = Act::new(f.c, f.h, f.w, false);
+                        for (k, v) in a.v.iter_mut().enumerate() {
+                            *v = x.at(k, 0, t);
+                        }
+                        normalize(normalization, &a)
+                    })
+                    .collect();
+                SeqAct::Frames {
+                    frames,
+                    folded: false,
+                }
+            }
+            LayerKind::SequenceFolding | LayerKind::SequenceUnfolding => match get(0) {
+                SeqAct::Frames { frames, .. } => SeqAct::Frames {
+                    frames: frames.clone(),
+                    folded: matches!(l.kind, LayerKind::SequenceFolding),
+                },
+                SeqAct::Plain(_) => panic!("folding needs an image sequence"),
+            },
+            LayerKind::Flatten if matches!(get(0), SeqAct::Frames { folded: false, .. }) => {
+                let SeqAct::Frames { frames, .. } = get(0) else {
+                    unreachable!()
+                };
+                let (c, h, w) = (frames[0].c, frames[0].h, frames[0].w);
+                let mut y = Act::new(c * h * w, 1, frames.len(), true);
+                for (t, f) in frames.iter().enumerate() {
+                    for ch in 0..c {
+                        for hh in 0..h {
+                            for ww in 0..w {
+                                let k = hh + h * ww + h * w * ch;
+                                y.v[k * frames.len() + t] = f.at(ch, hh, ww);
+                            }
+                        }
+                    }
+                }
+                SeqAct::Plain(y)
+            }
+            kind => match get(0) {
+                SeqAct::Frames { frames, folded } => SeqAct::Frames {
+                    frames: frames.iter().map(|f| layer(kind, &[f])).collect(),
+                    folded: *folded,
+                },
+                SeqAct::Plain(a) => SeqAct::Plain(layer(kind, &[a])),
+            },
+        };
+        acts[i] = Some(y);
+    }
+    match acts[net.outputs[0]].take().expect("output computed") {
+        SeqAct::Plain(a) => a,
+        SeqAct::Frames { .. } => panic!("the rows end on ordinary sequence data"),
     }
 }

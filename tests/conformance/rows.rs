@@ -177,6 +177,7 @@ fn sequence(c: usize, normalization: Normalization) -> K {
     K::SequenceInput {
         size: c,
         normalization,
+        frame: None,
     }
 }
 
@@ -897,5 +898,76 @@ fn table() -> Vec<Row> {
             },
         )
         .support(Support::NoPytorch("before-multiplication")),
+        // --- fold ---
+        // Image sequences (CNN-LSTM): 3x4x2 frames as [N, 24, 1, T], features in [C, H, W] order.
+        Row {
+            reference: reference::image_sequences,
+            ..row("fold-conv-unfold-flatten", IMAGE_SEQ, sf(3 * 3 * 4), || {
+                fold_row(Normalization::None, false)
+            })
+        },
+        Row {
+            reference: reference::image_sequences,
+            ..row(
+                "fold-zscore-conv-unfold-flatten",
+                IMAGE_SEQ,
+                sf(3 * 3 * 4),
+                || fold_row(norm(2, [2, 3, 4]), false),
+            )
+        },
+        Row {
+            reference: reference::image_sequences,
+            ..row(
+                "fold-zscore-ch-conv-unfold-flatten",
+                IMAGE_SEQ,
+                sf(3 * 3 * 4),
+                || fold_row(norm(2, [2, 1, 1]), false),
+            )
+        },
+        Row {
+            reference: reference::image_sequences,
+            ..row("fold-conv-fc-unfold-flatten-lstm", IMAGE_SEQ, sf(4), || {
+                fold_row(Normalization::None, true)
+            })
+        },
     ]
+}
+
+// --- fold ---
+
+/// An image sequence of 3x4x2 frames (H x W x C), 5 time steps.
+const IMAGE_SEQ: In = In::Sequence { c: 24, t: 5 };
+
+/// sequenceInput (3x4x2 frames) → folding → conv 3x3 (2 → 3 channels, padding 1) → ELU →
+/// [fully connected 6 →] unfolding (`miniBatchSize` from the folding) → flatten [→ LSTM 'last'].
+fn fold_row(normalization: Normalization, fc_lstm: bool) -> Network {
+    let r = &mut Rng(91);
+    let input = K::SequenceInput {
+        size: 24,
+        normalization,
+        frame: Some(Shape::image(3, 4, 2)),
+    };
+    let mut layers = vec![
+        ("fold", K::SequenceFolding, None),
+        (
+            "conv",
+            conv(r, 2, 3, [3, 3], S1, S1, 1, pad(1, 1, 1, 1)),
+            None,
+        ),
+        ("elu", act(A::Elu { alpha: 1.0 }), None),
+    ];
+    if fc_lstm {
+        layers.push(("fc", fc(r, 36, 6), None));
+    }
+    let before = layers.len();
+    layers.push(("unfold", K::SequenceUnfolding, Some(vec![before, 1])));
+    layers.push(("flatten", K::Flatten, None));
+    if fc_lstm {
+        layers.push((
+            "lstm",
+            rnn(r, false, false, false, 6, 4, "", TANH_SIGMOID),
+            None,
+        ));
+    }
+    graph(input, layers)
 }

@@ -217,6 +217,11 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// The name of layer `j`'s output value.
+    pub fn value_of(&self, j: usize) -> String {
+        self.names.of(self.plan.value[j]).to_string()
+    }
+
     /// Input `k`, as `[N, C, H, W]` when `four`.
     pub fn arg(&self, g: &mut Graph, k: usize, four: bool) -> String {
         let name = self.name;

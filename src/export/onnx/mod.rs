@@ -186,7 +186,10 @@ fn layer(g: &mut Graph, plan: &Plan, names: &Names, i: usize) -> Result<(), Expo
             combine::elementwise(g, &cx)
         }
         LayerKind::DepthConcat { .. } | LayerKind::Concat { .. } => combine::concat(g, &cx),
+        LayerKind::Flatten if cx.plan.in_rank(i, 0) == 3 => reshape::flatten_sequence(g, &cx),
         LayerKind::Flatten => reshape::flatten(g, &cx),
+        LayerKind::SequenceFolding => reshape::sequence_folding(g, &cx),
+        LayerKind::SequenceUnfolding => reshape::sequence_unfolding(g, &cx),
         LayerKind::Lstm(r) | LayerKind::Gru(r) => recurrent::recurrent(g, &cx, r),
         // Compute nothing (never emitted) or rejected by the plan.
         LayerKind::Dropout { .. }

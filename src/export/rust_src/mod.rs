@@ -236,6 +236,8 @@ fn model_rs(plan: &Plan) -> Result<String, ExportError> {
             | LayerKind::Resize2d { .. }
             | LayerKind::Lstm(_)
             | LayerKind::Gru(_)
+            | LayerKind::SequenceFolding
+            | LayerKind::SequenceUnfolding
             | LayerKind::Unsupported { .. }) => {
                 return Err(super::layer_err(
                     l,

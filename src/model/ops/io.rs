@@ -2,7 +2,7 @@
 
 use super::{IDENTITY, Op, func, values};
 use crate::model::ModelError;
-use crate::net::layer::{self, Normalization};
+use crate::net::layer::{self, Normalization, Shape};
 use burn::module::{Module, Param};
 use burn::prelude::*;
 
@@ -54,6 +54,33 @@ pub(super) fn input(normalization: &Normalization, device: &Device) -> Result<Op
     }))
 }
 
+/// A sequence input layer. For image sequences (`frame`), whose values run as
+/// `[N, C*H*W, 1, T]` (features in `[C, H, W]` order), the `[1, C, H, W]` (per element),
+/// `[1, C, 1, 1]` (per channel) constants become `[1, C*H*W, 1, 1]`.
+pub(super) fn sequence_input(
+    normalization: &Normalization,
+    frame: &Option<Shape>,
+    device: &Device,
+) -> Result<Op, ModelError> {
+    let op = input(normalization, device)?;
+    let (Some(s), Op::Input(n)) = (frame, &op) else {
+        return Ok(op);
+    };
+    let f = s.c * s.h * s.w;
+    let per_feature = |t: Tensor<4>| -> Tensor<4> {
+        let [_, c, h, w] = t.dims();
+        match (c, h * w) {
+            (1, 1) => t,
+            (_, 1) if s.h * s.w > 1 => t.repeat_dim(2, s.h * s.w).reshape([1, f, 1, 1]),
+            _ => t.reshape([1, c * h * w, 1, 1]),
+        }
+    };
+    Ok(Op::Input(InputNorm {
+        shift: frozen(per_feature(n.shift.val())),
+        scale: frozen(per_feature(n.scale.val())),
+    }))
+}
+
 /// A classification or regression output layer: an identity (the loss is training's).
 pub(super) fn output() -> Result<Op, ModelError> {
     Ok(func(IDENTITY, 0.0))
@@ -92,6 +119,10 @@ pub(crate) fn write_back_normalization(n: &InputNorm, norm: &mut Normalization) 
     let fill = |t: &mut layer::Tensor, v: Vec<f32>| {
         if v.len() == t.numel() {
             t.data = v;
+        } else if t.numel() > 0 && v.len().is_multiple_of(t.numel()) {
+            // Per-channel statistics of an image sequence, spread over each channel's H*W
+            // features by `sequence_input`: the first of each block.
+            t.data = v.iter().step_by(v.len() / t.numel()).copied().collect();
         }
     };
     match norm {

@@ -28,6 +28,8 @@ pub(crate) use combine::{ADD, CONCAT_C};
 pub use conv::{ConvT, Fc};
 pub use io::InputNorm;
 pub use recurrent::Rnn;
+pub use reshape::SeqReshape;
+pub(crate) use reshape::node_inputs;
 
 use super::{ModelError, tensor_values};
 use crate::net::layer::{self, Layer, LayerKind, Network, Padding, PaddingMode};
@@ -65,6 +67,7 @@ pub enum Op {
     Dropout(Dropout),
     Func(Func),
     Rnn(Rnn),
+    SeqReshape(SeqReshape),
 }
 
 /// Func code of the identity (the other codes are in the family files, see the module's
@@ -76,10 +79,16 @@ impl Op {
         match &l.kind {
             LayerKind::ImageInput { normalization, .. } => io::input(normalization, device),
             LayerKind::FeatureInput { normalization, .. } => io::input(normalization, device),
-            LayerKind::SequenceInput { normalization, .. } => io::input(normalization, device),
+            LayerKind::SequenceInput {
+                normalization,
+                frame,
+                ..
+            } => io::sequence_input(normalization, frame, device),
             LayerKind::Conv2d(c) => conv::conv2d(l, c, device),
             LayerKind::ConvTranspose2d(c) => conv::conv_transpose2d(l, c, device),
-            LayerKind::FullyConnected(f) => conv::fully_connected(l, f, net.is_sequence(), device),
+            LayerKind::FullyConnected(f) => {
+                conv::fully_connected(l, f, net.input_is_sequence(l), device)
+            }
             LayerKind::BatchNorm(b) => norm::batch_norm(l, b, device),
             LayerKind::GroupNorm(g) => norm::group_norm(l, g, device),
             LayerKind::Lrn(n) => norm::lrn(n),
@@ -93,13 +102,15 @@ impl Op {
             LayerKind::DepthConcat { .. } => combine::depth_concat(),
             LayerKind::Concat { dim, .. } => combine::concat(l, *dim),
             LayerKind::Dropout { probability } => reshape::dropout(*probability),
-            LayerKind::Flatten => reshape::flatten(),
+            LayerKind::Flatten => reshape::flatten_layer(l, net),
             LayerKind::Resize2d { .. } => reshape::resize2d(l),
             LayerKind::Softmax => activation::softmax(),
             LayerKind::ClassificationOutput { .. } => io::output(),
             LayerKind::RegressionOutput => io::output(),
             LayerKind::Lstm(r) => recurrent::lstm(l, r, device),
             LayerKind::Gru(r) => recurrent::gru(l, r, device),
+            LayerKind::SequenceFolding => reshape::sequence_folding(l, net),
+            LayerKind::SequenceUnfolding => reshape::sequence_unfolding(l, net),
             LayerKind::Unsupported { reason } => Err(err(l, reason.clone())),
         }
     }
@@ -121,6 +132,7 @@ impl Op {
             Op::Dropout(d) => d.forward(x),
             Op::Rnn(r) => r.forward(x),
             Op::Func(f) => f.forward(x, rest),
+            Op::SeqReshape(s) => s.forward(x, rest),
         }
     }
 }

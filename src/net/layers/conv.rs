@@ -354,10 +354,18 @@ fn conv2d(short: &str, f: &Fields, declared: &mut Declared) -> Imported {
         let fpg = f.usize("NumFiltersPerGroup")?;
         let stored = weights_ref.as_ref().map(|w| {
             let d = &w.value.dims;
-            (
-                d.get(2).copied().unwrap_or(1),
-                d.get(4).copied().unwrap_or(1),
-            )
+            let cpg = d.get(2).copied().unwrap_or(1);
+            // MATLAB may merge [F/G, G] into one dim (11x1x1x16 for 11x1x1x2x8): the element
+            // count then gives G.
+            let per_group = kh * kw * cpg * fpg;
+            let groups = match d.get(4) {
+                Some(&g) => g,
+                None if per_group > 0 && w.value.numel() % per_group == 0 => {
+                    w.value.numel() / per_group
+                }
+                None => 1,
+            };
+            (cpg, groups)
         });
         let cpg = f
             .opt_usize("NumChannelsPerGroup")?

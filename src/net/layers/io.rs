@@ -165,7 +165,16 @@ pub fn input_summary(kind: &LayerKind) -> Option<String> {
         LayerKind::SequenceInput {
             size,
             normalization,
+            frame: None,
         } => (format!("sequences of {size} features"), normalization),
+        LayerKind::SequenceInput {
+            normalization,
+            frame: Some(frame),
+            ..
+        } => (
+            format!("sequences of {} images", shape::describe(&Some(*frame))),
+            normalization,
+        ),
         _ => return None,
     };
     Some(format!(
@@ -225,16 +234,21 @@ pub(in crate::net) fn from_dlt(short: &str, f: &Fields, _declared: &mut Declared
         }
         "FeatureInputLayer" | "SequenceInputLayer" => {
             let size = f.opt_counts("InputSize")?.unwrap_or_default();
-            let n = match size.as_slice() {
-                [n] => *n,
-                // Image sequences ([h w c]) are not described by the network types.
+            let (n, frame) = match size.as_slice() {
+                [n] => (*n, None),
+                // Image sequences: InputSize [h w c] (or [h w], one channel).
+                [h, w] if short == "SequenceInputLayer" => (h * w, Some(Shape::image(*h, *w, 1))),
+                [h, w, c] if short == "SequenceInputLayer" => {
+                    (h * w * c, Some(Shape::image(*h, *w, *c)))
+                }
                 _ => {
                     return unsupported(format!(
-                        "{short} with input size {size:?} (image sequences) is not supported"
+                        "{short} with input size {size:?} is not supported"
                     ));
                 }
             };
-            match normalization(f, [1, 1, n])? {
+            let hwc = frame.map_or([1, 1, n], |s| [s.h, s.w, s.c]);
+            match normalization(f, hwc)? {
                 Ok(normalization) if short == "FeatureInputLayer" => K::FeatureInput {
                     size: n,
                     normalization,
@@ -242,6 +256,7 @@ pub(in crate::net) fn from_dlt(short: &str, f: &Fields, _declared: &mut Declared
                 Ok(normalization) => K::SequenceInput {
                     size: n,
                     normalization,
+                    frame,
                 },
                 Err(reason) => return unsupported(reason),
             }

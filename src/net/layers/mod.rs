@@ -67,6 +67,8 @@ pub fn names(kind: &LayerKind) -> Names {
         K::RegressionOutput => io::REGRESSION_OUTPUT,
         K::Lstm(r) => recurrent::lstm_names(r),
         K::Gru(_) => recurrent::GRU,
+        K::SequenceFolding => reshape::SEQUENCE_FOLDING,
+        K::SequenceUnfolding => reshape::SEQUENCE_UNFOLDING,
         K::Unsupported { .. } => Names {
             kind: "Unsupported",
             stem: "layer",
@@ -89,7 +91,13 @@ pub fn describe(kind: &LayerKind) -> String {
         K::SequenceInput {
             size,
             normalization,
+            frame: None,
         } => io::describe_sequence_input(*size, normalization),
+        K::SequenceInput {
+            normalization,
+            frame: Some(frame),
+            ..
+        } => reshape::describe_image_sequence_input(frame, normalization),
         K::Conv2d(c) => c.describe(),
         K::ConvTranspose2d(c) => c.describe(),
         K::FullyConnected(f) => f.describe(),
@@ -118,6 +126,8 @@ pub fn describe(kind: &LayerKind) -> String {
         K::RegressionOutput => "mean-squared-error".into(),
         K::Lstm(r) => r.describe(false),
         K::Gru(r) => r.describe(true),
+        K::SequenceFolding => reshape::describe_folding(),
+        K::SequenceUnfolding => reshape::describe_unfolding(),
         K::Unsupported { reason } => format!("unsupported: {reason}"),
     }
 }
@@ -134,6 +144,9 @@ pub(crate) fn output(
     use LayerKind as K;
     match kind {
         K::ImageInput { size, .. } => Ok(Some(*size)),
+        K::SequenceInput {
+            frame: Some(frame), ..
+        } => Ok(Some(*frame)),
         K::FeatureInput { size, .. } | K::SequenceInput { size, .. } => {
             Ok(Some(Shape::features(*size)))
         }
@@ -160,6 +173,8 @@ pub(crate) fn output(
         K::ClassificationOutput { classes } => io::classification_output(classes, ins, ctx),
         K::RegressionOutput => same(ins, ctx),
         K::Lstm(r) | K::Gru(r) => r.output(ins, ctx),
+        K::SequenceFolding => same(ins, ctx),
+        K::SequenceUnfolding => reshape::unfolding_output(ins, ctx),
         K::Unsupported { .. } => Ok(None),
     }
 }
@@ -193,6 +208,8 @@ pub fn tensors_mut(kind: &mut LayerKind) -> Vec<&mut Tensor> {
         | K::Softmax
         | K::ClassificationOutput { .. }
         | K::RegressionOutput
+        | K::SequenceFolding
+        | K::SequenceUnfolding
         | K::Unsupported { .. } => Vec::new(),
     }
 }
@@ -228,6 +245,8 @@ pub fn learnables(kind: &LayerKind) -> usize {
         | K::Softmax
         | K::ClassificationOutput { .. }
         | K::RegressionOutput
+        | K::SequenceFolding
+        | K::SequenceUnfolding
         | K::Unsupported { .. } => 0,
     }
 }
@@ -261,6 +280,8 @@ pub fn is_trained(kind: &LayerKind) -> bool {
         | K::Softmax
         | K::ClassificationOutput { .. }
         | K::RegressionOutput
+        | K::SequenceFolding
+        | K::SequenceUnfolding
         | K::Unsupported { .. } => true,
     }
 }

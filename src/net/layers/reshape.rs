@@ -1,11 +1,13 @@
-//! Layers that reshape or pass their input on: flatten, 2-D resize and dropout (the identity at
-//! inference).
+//! Layers that reshape or pass their input on: flatten, 2-D resize, dropout (the identity at
+//! inference), and the folding/unfolding of image sequences (CNN-LSTM networks).
 
 use crate::net::error::{Ctx, NetError};
 use crate::net::fields::Fields;
 use crate::net::layer::{LayerKind, Shape};
 use crate::net::matconvnet::Params;
 use crate::net::shape::{self, Declared};
+
+use crate::net::layer::Normalization;
 
 use super::{Imported, Names, number, pair_text, unsupported};
 
@@ -71,6 +73,8 @@ pub(in crate::net) fn from_dlt(short: &str, f: &Fields, _declared: &mut Declared
             probability: f.f64_or("Probability", 0.5)?,
         },
         "FlattenLayer" => LayerKind::Flatten,
+        "SequenceFoldingLayer" => LayerKind::SequenceFolding,
+        "SequenceUnfoldingLayer" => LayerKind::SequenceUnfolding,
         "Resize2DLayer" => {
             if f.flag("EnableReferenceInput") == Some(true) {
                 return unsupported("Resize2DLayer with a reference input".into());
@@ -111,4 +115,53 @@ pub(in crate::net) fn from_matconvnet(
         },
         _ => return Ok(None),
     }))
+}
+
+// Image sequences (CNN-LSTM): sequenceFoldingLayer, sequenceUnfoldingLayer.
+//
+// The shape of a sequence layer is its shape per time step, so an image-sequence input has the
+// frame's `H x W x C` shape, folding keeps it (each time step becomes one image), and unfolding
+// takes its data input's. At run time image sequences are `[N, C*H*W, 1, T]` (features of a frame
+// in `[C, H, W]` row-major order) and folded ones `[N*T, C, H, W]` (observation-major: row
+// `n*T + t`); see `model::ops::reshape`.
+
+pub const SEQUENCE_FOLDING: Names = Names {
+    kind: "SequenceFolding",
+    stem: "seqfold",
+};
+pub const SEQUENCE_UNFOLDING: Names = Names {
+    kind: "SequenceUnfolding",
+    stem: "sequnfold",
+};
+
+pub(crate) fn describe_folding() -> String {
+    "sequence folding (one image per time step)".into()
+}
+
+pub(crate) fn describe_unfolding() -> String {
+    "sequence unfolding (images back to sequences)".into()
+}
+
+pub(crate) fn describe_image_sequence_input(frame: &Shape, n: &Normalization) -> String {
+    let base = format!("sequences of {} images", shape::describe(&Some(*frame)));
+    match n {
+        Normalization::None => base,
+        other => format!("{base} with '{}' normalization", other.name()),
+    }
+}
+
+/// Unfolding: inputs `in` (the folded data) and `miniBatchSize` (from the folding layer); the
+/// output has the data's shape per time step.
+pub(crate) fn unfolding_output(
+    ins: &[Option<Shape>],
+    ctx: &Ctx,
+) -> Result<Option<Shape>, NetError> {
+    if ins.len() != 2 {
+        return Err(ctx.shape(
+            "number of inputs",
+            "2 (in, miniBatchSize)".to_string(),
+            ins.len().to_string(),
+        ));
+    }
+    Ok(ins[0])
 }
