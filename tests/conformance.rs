@@ -528,6 +528,13 @@ fn every_layer_kind_matches_the_reference_at_every_stage() {
         "RegressionOutput",
         "Lstm",
         "Gru",
+        "Conv1d",
+        "ConvTranspose1d",
+        "MaxPool1d",
+        "AvgPool1d",
+        "GlobalAvgPool1d",
+        "GlobalMaxPool1d",
+        "LayerNorm",
     ] {
         assert!(kinds.contains(k), "no conformance row has a {k} layer");
     }
@@ -563,6 +570,13 @@ fn kind_name(k: &LayerKind) -> String {
         K::RegressionOutput => "RegressionOutput",
         K::Lstm(_) => "Lstm",
         K::Gru(_) => "Gru",
+        K::Conv1d(_) => "Conv1d",
+        K::ConvTranspose1d(_) => "ConvTranspose1d",
+        K::MaxPool1d(_) => "MaxPool1d",
+        K::AvgPool1d(_) => "AvgPool1d",
+        K::GlobalAvgPool1d => "GlobalAvgPool1d",
+        K::GlobalMaxPool1d => "GlobalMaxPool1d",
+        K::LayerNorm(_) => "LayerNorm",
         K::Unsupported { .. } => "Unsupported",
     }
     .to_string()

@@ -212,6 +212,13 @@ pub(crate) fn needs_rank4(kind: &LayerKind) -> bool {
         | LayerKind::RegressionOutput
         | LayerKind::Lstm(_)
         | LayerKind::Gru(_)
+        | LayerKind::Conv1d(_)
+        | LayerKind::ConvTranspose1d(_)
+        | LayerKind::MaxPool1d(_)
+        | LayerKind::AvgPool1d(_)
+        | LayerKind::GlobalAvgPool1d
+        | LayerKind::GlobalMaxPool1d
+        | LayerKind::LayerNorm(_)
         | LayerKind::Unsupported { .. } => false,
     }
 }

@@ -411,6 +411,8 @@ impl Network {
             seq[i] = match &l.kind {
                 LayerKind::SequenceInput { .. } => true,
                 LayerKind::Lstm(r) | LayerKind::Gru(r) => r.return_sequence,
+                // Global pooling over time removes the time dimension.
+                LayerKind::GlobalAvgPool1d | LayerKind::GlobalMaxPool1d => false,
                 _ => l
                     .inputs
                     .iter()

@@ -1,7 +1,8 @@
 //! Convolution, transposed convolution, fully connected.
 
-use super::graph::{Ctx, Graph, a_int, a_ints, ints, onnx_pads};
-use crate::export::{ExportError, pads, param};
+use super::graph::{Ctx, Graph, a_int, a_ints, a_str, ints, onnx_pads};
+use crate::export::{ExportError, layer_err, pads, param};
+use crate::net::layer::{Conv1d, ConvTranspose1d};
 use crate::net::layer::{Conv2d, ConvTranspose2d, FullyConnected};
 
 pub(super) fn conv2d(g: &mut Graph, cx: &Ctx, c: &Conv2d) -> Result<(), ExportError> {
@@ -158,5 +159,81 @@ fn fully_connected_flat(g: &mut Graph, cx: &Ctx, f: &FullyConnected) -> Result<(
     }
     let ins: Vec<&str> = ins.iter().map(|s| s.as_str()).collect();
     g.node("Gemm", name, &ins, out, vec![a_int("transB", 1)]);
+    Ok(())
+}
+
+/// `Conv` on `[N, C, T]`; 'same' as `auto_pad = SAME_UPPER` (MATLAB's split, for every `T`).
+pub(super) fn conv1d(g: &mut Graph, cx: &Ctx, c: &Conv1d) -> Result<(), ExportError> {
+    let (l, name, out) = (cx.l, cx.name, cx.out.as_str());
+    let x = cx.arg(g, 0, false);
+    let wt = param(l, &c.weights, "Weights")?;
+    let w = g.f32_init(&format!("{name}.weight"), &wt.shape, &wt.data);
+    let mut ins = vec![x, w];
+    if c.bias.is_some() {
+        let b = param(l, &c.bias, "Bias")?;
+        ins.push(g.f32_init(&format!("{name}.bias"), &b.shape, &b.data));
+    }
+    let ins: Vec<&str> = ins.iter().map(|s| s.as_str()).collect();
+    let mut attrs = vec![
+        a_ints("kernel_shape", &[c.filter as i64]),
+        a_ints("strides", &[c.stride as i64]),
+        a_ints("dilations", &[c.dilation as i64]),
+        a_int("group", 1),
+    ];
+    match c.padding.static_pads(c.filter, c.stride, c.dilation) {
+        Some([a, b]) => attrs.push(a_ints("pads", &[a as i64, b as i64])),
+        // onnxruntime refuses auto_pad with dilation.
+        None if c.dilation > 1 => {
+            return Err(layer_err(
+                l,
+                "'same' padding with a stride and a dilation above 1 depends on the input \
+                 length in a way ONNX's auto_pad cannot express with dilation",
+            ));
+        }
+        // Pads that depend on T: MATLAB's 'same' split is ONNX's SAME_UPPER.
+        None => attrs.push(a_str("auto_pad", "SAME_UPPER")),
+    }
+    g.node("Conv", name, &ins, out, attrs);
+    Ok(())
+}
+
+/// `ConvTranspose` on `[N, C, T]`, then MATLAB's cropping as a `Slice` along time.
+pub(super) fn conv_transpose1d(
+    g: &mut Graph,
+    cx: &Ctx,
+    c: &ConvTranspose1d,
+) -> Result<(), ExportError> {
+    let (l, name, out) = (cx.l, cx.name, cx.out.as_str());
+    let x = cx.arg(g, 0, false);
+    let wt = param(l, &c.weights, "Weights")?;
+    let w = g.f32_init(&format!("{name}.weight"), &wt.shape, &wt.data);
+    let mut ins = vec![x, w];
+    if c.bias.is_some() {
+        let b = param(l, &c.bias, "Bias")?;
+        ins.push(g.f32_init(&format!("{name}.bias"), &b.shape, &b.data));
+    }
+    let ins: Vec<&str> = ins.iter().map(|s| s.as_str()).collect();
+    let attrs = vec![
+        a_ints("kernel_shape", &[c.filter as i64]),
+        a_ints("strides", &[c.stride as i64]),
+    ];
+    let [a, b] = c.cropping;
+    if a + b == 0 {
+        g.node("ConvTranspose", name, &ins, out, attrs);
+        return Ok(());
+    }
+    let full = format!("{name}/uncropped");
+    g.node(
+        "ConvTranspose",
+        &format!("{name}/convtranspose"),
+        &ins,
+        &full,
+        attrs,
+    );
+    let end = if b == 0 { i64::MAX } else { -(b as i64) };
+    let starts = g.i64_init(&format!("{name}.crop_starts"), &[1], &[a as i64]);
+    let ends = g.i64_init(&format!("{name}.crop_ends"), &[1], &[end]);
+    let axes = g.i64_init(&format!("{name}.crop_axes"), &[1], &[2]);
+    g.node("Slice", name, &[&full, &starts, &ends, &axes], out, vec![]);
     Ok(())
 }

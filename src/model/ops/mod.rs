@@ -65,6 +65,9 @@ pub enum Op {
     Dropout(Dropout),
     Func(Func),
     Rnn(Rnn),
+    Conv1d(conv::Conv1d),
+    Pool1d(pool::Pool1d),
+    LayerNorm(norm::LayerNorm),
 }
 
 /// Func code of the identity (the other codes are in the family files, see the module's
@@ -100,6 +103,13 @@ impl Op {
             LayerKind::RegressionOutput => io::output(),
             LayerKind::Lstm(r) => recurrent::lstm(l, r, device),
             LayerKind::Gru(r) => recurrent::gru(l, r, device),
+            LayerKind::Conv1d(c) => conv::conv1d(l, c, device),
+            LayerKind::ConvTranspose1d(c) => conv::conv_transpose1d(l, c, device),
+            LayerKind::MaxPool1d(p) => pool::pool1d(p, true),
+            LayerKind::AvgPool1d(p) => pool::pool1d(p, false),
+            LayerKind::GlobalAvgPool1d => pool::global_avg_pool(),
+            LayerKind::GlobalMaxPool1d => pool::global_max_pool(),
+            LayerKind::LayerNorm(n) => norm::layer_norm(l, n, input_is_sequence(l, net), device),
             LayerKind::Unsupported { reason } => Err(err(l, reason.clone())),
         }
     }
@@ -121,6 +131,9 @@ impl Op {
             Op::Dropout(d) => d.forward(x),
             Op::Rnn(r) => r.forward(x),
             Op::Func(f) => f.forward(x, rest),
+            Op::Conv1d(c) => c.forward(x),
+            Op::Pool1d(p) => p.forward(x),
+            Op::LayerNorm(n) => n.forward(x),
         }
     }
 }
@@ -140,6 +153,9 @@ impl Op {
             (Op::GroupNorm(g), LayerKind::GroupNorm(d)) => norm::write_back_group_norm(g, d),
             (Op::Rnn(r), LayerKind::Lstm(d)) => r.write_back(d),
             (Op::Rnn(r), LayerKind::Gru(d)) => r.write_back(d),
+            (Op::Conv1d(c), LayerKind::Conv1d(d)) => conv::write_back_conv1d(c, d),
+            (Op::ConvT(c), LayerKind::ConvTranspose1d(d)) => conv::write_back_conv_transpose1d(c, d),
+            (Op::LayerNorm(n), LayerKind::LayerNorm(d)) => norm::write_back_layer_norm(n, d),
             (Op::Input(n), LayerKind::ImageInput { normalization, .. }) => {
                 io::write_back_normalization(n, normalization)
             }
@@ -182,6 +198,14 @@ fn set_param<const D: usize>(dst: &mut Option<layer::Param>, t: Tensor<D>) {
         p.value.shape = t.dims().to_vec();
         p.value.data = tensor_values(t);
     }
+}
+
+/// Whether layer `l`'s (first) input is a `C x T` sequence.
+fn input_is_sequence(l: &Layer, net: &Network) -> bool {
+    let seq = net.sequence_outputs();
+    l.inputs
+        .first()
+        .is_some_and(|&j| seq.get(j).copied().unwrap_or(false))
 }
 
 fn func(code: usize, a: f64) -> Op {
