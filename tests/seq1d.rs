@@ -315,3 +315,72 @@ fn bench_times_both_networks() {
         );
     }
 }
+
+/// A sequence shorter than a 1-D window is a typed error naming the length needed (MATLAB
+/// refuses sequences shorter than the network's MinLength), not a panic.
+#[test]
+fn too_short_sequences_are_an_error() {
+    use matcnn::net::layer::{Conv1d, Layer, Normalization, Param, SourceKind, Tensor};
+    let p = |shape: Vec<usize>| {
+        let n = shape.iter().product();
+        Some(Param {
+            value: Tensor::new(shape, vec![0.1; n]),
+            lr_factor: 1.0,
+            l2_factor: 1.0,
+        })
+    };
+    let layer = |name: &str, kind: LayerKind, inputs: Vec<usize>| Layer {
+        name: name.into(),
+        class: format!("test.{name}"),
+        kind,
+        inputs,
+        output: None,
+    };
+    let mut net = Network {
+        variable: "net".into(),
+        source: SourceKind::LayerArray,
+        layers: vec![
+            layer(
+                "in",
+                LayerKind::SequenceInput {
+                    size: 2,
+                    normalization: Normalization::None,
+                },
+                vec![],
+            ),
+            layer(
+                "conv",
+                LayerKind::Conv1d(Conv1d {
+                    filter: 3,
+                    in_channels: 2,
+                    filters: 1,
+                    stride: 1,
+                    dilation: 2,
+                    padding: Padding1d::Manual([0, 0]),
+                    weights: p(vec![1, 2, 3]),
+                    bias: p(vec![1]),
+                }),
+                vec![0],
+            ),
+        ],
+        outputs: vec![1],
+        classes: vec![],
+        detector: None,
+        notes: vec![],
+    };
+    net::shape::infer(&mut net, &[]).unwrap();
+    let dev = burn::prelude::Device::flex();
+    let model = MatNet::from_network(&net, &dev).unwrap();
+    let seq = |t: usize| Sequence {
+        data: vec![1.0; 2 * t],
+        channels: 2,
+        steps: t,
+    };
+    let e = model
+        .predict_sequences(&[seq(4)], 1, &dev, |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("at least 5 time steps"), "{e}");
+    let ok = model.predict_sequences(&[seq(5)], 1, &dev, |_| {}).unwrap();
+    assert_eq!(ok[0].steps, 1);
+}

@@ -434,6 +434,16 @@ impl MatNet {
                     found: vec![first.channels, 0],
                 });
             }
+            if self.sequence_steps(first.steps).is_none() {
+                let min = (1..=1 << 16).find(|&t| self.sequence_steps(t).is_some());
+                return Err(ModelError::InputShape {
+                    expected: match min {
+                        Some(m) => format!("sequences of at least {m} time steps"),
+                        None => "sequences long enough for the network's 1-D windows".into(),
+                    },
+                    found: vec![first.channels, first.steps],
+                });
+            }
             let mut end = start + 1;
             while end < order.len()
                 && end - start < batch_size.max(1)
@@ -468,6 +478,22 @@ impl MatNet {
             .into_iter()
             .map(|o| o.expect("every sequence ran"))
             .collect())
+    }
+}
+
+impl MatNet {
+    /// Time steps of the output for a sequence of `t` steps, `None` when a 1-D convolution or
+    /// pooling would get fewer steps than its window.
+    pub fn sequence_steps(&self, t: usize) -> Option<usize> {
+        let mut steps: Vec<Option<usize>> = Vec::with_capacity(self.nodes.len());
+        for n in &self.nodes {
+            let x = match n.inputs.first() {
+                Some(&j) => steps.get(j).copied().flatten(),
+                None => Some(t),
+            };
+            steps.push(x.and_then(|x| n.op.sequence_steps(x)));
+        }
+        steps.get(self.output).copied().flatten()
     }
 }
 

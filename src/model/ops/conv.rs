@@ -191,6 +191,29 @@ impl Conv1d {
     }
 }
 
+impl Conv1d {
+    /// Output steps for `t` input steps, `None` when the padded input is shorter than the
+    /// (dilated) kernel.
+    pub(super) fn steps(&self, t: usize) -> Option<usize> {
+        let k = self.weight.dims()[3];
+        let [l, r] = self.padding().pads(t, k, self.stride, self.dilation);
+        let window = (k.max(1) - 1) * self.dilation.max(1) + 1;
+        (t + l + r)
+            .checked_sub(window)
+            .map(|d| d / self.stride.max(1) + 1)
+    }
+}
+
+impl ConvT {
+    /// Output width for an input `t` wide, `None` when the cropping exceeds the full output.
+    pub(super) fn steps(&self, t: usize) -> Option<usize> {
+        let full = (t.max(1) - 1) * self.conv.stride[1]
+            + (self.conv.kernel_size[1].max(1) - 1) * self.conv.dilation[1]
+            + 1;
+        full.checked_sub(self.crop[2] + self.crop[3]).filter(|&w| w > 0)
+    }
+}
+
 pub(super) fn conv1d(l: &Layer, c: &layer::Conv1d, device: &Device) -> Result<Op, ModelError> {
     let w = param::<3>(l, &c.weights, "Weights", device)?;
     let trainable = c.weights.as_ref().is_some_and(|p| p.lr_factor != 0.0);

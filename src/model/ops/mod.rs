@@ -139,6 +139,30 @@ impl Op {
 }
 
 impl Op {
+    /// Time steps out of the op for `t` steps in (sequences `[N, C, 1, T]`), `None` when a
+    /// 1-D window op gets fewer steps than its window.
+    pub(crate) fn sequence_steps(&self, t: usize) -> Option<usize> {
+        match self {
+            Op::Conv1d(c) => c.steps(t),
+            Op::Pool1d(p) => p.steps(t),
+            Op::ConvT(c) => c.steps(t),
+            Op::Rnn(r) => Some(if r.return_sequence { t } else { 1 }),
+            Op::Func(f) => Some(if matches!(f.code, GLOBAL_AVG | GLOBAL_MAX) { 1 } else { t }),
+            Op::Input(_) => Some(t),
+            Op::Conv(_) => Some(t),
+            Op::Fc(_) => Some(t),
+            Op::BatchNorm(_) => Some(t),
+            Op::GroupNorm(_) => Some(t),
+            Op::Lrn(_) => Some(t),
+            Op::MaxPool(_) => Some(t),
+            Op::AvgPool(_) => Some(t),
+            Op::Dropout(_) => Some(t),
+            Op::LayerNorm(_) => Some(t),
+        }
+    }
+}
+
+impl Op {
     /// Copies the op's current parameters and statistics into `kind`, the description of the
     /// layer it was built from (in the description's canonical layouts); ops without any, or
     /// built from another kind, leave it as it is.

@@ -86,6 +86,20 @@ impl Pool1d {
     }
 }
 
+impl Pool1d {
+    /// Output steps for `t` input steps, `None` when the padded input is shorter than the pool.
+    pub(super) fn steps(&self, t: usize) -> Option<usize> {
+        let [l, r] = if self.mode == 1 {
+            Padding1d::Same.pads(t, self.size, self.stride, 1)
+        } else {
+            self.pads
+        };
+        (t + l + r)
+            .checked_sub(self.size.max(1))
+            .map(|d| d / self.stride.max(1) + 1)
+    }
+}
+
 pub(super) fn pool1d(p: &Pool1dDesc, max: bool) -> Result<Op, ModelError> {
     let (mode, pads) = match p.padding {
         Padding1d::Same => (1, [0, 0]),
