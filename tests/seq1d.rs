@@ -96,7 +96,10 @@ fn classifier_imports_every_layer_with_sequence_sizes() {
     assert!(matches!(net.layers[7].kind, LayerKind::GlobalAvgPool1d));
     assert!(!net.outputs_sequence());
     let seq = net.sequence_outputs();
-    assert_eq!(&seq[..9], &[true, true, true, true, true, true, true, false, false]);
+    assert_eq!(
+        &seq[..9],
+        &[true, true, true, true, true, true, true, false, false]
+    );
 
     let o = matcnn_ok(&["inspect", "--model", &path(CLASSIFIER)]);
     let text = String::from_utf8_lossy(&o.stdout);
@@ -111,7 +114,10 @@ fn classifier_imports_every_layer_with_sequence_sizes() {
     assert!(line("conv1d_1").contains("'causal'"), "{text}");
     assert!(line("layernorm_2").contains("64 x T"), "{text}");
     let gap = line("globalavgpool1d");
-    assert!(gap.trim_end().ends_with('0') && !gap.contains(" x T"), "{gap}");
+    assert!(
+        gap.trim_end().ends_with('0') && !gap.contains(" x T"),
+        "{gap}"
+    );
     assert!(text.contains("Outputs: classoutput (2)"), "{text}");
 }
 

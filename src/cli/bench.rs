@@ -153,7 +153,9 @@ fn sequence_shape(
         return Ok(None);
     };
     if input.is_some() {
-        bail!("--input is not supported for sequence networks: they are timed on seeded noise of --steps time steps");
+        bail!(
+            "--input is not supported for sequence networks: they are timed on seeded noise of --steps time steps"
+        );
     }
     if steps == 0 {
         bail!("--steps: expected a positive number of time steps");

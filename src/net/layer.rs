@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 
 // The layer families' hyperparameter types, at their historical paths.
 pub use super::layers::activation::Activation;
-pub use super::layers::conv::{Conv2d, ConvTranspose2d, FullyConnected};
 pub use super::layers::conv::{Conv1d, ConvTranspose1d, Padding1d};
+pub use super::layers::conv::{Conv2d, ConvTranspose2d, FullyConnected};
 pub use super::layers::io::Normalization;
 pub use super::layers::norm::LayerNorm;
 pub use super::layers::norm::{BatchNorm, GroupNorm, Lrn};

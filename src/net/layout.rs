@@ -561,7 +561,10 @@ mod seq1d_tests {
     /// Values 0, 1, 2, ... in column-major order (the value is the linear MATLAB index).
     fn iota(dims: &[usize]) -> NumericArray {
         let n = dims.iter().product::<usize>();
-        NumericArray::new(dims.to_vec(), NumData::F32((0..n).map(|i| i as f32).collect()))
+        NumericArray::new(
+            dims.to_vec(),
+            NumData::F32((0..n).map(|i| i as f32).collect()),
+        )
     }
 
     fn cm(dims: &[usize], idx: &[usize]) -> f32 {

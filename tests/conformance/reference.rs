@@ -704,7 +704,8 @@ fn seq1d_conv_transpose(c: &ConvTranspose1d, x: &Act) -> Act {
         for f in 0..c.filters {
             for t in 0..x.w {
                 for j in 0..k {
-                    y_full[f * full + t * s + j] += w[(ch * c.filters + f) * k + j] * x.at(ch, 0, t);
+                    y_full[f * full + t * s + j] +=
+                        w[(ch * c.filters + f) * k + j] * x.at(ch, 0, t);
                 }
             }
         }

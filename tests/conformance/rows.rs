@@ -904,45 +904,69 @@ fn table() -> Vec<Row> {
         row("conv1d-same-even", Sequence { c: 3, t: 9 }, sf(4), || {
             seq1d_conv_net(3, 4, 4, 1, 1, L::Padding1d::Same)
         }),
-        row("conv1d-same-stride2", Sequence { c: 3, t: 9 }, sf(2), || {
-            seq1d_conv_net(3, 2, 4, 2, 1, L::Padding1d::Same)
-        }),
+        row(
+            "conv1d-same-stride2",
+            Sequence { c: 3, t: 9 },
+            sf(2),
+            || seq1d_conv_net(3, 2, 4, 2, 1, L::Padding1d::Same),
+        ),
         row("conv1d-explicit", Sequence { c: 2, t: 7 }, sf(3), || {
             seq1d_conv_net(2, 3, 3, 1, 1, L::Padding1d::Manual([2, 1]))
         }),
         row("conv1d-stride2", Sequence { c: 2, t: 8 }, sf(3), || {
             seq1d_conv_net(2, 3, 3, 2, 1, L::Padding1d::Manual([0, 0]))
         }),
-        row("conv1d-dilation2-causal", Sequence { c: 2, t: 9 }, sf(3), || {
-            seq1d_conv_net(2, 3, 3, 1, 2, L::Padding1d::Causal)
-        }),
-        row("conv1d-dilation2-same", Sequence { c: 2, t: 9 }, sf(3), || {
-            seq1d_conv_net(2, 3, 3, 1, 2, L::Padding1d::Same)
-        }),
-        row("tconv1d-same-stride2", Sequence { c: 3, t: 5 }, sf(2), || {
-            seq1d_tconv_net(3, 2, 4, 2, [1, 1], true)
-        }),
-        row("tconv1d-same-stride1", Sequence { c: 3, t: 5 }, sf(2), || {
-            seq1d_tconv_net(3, 2, 4, 1, [1, 2], true)
-        }),
+        row(
+            "conv1d-dilation2-causal",
+            Sequence { c: 2, t: 9 },
+            sf(3),
+            || seq1d_conv_net(2, 3, 3, 1, 2, L::Padding1d::Causal),
+        ),
+        row(
+            "conv1d-dilation2-same",
+            Sequence { c: 2, t: 9 },
+            sf(3),
+            || seq1d_conv_net(2, 3, 3, 1, 2, L::Padding1d::Same),
+        ),
+        row(
+            "tconv1d-same-stride2",
+            Sequence { c: 3, t: 5 },
+            sf(2),
+            || seq1d_tconv_net(3, 2, 4, 2, [1, 1], true),
+        ),
+        row(
+            "tconv1d-same-stride1",
+            Sequence { c: 3, t: 5 },
+            sf(2),
+            || seq1d_tconv_net(3, 2, 4, 1, [1, 2], true),
+        ),
         row("tconv1d-explicit", Sequence { c: 2, t: 5 }, sf(3), || {
             seq1d_tconv_net(2, 3, 3, 2, [1, 0], false)
         }),
-        row("tconv1d-stride3-uncropped", Sequence { c: 2, t: 4 }, sf(2), || {
-            seq1d_tconv_net(2, 2, 2, 3, [0, 0], false)
-        }),
-        row("maxpool1d-same-stride2", Sequence { c: 3, t: 9 }, sf(3), || {
-            seq1d_pool_net(true, 3, 2, L::Padding1d::Same, true)
-        }),
+        row(
+            "tconv1d-stride3-uncropped",
+            Sequence { c: 2, t: 4 },
+            sf(2),
+            || seq1d_tconv_net(2, 2, 2, 3, [0, 0], false),
+        ),
+        row(
+            "maxpool1d-same-stride2",
+            Sequence { c: 3, t: 9 },
+            sf(3),
+            || seq1d_pool_net(true, 3, 2, L::Padding1d::Same, true),
+        ),
         row("maxpool1d-explicit", Sequence { c: 3, t: 8 }, sf(3), || {
             seq1d_pool_net(true, 2, 1, L::Padding1d::Manual([1, 0]), true)
         }),
         row("avgpool1d-same", Sequence { c: 3, t: 9 }, sf(3), || {
             seq1d_pool_net(false, 4, 2, L::Padding1d::Same, true)
         }),
-        row("avgpool1d-explicit-mean-padding", Sequence { c: 3, t: 8 }, sf(3), || {
-            seq1d_pool_net(false, 3, 2, L::Padding1d::Manual([1, 1]), false)
-        }),
+        row(
+            "avgpool1d-explicit-mean-padding",
+            Sequence { c: 3, t: 8 },
+            sf(3),
+            || seq1d_pool_net(false, 3, 2, L::Padding1d::Manual([1, 1]), false),
+        ),
         row("gap1d-classifier", Sequence { c: 2, t: 7 }, sf(2), || {
             // The adamhrvth-conv1d classifier's shape: conv, GAP over time, fc, softmax.
             let r = &mut Rng(61);
@@ -961,24 +985,36 @@ fn table() -> Vec<Row> {
         row("gmp1d", Sequence { c: 3, t: 6 }, sf(3), || {
             chain(sequence(3, Normalization::None), vec![K::GlobalMaxPool1d])
         }),
-        row("layernorm-sequence-no-opdim", Sequence { c: 3, t: 5 }, sf(3), || {
-            seq1d_ln_net(Some((3, 5)), None, "")
-        }),
-        row("layernorm-sequence-auto", Sequence { c: 3, t: 5 }, sf(3), || {
-            seq1d_ln_net(Some((3, 5)), None, "auto")
-        }),
-        row("layernorm-sequence-batch-excluded", Sequence { c: 3, t: 5 }, sf(3), || {
-            seq1d_ln_net(Some((3, 5)), None, "batch-excluded")
-        }),
+        row(
+            "layernorm-sequence-no-opdim",
+            Sequence { c: 3, t: 5 },
+            sf(3),
+            || seq1d_ln_net(Some((3, 5)), None, ""),
+        ),
+        row(
+            "layernorm-sequence-auto",
+            Sequence { c: 3, t: 5 },
+            sf(3),
+            || seq1d_ln_net(Some((3, 5)), None, "auto"),
+        ),
+        row(
+            "layernorm-sequence-batch-excluded",
+            Sequence { c: 3, t: 5 },
+            sf(3),
+            || seq1d_ln_net(Some((3, 5)), None, "batch-excluded"),
+        ),
         row("layernorm-features", Features(5), sf(5), || {
             seq1d_ln_net(None, None, "auto")
         }),
         row("layernorm-image-auto", img(3, 4, 3), si(3, 4, 3), || {
             seq1d_ln_net(None, Some((3, 4, 3)), "auto")
         }),
-        row("layernorm-image-channel-only", img(3, 4, 3), si(3, 4, 3), || {
-            seq1d_ln_net(None, Some((3, 4, 3)), "channel-only")
-        }),
+        row(
+            "layernorm-image-channel-only",
+            img(3, 4, 3),
+            si(3, 4, 3),
+            || seq1d_ln_net(None, Some((3, 4, 3)), "channel-only"),
+        ),
     ]
 }
 
@@ -1053,7 +1089,11 @@ fn seq1d_pool_net(
         padding,
         count_include_pad,
     };
-    let k = if max { K::MaxPool1d(p) } else { K::AvgPool1d(p) };
+    let k = if max {
+        K::MaxPool1d(p)
+    } else {
+        K::AvgPool1d(p)
+    };
     chain(sequence(3, Normalization::None), vec![k])
 }
 

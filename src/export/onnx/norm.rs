@@ -228,9 +228,21 @@ pub(super) fn layer_norm(g: &mut Graph, cx: &Ctx, n: &LayerNorm) -> Result<(), E
     };
     let w = g.f32_init(&format!("{name}.weight"), &cshape, &s.data);
     let b = g.f32_init(&format!("{name}.bias"), &cshape, &o.data);
-    g.node("Mul", &t("scale"), &[&t("unrows"), &w], &t("scaled"), vec![]);
+    g.node(
+        "Mul",
+        &t("scale"),
+        &[&t("unrows"), &w],
+        &t("scaled"),
+        vec![],
+    );
     if per_position {
-        g.node("Add", &t("offset"), &[&t("scaled"), &b], &t("shifted"), vec![]);
+        g.node(
+            "Add",
+            &t("offset"),
+            &[&t("scaled"), &b],
+            &t("shifted"),
+            vec![],
+        );
         g.node(
             "Transpose",
             name,

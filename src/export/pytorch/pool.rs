@@ -1,8 +1,8 @@
 //! Pooling layers in `model.py`.
 
+use super::conv::SAME_PAD_1D;
 use super::{Cx, Emit, fpad, symmetric, tuple2};
 use crate::export::pads;
-use super::conv::SAME_PAD_1D;
 use crate::net::layer::{Pool1d, Pool2d};
 
 const AVG_EXCLUDE: &str = r#"

@@ -176,7 +176,9 @@ impl Conv1d {
 
     pub(super) fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let k = self.weight.dims()[3];
-        let [l, r] = self.padding().pads(x.dims()[3], k, self.stride, self.dilation);
+        let [l, r] = self
+            .padding()
+            .pads(x.dims()[3], k, self.stride, self.dilation);
         burn::tensor::module::conv2d(
             x,
             self.weight.val(),
@@ -210,7 +212,8 @@ impl ConvT {
         let full = (t.max(1) - 1) * self.conv.stride[1]
             + (self.conv.kernel_size[1].max(1) - 1) * self.conv.dilation[1]
             + 1;
-        full.checked_sub(self.crop[2] + self.crop[3]).filter(|&w| w > 0)
+        full.checked_sub(self.crop[2] + self.crop[3])
+            .filter(|&w| w > 0)
     }
 }
 

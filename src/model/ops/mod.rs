@@ -147,7 +147,11 @@ impl Op {
             Op::Pool1d(p) => p.steps(t),
             Op::ConvT(c) => c.steps(t),
             Op::Rnn(r) => Some(if r.return_sequence { t } else { 1 }),
-            Op::Func(f) => Some(if matches!(f.code, GLOBAL_AVG | GLOBAL_MAX) { 1 } else { t }),
+            Op::Func(f) => Some(if matches!(f.code, GLOBAL_AVG | GLOBAL_MAX) {
+                1
+            } else {
+                t
+            }),
             Op::Input(_) => Some(t),
             Op::Conv(_) => Some(t),
             Op::Fc(_) => Some(t),
@@ -178,7 +182,9 @@ impl Op {
             (Op::Rnn(r), LayerKind::Lstm(d)) => r.write_back(d),
             (Op::Rnn(r), LayerKind::Gru(d)) => r.write_back(d),
             (Op::Conv1d(c), LayerKind::Conv1d(d)) => conv::write_back_conv1d(c, d),
-            (Op::ConvT(c), LayerKind::ConvTranspose1d(d)) => conv::write_back_conv_transpose1d(c, d),
+            (Op::ConvT(c), LayerKind::ConvTranspose1d(d)) => {
+                conv::write_back_conv_transpose1d(c, d)
+            }
             (Op::LayerNorm(n), LayerKind::LayerNorm(d)) => norm::write_back_layer_norm(n, d),
             (Op::Input(n), LayerKind::ImageInput { normalization, .. }) => {
                 io::write_back_normalization(n, normalization)

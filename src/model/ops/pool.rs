@@ -4,9 +4,9 @@ use super::{Func, Op, burn_padding, func, pads};
 use crate::model::ModelError;
 use crate::net::layer::{Layer, Padding1d, Pool1d as Pool1dDesc, Pool2d};
 use burn::module::Module;
-use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
 use burn::nn::pool::{AvgPool2dConfig, MaxPool2dConfig};
 use burn::prelude::*;
+use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
 
 // Func codes (saved in records: never renumber).
 pub(super) const GLOBAL_AVG: usize = 11;

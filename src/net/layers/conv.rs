@@ -671,19 +671,12 @@ pub const CONV_TRANSPOSE_1D: Names = Names {
 };
 
 /// A 1-D layer's input: a sequence (or feature) shape, `None` when unknown.
-pub(crate) fn sequence_input(
-    ins: &[Option<Shape>],
-    ctx: &Ctx,
-) -> Result<Option<Shape>, NetError> {
+pub(crate) fn sequence_input(ins: &[Option<Shape>], ctx: &Ctx) -> Result<Option<Shape>, NetError> {
     let Some(x) = shape::one_input(ins, ctx)? else {
         return Ok(None);
     };
     if x.spatial {
-        return Err(ctx.shape(
-            "input",
-            "a sequence (C x T) input",
-            format!("a {x} image"),
-        ));
+        return Err(ctx.shape("input", "a sequence (C x T) input", format!("a {x} image")));
     }
     Ok(Some(x))
 }

@@ -360,7 +360,10 @@ impl LayerNorm {
         } else {
             format!("OperationDimension '{}'", self.operation_dimension)
         };
-        format!("layer normalization with {} channels, {dims}", self.channels)
+        format!(
+            "layer normalization with {} channels, {dims}",
+            self.channels
+        )
     }
 
     pub(crate) fn tensors_mut(&mut self) -> Vec<&mut Tensor> {
