@@ -861,7 +861,7 @@ fn conv_transpose1d(f: &Fields) -> Imported {
         {
             return Err(f.err(
                 "CroppingSize",
-                &format!("'same' cropping {}", pair_text([a, b])),
+                format!("'same' cropping {}", pair_text([a, b])),
                 pair_text(s),
             ));
         }
