@@ -390,3 +390,69 @@ fn too_short_sequences_are_an_error() {
     let ok = model.predict_sequences(&[seq(5)], 1, &dev, |_| {}).unwrap();
     assert_eq!(ok[0].steps, 1);
 }
+
+/// The Rust source export: layer normalization over a whole image is Burn's one-group
+/// `GroupNorm` (the generated source parses); per-position statistics and sequence networks are
+/// refused with the reason.
+#[test]
+fn rust_source_export_of_layer_normalization() {
+    use matcnn::export::{self, ExportOptions};
+    use matcnn::net::layer::{Layer, LayerNorm, Normalization, Param, Shape, SourceKind, Tensor};
+    let net = |operation_dimension: &str| {
+        let p = |v: f32| {
+            Some(Param {
+                value: Tensor::new(vec![3], vec![v; 3]),
+                lr_factor: 1.0,
+                l2_factor: 1.0,
+            })
+        };
+        let mut n = Network {
+            variable: "net".into(),
+            source: SourceKind::LayerArray,
+            layers: vec![
+                Layer {
+                    name: "in".into(),
+                    class: "test.in".into(),
+                    kind: LayerKind::ImageInput {
+                        size: Shape::image(4, 4, 3),
+                        normalization: Normalization::None,
+                    },
+                    inputs: vec![],
+                    output: None,
+                },
+                Layer {
+                    name: "ln".into(),
+                    class: "nnet.cnn.layer.LayerNormalizationLayer".into(),
+                    kind: LayerKind::LayerNorm(LayerNorm {
+                        channels: 3,
+                        epsilon: 1e-5,
+                        operation_dimension: operation_dimension.into(),
+                        scale: p(1.5),
+                        offset: p(0.25),
+                    }),
+                    inputs: vec![0],
+                    output: None,
+                },
+            ],
+            outputs: vec![1],
+            classes: vec![],
+            detector: None,
+            notes: vec![],
+        };
+        net::shape::infer(&mut n, &[]).unwrap();
+        n
+    };
+    let opts = ExportOptions::default();
+    let files = export::rust_source(&net("auto"), &opts).unwrap();
+    let src = String::from_utf8(files[0].1.clone()).unwrap();
+    assert!(src.contains("GroupNormConfig::new(1, 3)"), "{src}");
+    syn::parse_file(&src).unwrap();
+    let e = export::rust_source(&net("channel-only"), &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("'ln'") && e.contains("channel-only"), "{e}");
+    let e = export::rust_source(&load(CLASSIFIER), &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("sequence networks"), "{e}");
+}

@@ -232,13 +232,7 @@ fn model_rs(plan: &Plan) -> Result<String, ExportError> {
             LayerKind::Concat { .. } => combine::concat(&mut cx),
             LayerKind::Flatten => reshape::flatten(&mut cx),
             LayerKind::Dropout { probability } => reshape::dropout(&mut cx, *probability),
-            LayerKind::LayerNorm(_) => {
-                return Err(super::layer_err(
-                    l,
-                    "layer normalization is not supported by the Rust source export yet \
-                     (Burn's LayerNorm normalizes the last axis only; use ONNX or PyTorch)",
-                ));
-            }
+            LayerKind::LayerNorm(n) => norm::layer_norm(&mut cx, n)?,
             other @ (LayerKind::SequenceInput { .. }
             | LayerKind::Resize2d { .. }
             | LayerKind::Lstm(_)
