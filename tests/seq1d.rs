@@ -456,3 +456,68 @@ fn rust_source_export_of_layer_normalization() {
         .to_string();
     assert!(e.contains("sequence networks"), "{e}");
 }
+
+/// Fine-tuning support: on an autodiff device, the gradients of the classifier's 1-D
+/// convolution weights and layer normalization scales equal central finite differences.
+#[test]
+fn gradients_of_conv1d_and_layer_norm_equal_finite_differences() {
+    use burn::prelude::*;
+    use matcnn::model::Op;
+    let net = load(CLASSIFIER);
+    let dev = Device::flex().autodiff();
+    let model = MatNet::from_network(&net, &dev).unwrap();
+    let (n, t) = (3, 60);
+    let x = Tensor::<4>::from_data(TensorData::new(signals(n, t), [n, 1, 1, t]), &dev);
+    // -log P(first class), averaged.
+    let loss = |m: &MatNet| -> Tensor<1> {
+        let p = m.forward(x.clone()).reshape([n, 2]);
+        p.slice([0..n, 0..1]).log().sum().neg().div_scalar(n as f64)
+    };
+    let grads = loss(&model).backward();
+    let mut checked = 0;
+    for (i, node) in model.nodes.iter().enumerate() {
+        let (g, dims): (Vec<f32>, Vec<usize>) = match &node.op {
+            Op::Conv1d(c) => (
+                c.weight.grad(&grads).unwrap().into_data().to_vec().unwrap(),
+                c.weight.val().dims().to_vec(),
+            ),
+            Op::LayerNorm(l) => (
+                l.gamma.grad(&grads).unwrap().into_data().to_vec().unwrap(),
+                l.gamma.val().dims().to_vec(),
+            ),
+            _ => continue,
+        };
+        let mut idx: Vec<usize> = (0..g.len()).collect();
+        idx.sort_by(|a, b| g[*b].abs().total_cmp(&g[*a].abs()));
+        for &j in &idx[..2] {
+            let h = 1e-2f32;
+            let mut fd = [0f32; 2];
+            for (s, sign) in [1f32, -1.0].into_iter().enumerate() {
+                let mut m = model.clone();
+                let mut d = vec![0f32; g.len()];
+                d[j] = sign * h;
+                match &mut m.nodes[i].op {
+                    Op::Conv1d(c) => {
+                        let d = Tensor::<4>::from_data(TensorData::new(d, dims.clone()), &dev);
+                        c.weight = c.weight.clone().map(|w| w + d);
+                    }
+                    Op::LayerNorm(l) => {
+                        let d = Tensor::<1>::from_data(TensorData::new(d, dims.clone()), &dev);
+                        l.gamma = l.gamma.clone().map(|w| w + d);
+                    }
+                    _ => unreachable!(),
+                }
+                fd[s] = loss(&m).into_scalar::<f32>();
+            }
+            let fd = (fd[0] - fd[1]) / (2.0 * h);
+            assert!(
+                (fd - g[j]).abs() <= 0.1 * g[j].abs() + 1e-4,
+                "{} parameter {j}: autodiff {} finite differences {fd}",
+                node.name,
+                g[j]
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 8);
+}
