@@ -478,11 +478,21 @@ fn gradients_of_conv1d_and_layer_norm_equal_finite_differences() {
     for (i, node) in model.nodes.iter().enumerate() {
         let (g, dims): (Vec<f32>, Vec<usize>) = match &node.op {
             Op::Conv1d(c) => (
-                c.weight.grad(&grads).unwrap().into_data().to_vec().unwrap(),
+                c.weight
+                    .grad(&grads)
+                    .unwrap()
+                    .into_data()
+                    .try_to_vec()
+                    .unwrap(),
                 c.weight.val().dims().to_vec(),
             ),
             Op::LayerNorm(l) => (
-                l.gamma.grad(&grads).unwrap().into_data().to_vec().unwrap(),
+                l.gamma
+                    .grad(&grads)
+                    .unwrap()
+                    .into_data()
+                    .try_to_vec()
+                    .unwrap(),
                 l.gamma.val().dims().to_vec(),
             ),
             _ => continue,
