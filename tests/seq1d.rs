@@ -531,3 +531,63 @@ fn gradients_of_conv1d_and_layer_norm_equal_finite_differences() {
     }
     assert_eq!(checked, 8);
 }
+
+/// ONNX's auto_pad cannot take a dilation in onnxruntime, so 'same' padding that depends on the
+/// input length (stride above 1) with a dilation above 1 is refused by the ONNX export, naming
+/// the layer; stride 1 'same' with dilation is exported with fixed pads (a conformance row).
+#[test]
+fn onnx_refuses_same_with_stride_and_dilation() {
+    use matcnn::export::{self, ExportOptions};
+    use matcnn::net::layer::{Conv1d, Layer, Normalization, Param, SourceKind, Tensor};
+    let p = |shape: Vec<usize>| {
+        let n = shape.iter().product();
+        Some(Param {
+            value: Tensor::new(shape, vec![0.1; n]),
+            lr_factor: 1.0,
+            l2_factor: 1.0,
+        })
+    };
+    let mut net = Network {
+        variable: "net".into(),
+        source: SourceKind::LayerArray,
+        layers: vec![
+            Layer {
+                name: "in".into(),
+                class: "test.in".into(),
+                kind: LayerKind::SequenceInput {
+                    size: 2,
+                    normalization: Normalization::None,
+                },
+                inputs: vec![],
+                output: None,
+            },
+            Layer {
+                name: "conv".into(),
+                class: "nnet.cnn.layer.Convolution1DLayer".into(),
+                kind: LayerKind::Conv1d(Conv1d {
+                    filter: 3,
+                    in_channels: 2,
+                    filters: 1,
+                    stride: 2,
+                    dilation: 2,
+                    padding: Padding1d::Same,
+                    weights: p(vec![1, 2, 3]),
+                    bias: p(vec![1]),
+                }),
+                inputs: vec![0],
+                output: None,
+            },
+        ],
+        outputs: vec![1],
+        classes: vec![],
+        detector: None,
+        notes: vec![],
+    };
+    net::shape::infer(&mut net, &[]).unwrap();
+    let opts = ExportOptions::default();
+    let e = export::onnx(&net, &opts).unwrap_err().to_string();
+    assert!(e.contains("'conv'") && e.contains("dilation"), "{e}");
+    let files = export::pytorch(&net, &opts).unwrap();
+    let py = String::from_utf8(files[0].1.clone()).unwrap();
+    assert!(py.contains("matlab_same_pad1d(x, 3, 2, 2)"), "{py}");
+}
