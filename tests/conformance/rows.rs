@@ -958,6 +958,15 @@ fn table() -> Vec<Row> {
         row("maxpool1d-explicit", Sequence { c: 3, t: 8 }, sf(3), || {
             seq1d_pool_net(true, 2, 1, L::Padding1d::Manual([1, 0]), true)
         }),
+        row("maxpool1d-causal", Sequence { c: 3, t: 8 }, sf(3), || {
+            seq1d_pool_net(true, 3, 1, L::Padding1d::Causal, true)
+        }),
+        row(
+            "avgpool1d-causal-stride2",
+            Sequence { c: 3, t: 8 },
+            sf(3),
+            || seq1d_pool_net(false, 3, 2, L::Padding1d::Causal, true),
+        ),
         row("avgpool1d-same", Sequence { c: 3, t: 9 }, sf(3), || {
             seq1d_pool_net(false, 4, 2, L::Padding1d::Same, true)
         }),
