@@ -929,6 +929,18 @@ fn table() -> Vec<Row> {
             || seq1d_conv_net(2, 3, 3, 1, 2, L::Padding1d::Same),
         ),
         row(
+            "conv1d-same-stride2-dilation2",
+            Sequence { c: 2, t: 10 },
+            sf(3),
+            || seq1d_conv_net(2, 3, 3, 2, 2, L::Padding1d::Same),
+        ),
+        row(
+            "conv1d-same-stride3-dilation2-odd",
+            Sequence { c: 2, t: 11 },
+            sf(3),
+            || seq1d_conv_net(2, 3, 4, 3, 2, L::Padding1d::Same),
+        ),
+        row(
             "tconv1d-same-stride2",
             Sequence { c: 3, t: 5 },
             sf(2),
