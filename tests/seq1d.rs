@@ -591,3 +591,35 @@ fn same_padding_with_stride_and_dilation_exports() {
     let py = String::from_utf8(files[0].1.clone()).unwrap();
     assert!(py.contains("matlab_same_pad1d(x, 3, 2, 2)"), "{py}");
 }
+
+/// `predict` reads a 1-D signal stored in a `.mat` as one `C x T` matrix (here 1 x 300) and
+/// gives the same probabilities as the `.npy` `[1, 1, 300]` form of it.
+#[test]
+fn classifier_reads_a_mat_signal() {
+    let dir = scratch("seq1d", "mat-input");
+    let t = 300;
+    let x = signals(1, t);
+    let mat = dir.join("signal.mat");
+    std::fs::write(&mat, data::mat_bytes("X", &x, 1, t)).unwrap();
+    let npy = dir.join("signal.npy");
+    write_npy(&npy, &[1, 1, t], &x);
+    let mut outs = Vec::new();
+    for (input, out) in [
+        (format!("{}:X", mat.display()), dir.join("a.npy")),
+        (npy.display().to_string(), dir.join("b.npy")),
+    ] {
+        matcnn_ok(&[
+            "predict",
+            "--model",
+            &path(CLASSIFIER),
+            "--input",
+            &input,
+            "--output",
+            &out.display().to_string(),
+        ]);
+        outs.push(read_npy(&out));
+    }
+    assert_eq!(outs[0].0, vec![1, 2]);
+    assert_eq!(outs[0], outs[1]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
