@@ -96,6 +96,8 @@ class Module:
     def __setattr__(self, name, value):
         if isinstance(value, Module):
             self._modules[name] = value
+        if isinstance(value, Parameter):
+            self._params[name] = ("float32", value.shape)
         object.__setattr__(self, name, value)
 
     def register_buffer(self, name, t):
@@ -164,6 +166,29 @@ class GroupNorm(Module):
             self._param("bias", (c,))
 
 
+# --- seq1d ---
+class Parameter(FakeTensor):
+    def __init__(self, t, requires_grad=True):
+        super().__init__(t.shape)
+
+
+class Conv1d(Module):
+    def __init__(self, cin, cout, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True, **kw):
+        super().__init__()
+        self._param("weight", (cout, cin // groups, kernel_size))
+        if bias:
+            self._param("bias", (cout,))
+
+
+class ConvTranspose1d(Module):
+    def __init__(self, cin, cout, kernel_size, stride=1, padding=0, output_padding=0, groups=1, bias=True, **kw):
+        super().__init__()
+        self._param("weight", (cin, cout // groups, kernel_size))
+        if bias:
+            self._param("bias", (cout,))
+# --- end seq1d ---
+
+
 def _rnn(gates):
     class Rnn(Module):
         def __init__(self, input_size, hidden, num_layers=1, bias=True, batch_first=False, dropout=0.0,
@@ -198,6 +223,9 @@ def fake_torch():
         "GroupNorm": GroupNorm,
         "LSTM": _rnn(4),
         "GRU": _rnn(3),
+        "Conv1d": Conv1d,
+        "ConvTranspose1d": ConvTranspose1d,
+        "Parameter": Parameter,
     }
     for k, v in known.items():
         setattr(nn, k, v)

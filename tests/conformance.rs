@@ -530,6 +530,13 @@ fn every_layer_kind_matches_the_reference_at_every_stage() {
         "Gru",
         "SequenceFolding",
         "SequenceUnfolding",
+        "Conv1d",
+        "ConvTranspose1d",
+        "MaxPool1d",
+        "AvgPool1d",
+        "GlobalAvgPool1d",
+        "GlobalMaxPool1d",
+        "LayerNorm",
     ] {
         assert!(kinds.contains(k), "no conformance row has a {k} layer");
     }
@@ -567,6 +574,13 @@ fn kind_name(k: &LayerKind) -> String {
         K::Gru(_) => "Gru",
         K::SequenceFolding => "SequenceFolding",
         K::SequenceUnfolding => "SequenceUnfolding",
+        K::Conv1d(_) => "Conv1d",
+        K::ConvTranspose1d(_) => "ConvTranspose1d",
+        K::MaxPool1d(_) => "MaxPool1d",
+        K::AvgPool1d(_) => "AvgPool1d",
+        K::GlobalAvgPool1d => "GlobalAvgPool1d",
+        K::GlobalMaxPool1d => "GlobalMaxPool1d",
+        K::LayerNorm(_) => "LayerNorm",
         K::Unsupported { .. } => "Unsupported",
     }
     .to_string()

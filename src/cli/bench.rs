@@ -26,6 +26,9 @@ pub struct BenchArgs {
     input: Option<String>,
     #[command(flatten)]
     device: BackendArg,
+    /// Sequence networks: time steps of each generated input sequence.
+    #[arg(long, default_value_t = 128)]
+    steps: usize,
     /// Time loading only (reading, importing, building the module): no forward pass.
     #[arg(long)]
     load_only: bool,
@@ -47,6 +50,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         load_only,
         profile,
         out: JsonArg { json },
+        steps,
     } = args;
     let batches: &[usize] = if load_only { &[] } else { &batch };
     let input = input.as_deref();
@@ -59,7 +63,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .build_for_inference(&device)
         .with_context(|| format!("building {}", loaded.label))?;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let (shape, spatial) = input_shape(&loaded.net)?;
+    let (shape, spatial) = match sequence_shape(&loaded.net, steps, input)? {
+        Some(s) => (s, false),
+        None => input_shape(&loaded.net)?,
+    };
     let [h, w, c] = shape;
     let data = match input {
         Some(spec) => Some(
@@ -133,4 +140,25 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// For a sequence network: `[1, steps, C]` (inputs `[N, C, 1, steps]` of seeded noise).
+fn sequence_shape(
+    net: &matcnn::net::Network,
+    steps: usize,
+    input: Option<&str>,
+) -> Result<Option<[usize; 3]>> {
+    let Some(matcnn::net::LayerKind::SequenceInput { size, .. }) = net.input().map(|l| &l.kind)
+    else {
+        return Ok(None);
+    };
+    if input.is_some() {
+        bail!(
+            "--input is not supported for sequence networks: they are timed on seeded noise of --steps time steps"
+        );
+    }
+    if steps == 0 {
+        bail!("--steps: expected a positive number of time steps");
+    }
+    Ok(Some([1, steps, *size]))
 }

@@ -214,6 +214,13 @@ pub(crate) fn needs_rank4(kind: &LayerKind) -> bool {
         | LayerKind::Gru(_)
         | LayerKind::SequenceFolding
         | LayerKind::SequenceUnfolding
+        | LayerKind::Conv1d(_)
+        | LayerKind::ConvTranspose1d(_)
+        | LayerKind::MaxPool1d(_)
+        | LayerKind::AvgPool1d(_)
+        | LayerKind::GlobalAvgPool1d
+        | LayerKind::GlobalMaxPool1d
+        | LayerKind::LayerNorm(_)
         | LayerKind::Unsupported { .. } => false,
     }
 }

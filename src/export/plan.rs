@@ -64,6 +64,13 @@ fn unsupported_reason(l: &Layer, first_input: bool) -> Option<String> {
         LayerKind::Resize2d { .. } => Some("resize2d is not supported by the exporters yet".into()),
         LayerKind::Lstm(r) | LayerKind::Gru(r) => recurrent_reason(r),
         LayerKind::SequenceFolding | LayerKind::SequenceUnfolding => None,
+        LayerKind::Conv1d(_)
+        | LayerKind::ConvTranspose1d(_)
+        | LayerKind::MaxPool1d(_)
+        | LayerKind::AvgPool1d(_)
+        | LayerKind::GlobalAvgPool1d
+        | LayerKind::GlobalMaxPool1d
+        | LayerKind::LayerNorm(_) => None,
         LayerKind::FullyConnected(_)
         | LayerKind::BatchNorm(_)
         | LayerKind::GroupNorm(_)
@@ -200,6 +207,20 @@ impl<'a> Plan<'a> {
                             }
                             if r.return_sequence { 3 } else { 2 }
                         }
+                        LayerKind::Conv1d(_)
+                        | LayerKind::ConvTranspose1d(_)
+                        | LayerKind::MaxPool1d(_)
+                        | LayerKind::AvgPool1d(_)
+                        | LayerKind::GlobalAvgPool1d
+                        | LayerKind::GlobalMaxPool1d
+                            if in_rank(0) != 3 =>
+                        {
+                            return Err(layer_err(
+                                l,
+                                "a 1-D layer over time needs sequence ([N, C, T]) input",
+                            ));
+                        }
+                        LayerKind::GlobalAvgPool1d | LayerKind::GlobalMaxPool1d => 2,
                         LayerKind::FullyConnected(_) if in_rank(0) == 3 => 3,
                         LayerKind::FullyConnected(_) | LayerKind::Flatten => 2,
                         k if needs_rank4(k) => 4,
@@ -361,6 +382,26 @@ impl<'a> Plan<'a> {
                 LayerKind::Lstm(r) | LayerKind::Gru(r) => {
                     recurrent::state_dict(l, r, id, &mut out)?;
                 }
+                LayerKind::Conv1d(c) => {
+                    put("weight", param(l, &c.weights, "Weights")?, None);
+                    if c.bias.is_some() {
+                        put("bias", param(l, &c.bias, "Bias")?, None);
+                    }
+                }
+                LayerKind::ConvTranspose1d(c) => {
+                    put("weight", param(l, &c.weights, "Weights")?, None);
+                    if c.bias.is_some() {
+                        put("bias", param(l, &c.bias, "Bias")?, None);
+                    }
+                }
+                LayerKind::LayerNorm(n) => {
+                    put("weight", param(l, &n.scale, "Scale")?, None);
+                    put("bias", param(l, &n.offset, "Offset")?, None);
+                }
+                LayerKind::MaxPool1d(_)
+                | LayerKind::AvgPool1d(_)
+                | LayerKind::GlobalAvgPool1d
+                | LayerKind::GlobalMaxPool1d => {}
                 LayerKind::Lrn(_)
                 | LayerKind::Activation(_)
                 | LayerKind::Softmax

@@ -414,6 +414,7 @@ impl MatNet {
             .iter()
             .find_map(|n| match &n.op {
                 Op::Rnn(r) => Some(Some(r.input_weights.dims()[1])),
+                Op::Conv1d(c) => Some(Some(c.weight.dims()[1])),
                 Op::SeqReshape(_) => Some(None),
                 _ => None,
             })
@@ -437,6 +438,16 @@ impl MatNet {
                 return Err(ModelError::InputShape {
                     expected: "sequences of at least one time step".into(),
                     found: vec![first.channels, 0],
+                });
+            }
+            if self.sequence_steps(first.steps).is_none() {
+                let min = (1..=1 << 16).find(|&t| self.sequence_steps(t).is_some());
+                return Err(ModelError::InputShape {
+                    expected: match min {
+                        Some(m) => format!("sequences of at least {m} time steps"),
+                        None => "sequences long enough for the network's 1-D windows".into(),
+                    },
+                    found: vec![first.channels, first.steps],
                 });
             }
             let mut end = start + 1;
@@ -473,6 +484,22 @@ impl MatNet {
             .into_iter()
             .map(|o| o.expect("every sequence ran"))
             .collect())
+    }
+}
+
+impl MatNet {
+    /// Time steps of the output for a sequence of `t` steps, `None` when a 1-D convolution or
+    /// pooling would get fewer steps than its window.
+    pub fn sequence_steps(&self, t: usize) -> Option<usize> {
+        let mut steps: Vec<Option<usize>> = Vec::with_capacity(self.nodes.len());
+        for n in &self.nodes {
+            let x = match n.inputs.first() {
+                Some(&j) => steps.get(j).copied().flatten(),
+                None => Some(t),
+            };
+            steps.push(x.and_then(|x| n.op.sequence_steps(x)));
+        }
+        steps.get(self.output).copied().flatten()
     }
 }
 

@@ -11,14 +11,19 @@
 //! - recurrent weights as MATLAB stores them: input `[G*H, C]`, recurrent `[G*H, H]`, bias `[G*H]`,
 //!   gate blocks in MATLAB's order (LSTM: input, forget, cell candidate, output; GRU: reset,
 //!   update, candidate); a BiLSTM stacks the forward direction's blocks, then the backward's.
+//! - 1-D convolution weight `[Cout, Cin, K]`, 1-D transposed convolution weight `[Cin, Cout, K]`
+//!   (PyTorch's `Conv1d`/`ConvTranspose1d` layouts), bias `[Cout]`; layer normalization `[C]`
 
 use serde::{Deserialize, Serialize};
 
 // The layer families' hyperparameter types, at their historical paths.
 pub use super::layers::activation::Activation;
+pub use super::layers::conv::{Conv1d, ConvTranspose1d, Padding1d};
 pub use super::layers::conv::{Conv2d, ConvTranspose2d, FullyConnected};
 pub use super::layers::io::Normalization;
+pub use super::layers::norm::LayerNorm;
 pub use super::layers::norm::{BatchNorm, GroupNorm, Lrn};
+pub use super::layers::pool::Pool1d;
 pub use super::layers::pool::Pool2d;
 pub use super::layers::recurrent::Recurrent;
 
@@ -212,6 +217,16 @@ pub enum LayerKind {
     /// `sequenceUnfoldingLayer`: images back to sequences (inputs `in`, then `miniBatchSize`
     /// from the folding layer).
     SequenceUnfolding,
+    /// 1-D layers over the time dimension of `C x T` sequences.
+    Conv1d(Conv1d),
+    ConvTranspose1d(ConvTranspose1d),
+    MaxPool1d(Pool1d),
+    AvgPool1d(Pool1d),
+    /// Global pooling over time: `C x T` → `C`.
+    GlobalAvgPool1d,
+    GlobalMaxPool1d,
+    /// `layerNormalizationLayer` (images, features and sequences).
+    LayerNorm(LayerNorm),
     /// A layer matcnn cannot convert: kept so that `inspect` shows the whole network.
     Unsupported {
         reason: String,

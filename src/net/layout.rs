@@ -677,3 +677,84 @@ mod tests {
         assert!(input_statistic(&iota(&[5, 5]), [28, 28, 1]).is_err());
     }
 }
+
+// 1-D layers (convolution1dLayer, transposedConv1dLayer).
+
+/// `convolution1dLayer` weights: `[K, Cin, Cout]` → `[Cout, Cin, K]` (PyTorch's `Conv1d`
+/// layout; MATLAB and PyTorch both apply cross-correlation along time).
+pub fn conv1d_weights(
+    a: &NumericArray,
+    k: usize,
+    cin: usize,
+    cout: usize,
+) -> Result<Tensor, LayoutError> {
+    permute(a, &[k, cin, cout], &[2, 1, 0])
+}
+
+/// `transposedConv1dLayer` weights: `[K, F, C]` (filters before channels, as in 2-D) →
+/// `[C, F, K]` (PyTorch's `ConvTranspose1d` layout `[Cin, Cout, K]`).
+pub fn transposed_conv1d_weights(
+    a: &NumericArray,
+    k: usize,
+    filters: usize,
+    channels: usize,
+) -> Result<Tensor, LayoutError> {
+    permute(a, &[k, filters, channels], &[2, 1, 0])
+}
+
+#[cfg(test)]
+mod seq1d_tests {
+    use super::*;
+    use crate::mat::value::NumData;
+
+    /// Values 0, 1, 2, ... in column-major order (the value is the linear MATLAB index).
+    fn iota(dims: &[usize]) -> NumericArray {
+        let n = dims.iter().product::<usize>();
+        NumericArray::new(
+            dims.to_vec(),
+            NumData::F32((0..n).map(|i| i as f32).collect()),
+        )
+    }
+
+    fn cm(dims: &[usize], idx: &[usize]) -> f32 {
+        let mut k = 0;
+        let mut stride = 1;
+        for (d, i) in dims.iter().zip(idx) {
+            k += i * stride;
+            stride *= d;
+        }
+        k as f32
+    }
+
+    #[test]
+    fn conv1d_weights_are_cout_cin_k() {
+        let dims = [5, 3, 4]; // K, Cin, Cout
+        let t = conv1d_weights(&iota(&dims), 5, 3, 4).unwrap();
+        assert_eq!(t.shape, vec![4, 3, 5]);
+        for o in 0..4 {
+            for c in 0..3 {
+                for k in 0..5 {
+                    assert_eq!(t.data[(o * 3 + c) * 5 + k], cm(&dims, &[k, c, o]));
+                }
+            }
+        }
+        // One filter: MATLAB stores [K, Cin] (trailing singleton dropped).
+        let t = conv1d_weights(&iota(&[5, 3]), 5, 3, 1).unwrap();
+        assert_eq!(t.shape, vec![1, 3, 5]);
+        assert!(conv1d_weights(&iota(&[5, 3, 4]), 5, 4, 3).is_err());
+    }
+
+    #[test]
+    fn transposed_conv1d_weights_put_channels_first() {
+        let dims = [4, 2, 3]; // K, F (outputs), C (inputs)
+        let t = transposed_conv1d_weights(&iota(&dims), 4, 2, 3).unwrap();
+        assert_eq!(t.shape, vec![3, 2, 4]);
+        for c in 0..3 {
+            for f in 0..2 {
+                for k in 0..4 {
+                    assert_eq!(t.data[(c * 2 + f) * 4 + k], cm(&dims, &[k, f, c]));
+                }
+            }
+        }
+    }
+}

@@ -286,6 +286,8 @@ impl Network {
                 // Folded image sequences are batches of images until they are unfolded.
                 LayerKind::SequenceFolding => false,
                 LayerKind::SequenceUnfolding => true,
+                // Global pooling over time removes the time dimension.
+                LayerKind::GlobalAvgPool1d | LayerKind::GlobalMaxPool1d => false,
                 _ => l
                     .inputs
                     .iter()

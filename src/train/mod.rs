@@ -279,6 +279,32 @@ fn factors(model: &MatNet, net: &Network) -> Vec<Factor> {
                     lr: lr(&d.offset),
                 });
             }
+            (Op::Conv1d(c), LayerKind::Conv1d(d)) => {
+                out.push(Factor {
+                    id: c.weight.id,
+                    rank: 4,
+                    lr: lr(&d.weights),
+                });
+                if let Some(b) = &c.bias {
+                    out.push(Factor {
+                        id: b.id,
+                        rank: 1,
+                        lr: lr(&d.bias),
+                    });
+                }
+            }
+            (Op::LayerNorm(n), LayerKind::LayerNorm(d)) => {
+                out.push(Factor {
+                    id: n.gamma.id,
+                    rank: 1,
+                    lr: lr(&d.scale),
+                });
+                out.push(Factor {
+                    id: n.beta.id,
+                    rank: 1,
+                    lr: lr(&d.offset),
+                });
+            }
             _ => {}
         }
     }
@@ -318,6 +344,16 @@ fn l2_penalty(model: &MatNet, net: &Network, l2: f64) -> Option<Tensor<1>> {
             (Op::BatchNorm(b), LayerKind::BatchNorm(d)) => {
                 add(b.gamma.val().powf_scalar(2.0).sum(), l2f(&d.scale));
                 add(b.beta.val().powf_scalar(2.0).sum(), l2f(&d.offset));
+            }
+            (Op::Conv1d(c), LayerKind::Conv1d(d)) => {
+                add(c.weight.val().powf_scalar(2.0).sum(), l2f(&d.weights));
+                if let Some(b) = &c.bias {
+                    add(b.val().powf_scalar(2.0).sum(), l2f(&d.bias));
+                }
+            }
+            (Op::LayerNorm(n), LayerKind::LayerNorm(d)) => {
+                add(n.gamma.val().powf_scalar(2.0).sum(), l2f(&d.scale));
+                add(n.beta.val().powf_scalar(2.0).sum(), l2f(&d.offset));
             }
             _ => {}
         }

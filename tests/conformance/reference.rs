@@ -8,6 +8,7 @@ use matcnn::net::layer::{
     Activation, Conv2d, ConvTranspose2d, LayerKind, Network, Normalization, Padding, PaddingMode,
     Param, Pool2d, Recurrent, Tensor,
 };
+use matcnn::net::layer::{Conv1d, ConvTranspose1d, LayerNorm, Padding1d, Pool1d};
 
 /// One observation's activation, `C x H x W` row-major. A sequence is `C x 1 x T` (matcnn's
 /// `[N, C, 1, T]` layout and the exports' `[N, C, T]`); features are `C x 1 x 1`.
@@ -237,6 +238,13 @@ pub fn layer(kind: &LayerKind, ins: &[&Act]) -> Act {
         }
         LayerKind::Lstm(r) => recurrent(r, false, x),
         LayerKind::Gru(r) => recurrent(r, true, x),
+        LayerKind::Conv1d(c) => seq1d_conv(c, x),
+        LayerKind::ConvTranspose1d(c) => seq1d_conv_transpose(c, x),
+        LayerKind::MaxPool1d(p) => seq1d_pool(p, x, true),
+        LayerKind::AvgPool1d(p) => seq1d_pool(p, x, false),
+        LayerKind::GlobalAvgPool1d => seq1d_global(x, false),
+        LayerKind::GlobalMaxPool1d => seq1d_global(x, true),
+        LayerKind::LayerNorm(n) => seq1d_layer_norm(n, x),
         LayerKind::Resize2d { .. } => {
             panic!("no reference for resize2d: matcnn refuses it (the row expects the refusal)")
         }
@@ -719,4 +727,146 @@ pub fn image_sequences(net: &Network, x: &Act) -> Act {
         SeqAct::Plain(a) => a,
         SeqAct::Frames { .. } => panic!("the rows end on ordinary sequence data"),
     }
+}
+
+// --- seq1d: 1-D layers over time and layer normalization ---
+
+/// `[left, right]` time pads of a 1-D window layer on `t` steps, from MATLAB's documented rules:
+/// 'causal' pads `(k - 1) d` on the left; 'same' gives `ceil(t / s)` outputs with the padding
+/// split evenly, the odd step on the right.
+fn seq1d_pads(p: &Padding1d, t: usize, k: usize, s: usize, d: usize) -> (usize, usize) {
+    match p {
+        Padding1d::Manual([a, b]) => (*a, *b),
+        Padding1d::Causal => ((k - 1) * d, 0),
+        Padding1d::Same => {
+            let out = t.div_ceil(s);
+            let need = (out - 1) * s + (k - 1) * d + 1;
+            let total = need.saturating_sub(t);
+            (total / 2, total - total / 2)
+        }
+    }
+}
+
+/// Cross-correlation along time: `y[f, t] = b[f] + sum_{c,j} W[f, c, j] x[c, t s + j d - left]`.
+fn seq1d_conv(c: &Conv1d, x: &Act) -> Act {
+    let w = pvals(&c.weights);
+    let b = pvals(&c.bias);
+    let (k, s, d) = (c.filter, c.stride, c.dilation);
+    let (left, right) = seq1d_pads(&c.padding, x.w, k, s, d);
+    let span = (k - 1) * d + 1;
+    let t_out = (x.w + left + right - span) / s + 1;
+    let mut y = Act::new(c.filters, 1, t_out, true);
+    for f in 0..c.filters {
+        for t in 0..t_out {
+            let mut acc = b.get(f).copied().unwrap_or(0.0);
+            for ch in 0..x.c {
+                for j in 0..k {
+                    let pos = (t * s + j * d) as isize - left as isize;
+                    if let Some(v) = x.get(ch, 0, pos) {
+                        acc += w[(f * x.c + ch) * k + j] * v;
+                    }
+                }
+            }
+            y.v[f * t_out + t] = acc;
+        }
+    }
+    y
+}
+
+/// Each input step scatters `W[c, f, :] x[c, t]` from output step `t s`; the full output
+/// `(T - 1) s + K` is cropped at both ends.
+fn seq1d_conv_transpose(c: &ConvTranspose1d, x: &Act) -> Act {
+    let w = pvals(&c.weights);
+    let b = pvals(&c.bias);
+    let (k, s) = (c.filter, c.stride);
+    let full = (x.w - 1) * s + k;
+    let mut y_full = vec![0.0; c.filters * full];
+    for ch in 0..x.c {
+        for f in 0..c.filters {
+            for t in 0..x.w {
+                for j in 0..k {
+                    y_full[f * full + t * s + j] +=
+                        w[(ch * c.filters + f) * k + j] * x.at(ch, 0, t);
+                }
+            }
+        }
+    }
+    let [a, e] = c.cropping;
+    let t_out = full - a - e;
+    let mut y = Act::new(c.filters, 1, t_out, true);
+    for f in 0..c.filters {
+        for t in 0..t_out {
+            y.v[f * t_out + t] = y_full[f * full + a + t] + b.get(f).copied().unwrap_or(0.0);
+        }
+    }
+    y
+}
+
+/// Max or average over each window of time steps; padded steps never win a max, and count in
+/// an average only with `count_include_pad` (MATLAB's PaddingValue 0).
+fn seq1d_pool(p: &Pool1d, x: &Act, max: bool) -> Act {
+    let (k, s) = (p.size, p.stride);
+    let (left, right) = seq1d_pads(&p.padding, x.w, k, s, 1);
+    let t_out = (x.w + left + right - k) / s + 1;
+    let mut y = Act::new(x.c, 1, t_out, true);
+    for ch in 0..x.c {
+        for t in 0..t_out {
+            let vals: Vec<f64> = (0..k)
+                .filter_map(|j| x.get(ch, 0, (t * s + j) as isize - left as isize))
+                .collect();
+            y.v[ch * t_out + t] = if max {
+                vals.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+            } else {
+                let n = if p.count_include_pad { k } else { vals.len() };
+                vals.iter().sum::<f64>() / n as f64
+            };
+        }
+    }
+    y
+}
+
+/// Mean or max over all time steps: `C x T` → `C`.
+fn seq1d_global(x: &Act, max: bool) -> Act {
+    let mut y = Act::new(x.c, 1, 1, false);
+    for ch in 0..x.c {
+        let vals = (0..x.h * x.w).map(|i| x.v[ch * x.h * x.w + i]);
+        y.v[ch] = if max {
+            vals.fold(f64::NEG_INFINITY, f64::max)
+        } else {
+            vals.sum::<f64>() / (x.h * x.w) as f64
+        };
+    }
+    y
+}
+
+/// Layer normalization. OperationDimension 'channel-only' normalizes the channels at each
+/// position; 'spatial-channel' (and 'auto') the channels and spatial dimensions, which for a
+/// sequence is the channels at each time step; 'batch-excluded' and files without the property
+/// (MATLAB before R2023a) everything of one observation. Then `Scale[c] * x + Offset[c]`.
+fn seq1d_layer_norm(n: &LayerNorm, x: &Act) -> Act {
+    let per_position = match n.operation_dimension.as_str() {
+        "channel-only" => true,
+        "spatial-channel" | "auto" => x.seq,
+        _ => false,
+    };
+    let g = pvals(&n.scale);
+    let beta = pvals(&n.offset);
+    let hw = x.h * x.w;
+    let groups: Vec<Vec<usize>> = if per_position {
+        (0..hw)
+            .map(|p| (0..x.c).map(|ch| ch * hw + p).collect())
+            .collect()
+    } else {
+        vec![(0..x.v.len()).collect()]
+    };
+    let mut y = x.clone();
+    for idx in groups {
+        let m = idx.iter().map(|&i| x.v[i]).sum::<f64>() / idx.len() as f64;
+        let var = idx.iter().map(|&i| (x.v[i] - m).powi(2)).sum::<f64>() / idx.len() as f64;
+        for &i in &idx {
+            let ch = i / hw;
+            y.v[i] = g[ch] * (x.v[i] - m) / (var + n.epsilon).sqrt() + beta[ch];
+        }
+    }
+    y
 }

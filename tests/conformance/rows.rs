@@ -3,6 +3,9 @@
 //! the output shape shape inference must give, the reference (`reference::network`, the scalar
 //! interpreter, unless the row needs its own) and the tolerance.
 
+#[path = "seq1d_rows.rs"]
+mod seq1d_rows;
+
 use super::reference::{self, Act};
 use matcnn::net::layer::{
     self as L, Activation as A, Layer, LayerKind as K, Network, Normalization, PaddingMode, Shape,
@@ -406,7 +409,10 @@ fn image_act(a: A) -> Network {
 }
 
 pub fn rows() -> Vec<Row> {
-    table()
+    let mut rows = table();
+    // --- seq1d --- (the 1-D layers and layer normalization: conformance/seq1d_rows.rs)
+    rows.extend(seq1d_rows::rows());
+    rows
 }
 
 fn table() -> Vec<Row> {

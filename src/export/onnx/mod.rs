@@ -191,6 +191,13 @@ fn layer(g: &mut Graph, plan: &Plan, names: &Names, i: usize) -> Result<(), Expo
         LayerKind::SequenceFolding => reshape::sequence_folding(g, &cx),
         LayerKind::SequenceUnfolding => reshape::sequence_unfolding(g, &cx),
         LayerKind::Lstm(r) | LayerKind::Gru(r) => recurrent::recurrent(g, &cx, r),
+        LayerKind::Conv1d(c) => conv::conv1d(g, &cx, c),
+        LayerKind::ConvTranspose1d(c) => conv::conv_transpose1d(g, &cx, c),
+        LayerKind::MaxPool1d(p) => pool::pool1d(g, &cx, p, true),
+        LayerKind::AvgPool1d(p) => pool::pool1d(g, &cx, p, false),
+        LayerKind::GlobalAvgPool1d => pool::global_pool1d(g, &cx, "GlobalAveragePool"),
+        LayerKind::GlobalMaxPool1d => pool::global_pool1d(g, &cx, "GlobalMaxPool"),
+        LayerKind::LayerNorm(n) => norm::layer_norm(g, &cx, n),
         // Compute nothing (never emitted) or rejected by the plan.
         LayerKind::Dropout { .. }
         | LayerKind::Resize2d { .. }

@@ -2,7 +2,7 @@
 
 use super::graph::{Ctx, Graph, a_float, a_int, a_ints};
 use crate::export::{ExportError, bn_epsilon, param, values};
-use crate::net::layer::{BatchNorm, GroupNorm, Lrn};
+use crate::net::layer::{BatchNorm, GroupNorm, LayerNorm, Lrn};
 
 pub(super) fn batch_norm(g: &mut Graph, cx: &Ctx, b: &BatchNorm) -> Result<(), ExportError> {
     let (l, name, out) = (cx.l, cx.name, cx.out.as_str());
@@ -162,6 +162,96 @@ pub(super) fn lrn(g: &mut Graph, cx: &Ctx, n: &Lrn) -> Result<(), ExportError> {
         );
         g.node("Pow", &t("pow"), &[&t("shifted"), &beta], &t("pow"), vec![]);
         g.node("Div", name, &[&x, &t("pow")], out, vec![]);
+    }
+    Ok(())
+}
+
+/// Layer normalization on `[N, C]`, `[N, C, T]` or `[N, C, H, W]` from basic ops (the same for
+/// every opset): the values to normalize together as the last axis of a `[rows, 1, len]`
+/// reshape through `InstanceNormalization`, then the per-channel affine transform.
+pub(super) fn layer_norm(g: &mut Graph, cx: &Ctx, n: &LayerNorm) -> Result<(), ExportError> {
+    let (l, name, out) = (cx.l, cx.name, cx.out.as_str());
+    let rank = cx.plan.in_rank(cx.i, 0);
+    let sequence = rank == 3;
+    let x = cx.arg(g, 0, false);
+    let s = param(l, &n.scale, "Scale")?;
+    let o = param(l, &n.offset, "Offset")?;
+    let c = n.channels;
+    let t = |s: &str| format!("{name}/{s}");
+    let ones = g.f32_init(&format!("{name}.ones"), &[1], &[1.0]);
+    let zeros = g.f32_init(&format!("{name}.zeros"), &[1], &[0.0]);
+    // Channels last when the statistics are per position (rank 3 and 4 only).
+    let per_position = n.channel_only(sequence) && rank > 2;
+    let (to_last, from_last): (Vec<i64>, Vec<i64>) = match rank {
+        3 => (vec![0, 2, 1], vec![0, 2, 1]),
+        _ => (vec![0, 2, 3, 1], vec![0, 3, 1, 2]),
+    };
+    let src = if per_position {
+        g.node(
+            "Transpose",
+            &t("channels_last"),
+            &[&x],
+            &t("channels_last"),
+            vec![a_ints("perm", &to_last)],
+        );
+        t("channels_last")
+    } else {
+        x
+    };
+    let rows: Vec<i64> = if per_position {
+        vec![-1, 1, c as i64]
+    } else {
+        vec![0, 1, -1]
+    };
+    let rshape = g.i64_init(&format!("{name}.rows_shape"), &[3], &rows);
+    g.node("Reshape", &t("rows"), &[&src, &rshape], &t("rows"), vec![]);
+    g.node(
+        "InstanceNormalization",
+        &t("instancenorm"),
+        &[&t("rows"), &ones, &zeros],
+        &t("normalized"),
+        vec![a_float("epsilon", n.epsilon)],
+    );
+    g.node("Shape", &t("shape"), &[&src], &t("shape"), vec![]);
+    g.node(
+        "Reshape",
+        &t("unrows"),
+        &[&t("normalized"), &t("shape")],
+        &t("unrows"),
+        vec![],
+    );
+    // Scale and offset broadcast along the channel axis.
+    let cshape: Vec<usize> = if per_position {
+        vec![c]
+    } else {
+        std::iter::once(c).chain(vec![1; rank - 2]).collect()
+    };
+    let w = g.f32_init(&format!("{name}.weight"), &cshape, &s.data);
+    let b = g.f32_init(&format!("{name}.bias"), &cshape, &o.data);
+    g.node(
+        "Mul",
+        &t("scale"),
+        &[&t("unrows"), &w],
+        &t("scaled"),
+        vec![],
+    );
+    if per_position {
+        g.node(
+            "Add",
+            &t("offset"),
+            &[&t("scaled"), &b],
+            &t("shifted"),
+            vec![],
+        );
+        g.node(
+            "Transpose",
+            name,
+            &[&t("shifted")],
+            out,
+            vec![a_ints("perm", &from_last)],
+        );
+    } else {
+        g.node("Add", name, &[&t("scaled"), &b], out, vec![]);
     }
     Ok(())
 }

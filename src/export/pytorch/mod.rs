@@ -183,6 +183,13 @@ fn model_py(plan: &Plan) -> Result<String, ExportError> {
             LayerKind::Dropout { probability } => reshape::dropout(&cx, *probability),
             LayerKind::Lstm(r) => recurrent::recurrent(&mut cx, r, true)?,
             LayerKind::Gru(r) => recurrent::recurrent(&mut cx, r, false)?,
+            LayerKind::Conv1d(c) => conv::conv1d(&mut cx, c),
+            LayerKind::ConvTranspose1d(c) => conv::conv_transpose1d(&cx, c),
+            LayerKind::MaxPool1d(p) => pool::pool1d(&mut cx, p, true),
+            LayerKind::AvgPool1d(p) => pool::pool1d(&mut cx, p, false),
+            LayerKind::GlobalAvgPool1d => pool::global_pool1d(&cx, "AdaptiveAvgPool1d"),
+            LayerKind::GlobalMaxPool1d => pool::global_pool1d(&cx, "AdaptiveMaxPool1d"),
+            LayerKind::LayerNorm(n) => norm::layer_norm(&mut cx, n),
             other @ (LayerKind::Resize2d { .. } | LayerKind::Unsupported { .. }) => {
                 return Err(super::layer_err(
                     l,

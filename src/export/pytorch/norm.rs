@@ -2,7 +2,7 @@
 
 use super::{Cx, Emit};
 use crate::export::{bn_epsilon, float_lit};
-use crate::net::layer::{BatchNorm, GroupNorm, Lrn};
+use crate::net::layer::{BatchNorm, GroupNorm, LayerNorm, Lrn};
 
 const LRN: &str = r#"
 class MatlabLRN(nn.Module):
@@ -69,4 +69,43 @@ pub(super) fn lrn(cx: &mut Cx, n: &Lrn) -> Emit {
         )
     };
     cx.module(decl, true)
+}
+
+const LAYER_NORM: &str = r#"
+class MatlabLayerNorm(nn.Module):
+    """layerNormalizationLayer: statistics over the channels at each position (channel_only) or
+    over all of an observation's values, then a per-channel scale and offset."""
+
+    def __init__(self, channels, eps, channel_only):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps, self.channel_only = eps, channel_only
+
+    def forward(self, x):
+        dims = (1,) if self.channel_only else tuple(range(1, x.dim()))
+        mean = x.mean(dim=dims, keepdim=True)
+        var = ((x - mean) ** 2).mean(dim=dims, keepdim=True)
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        y = (x - mean) / torch.sqrt(var + self.eps)
+        return y * self.weight.view(shape) + self.bias.view(shape)
+"#;
+
+/// The MatlabLayerNorm helper (on `[N, C]`, `[N, C, T]` or `[N, C, H, W]`).
+pub(super) fn layer_norm(cx: &mut Cx, n: &LayerNorm) -> Emit {
+    cx.need(LAYER_NORM);
+    let sequence = cx.plan.in_rank(cx.i, 0) == 3;
+    cx.module(
+        format!(
+            "MatlabLayerNorm({}, eps={}, channel_only={})",
+            n.channels,
+            float_lit(n.epsilon),
+            if n.channel_only(sequence) {
+                "True"
+            } else {
+                "False"
+            }
+        ),
+        false,
+    )
 }

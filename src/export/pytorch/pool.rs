@@ -1,8 +1,9 @@
 //! Pooling layers in `model.py`.
 
+use super::conv::SAME_PAD_1D;
 use super::{Cx, Emit, fpad, symmetric, tuple2};
 use crate::export::pads;
-use crate::net::layer::Pool2d;
+use crate::net::layer::{Pool1d, Pool2d};
 
 const AVG_EXCLUDE: &str = r#"
 def avg_pool_exclude_padding(pool, x, pad):
@@ -57,4 +58,58 @@ pub(super) fn global_avg(cx: &Cx) -> Emit {
 
 pub(super) fn global_max(cx: &Cx) -> Emit {
     cx.module("nn.AdaptiveMaxPool2d(1)", true)
+}
+
+const AVG_EXCLUDE_1D: &str = r#"
+def avg_pool1d_exclude_padding(pool, x, pad):
+    """Average pooling over time that leaves padded steps out of the mean."""
+    ones = torch.ones_like(x[:, :1])
+    return pool(pad(x)) / pool(pad(ones))
+"#;
+
+/// nn.MaxPool1d (`max`) or nn.AvgPool1d on `[N, C, T]`, after MATLAB's padding along time.
+pub(super) fn pool1d(cx: &mut Cx, p: &Pool1d, max: bool) -> Emit {
+    let id = cx.id;
+    let x = cx.arg(0, false);
+    let value = if max { ", float(\"-inf\")" } else { "" };
+    // The padding as a Python function of the input.
+    let pad = match p.padding.static_pads(p.size, p.stride, 1) {
+        None => {
+            cx.need(SAME_PAD_1D);
+            format!(
+                "lambda v: matlab_same_pad1d(v, {}, {}, 1{value})",
+                p.size, p.stride
+            )
+        }
+        Some([a, b]) => {
+            if max {
+                format!("lambda v: F.pad(v, ({a}, {b}), value=float(\"-inf\"))")
+            } else {
+                format!("lambda v: F.pad(v, ({a}, {b}))")
+            }
+        }
+    };
+    let decl = if max {
+        format!("nn.MaxPool1d({}, stride={})", p.size, p.stride)
+    } else {
+        format!(
+            "nn.AvgPool1d({}, stride={}, count_include_pad=True)",
+            p.size, p.stride
+        )
+    };
+    let call = if max || p.count_include_pad {
+        format!("self.{id}(({pad})({x}))")
+    } else {
+        cx.need(AVG_EXCLUDE_1D);
+        format!("avg_pool1d_exclude_padding(self.{id}, {x}, {pad})")
+    };
+    Emit::Module { decl, call }
+}
+
+/// Global pooling over time: `[N, C, T]` → `[N, C]`.
+pub(super) fn global_pool1d(cx: &Cx, module: &str) -> Emit {
+    Emit::Module {
+        decl: format!("nn.{module}(1)"),
+        call: format!("{}.flatten(1)", cx.call(&cx.arg(0, false))),
+    }
 }

@@ -232,12 +232,19 @@ fn model_rs(plan: &Plan) -> Result<String, ExportError> {
             LayerKind::Concat { .. } => combine::concat(&mut cx),
             LayerKind::Flatten => reshape::flatten(&mut cx),
             LayerKind::Dropout { probability } => reshape::dropout(&mut cx, *probability),
+            LayerKind::LayerNorm(n) => norm::layer_norm(&mut cx, n)?,
             other @ (LayerKind::SequenceInput { .. }
             | LayerKind::Resize2d { .. }
             | LayerKind::Lstm(_)
             | LayerKind::Gru(_)
             | LayerKind::SequenceFolding
             | LayerKind::SequenceUnfolding
+            | LayerKind::Conv1d(_)
+            | LayerKind::ConvTranspose1d(_)
+            | LayerKind::MaxPool1d(_)
+            | LayerKind::AvgPool1d(_)
+            | LayerKind::GlobalAvgPool1d
+            | LayerKind::GlobalMaxPool1d
             | LayerKind::Unsupported { .. }) => {
                 return Err(super::layer_err(
                     l,

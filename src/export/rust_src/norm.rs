@@ -2,7 +2,8 @@
 
 use super::{Cx, Stmt, f64_lit};
 use crate::export::bn_epsilon;
-use crate::net::layer::{BatchNorm, GroupNorm, Lrn};
+use crate::export::{ExportError, layer_err};
+use crate::net::layer::{BatchNorm, GroupNorm, LayerNorm, Lrn};
 
 pub(super) fn batch_norm(cx: &mut Cx, b: &BatchNorm) -> Stmt {
     cx.import("use burn::nn::{BatchNorm, BatchNormConfig};");
@@ -45,4 +46,28 @@ pub(super) fn lrn(cx: &mut Cx, lrn: &Lrn) -> Stmt {
         ),
     );
     cx.forward(true)
+}
+
+/// layerNormalizationLayer on images and features, statistics over all of an observation's
+/// values: Burn's `GroupNorm` with one group (the same computation and weights as PyTorch's
+/// `GroupNorm(1, C)`). Statistics per position have no Burn module and are refused.
+pub(super) fn layer_norm(cx: &mut Cx, n: &LayerNorm) -> Result<Stmt, ExportError> {
+    if n.channel_only(false) {
+        return Err(layer_err(
+            cx.l,
+            format!(
+                "layer normalization with OperationDimension '{}' (statistics per position) \
+                 is not supported by the Rust source export (use ONNX or PyTorch)",
+                n.operation_dimension
+            ),
+        ));
+    }
+    let g = GroupNorm {
+        groups: 1,
+        channels: n.channels,
+        epsilon: n.epsilon,
+        scale: None,
+        offset: None,
+    };
+    Ok(group_norm(cx, &g))
 }

@@ -68,6 +68,9 @@ pub enum Op {
     Func(Func),
     Rnn(Rnn),
     SeqReshape(SeqReshape),
+    Conv1d(conv::Conv1d),
+    Pool1d(pool::Pool1d),
+    LayerNorm(norm::LayerNorm),
 }
 
 /// Func code of the identity (the other codes are in the family files, see the module's
@@ -111,6 +114,13 @@ impl Op {
             LayerKind::Gru(r) => recurrent::gru(l, r, device),
             LayerKind::SequenceFolding => reshape::sequence_folding(l, net),
             LayerKind::SequenceUnfolding => reshape::sequence_unfolding(l, net),
+            LayerKind::Conv1d(c) => conv::conv1d(l, c, device),
+            LayerKind::ConvTranspose1d(c) => conv::conv_transpose1d(l, c, device),
+            LayerKind::MaxPool1d(p) => pool::pool1d(p, true),
+            LayerKind::AvgPool1d(p) => pool::pool1d(p, false),
+            LayerKind::GlobalAvgPool1d => pool::global_avg_pool(),
+            LayerKind::GlobalMaxPool1d => pool::global_max_pool(),
+            LayerKind::LayerNorm(n) => norm::layer_norm(l, n, input_is_sequence(l, net), device),
             LayerKind::Unsupported { reason } => Err(err(l, reason.clone())),
         }
     }
@@ -133,6 +143,37 @@ impl Op {
             Op::Rnn(r) => r.forward(x),
             Op::Func(f) => f.forward(x, rest),
             Op::SeqReshape(s) => s.forward(x, rest),
+            Op::Conv1d(c) => c.forward(x),
+            Op::Pool1d(p) => p.forward(x),
+            Op::LayerNorm(n) => n.forward(x),
+        }
+    }
+}
+
+impl Op {
+    /// Time steps out of the op for `t` steps in (sequences `[N, C, 1, T]`), `None` when a
+    /// 1-D window op gets fewer steps than its window.
+    pub(crate) fn sequence_steps(&self, t: usize) -> Option<usize> {
+        match self {
+            Op::Conv1d(c) => c.steps(t),
+            Op::Pool1d(p) => p.steps(t),
+            Op::ConvT(c) => c.steps(t),
+            Op::Rnn(r) => Some(if r.return_sequence { t } else { 1 }),
+            Op::Func(f) => Some(if matches!(f.code, GLOBAL_AVG | GLOBAL_MAX) {
+                1
+            } else {
+                t
+            }),
+            Op::Input(_) => Some(t),
+            Op::Conv(_) => Some(t),
+            Op::Fc(_) => Some(t),
+            Op::BatchNorm(_) => Some(t),
+            Op::GroupNorm(_) => Some(t),
+            Op::Lrn(_) => Some(t),
+            Op::MaxPool(_) => Some(t),
+            Op::AvgPool(_) => Some(t),
+            Op::Dropout(_) => Some(t),
+            Op::LayerNorm(_) => Some(t),
         }
     }
 }
@@ -152,6 +193,11 @@ impl Op {
             (Op::GroupNorm(g), LayerKind::GroupNorm(d)) => norm::write_back_group_norm(g, d),
             (Op::Rnn(r), LayerKind::Lstm(d)) => r.write_back(d),
             (Op::Rnn(r), LayerKind::Gru(d)) => r.write_back(d),
+            (Op::Conv1d(c), LayerKind::Conv1d(d)) => conv::write_back_conv1d(c, d),
+            (Op::ConvT(c), LayerKind::ConvTranspose1d(d)) => {
+                conv::write_back_conv_transpose1d(c, d)
+            }
+            (Op::LayerNorm(n), LayerKind::LayerNorm(d)) => norm::write_back_layer_norm(n, d),
             (Op::Input(n), LayerKind::ImageInput { normalization, .. }) => {
                 io::write_back_normalization(n, normalization)
             }
@@ -194,6 +240,14 @@ fn set_param<const D: usize>(dst: &mut Option<layer::Param>, t: Tensor<D>) {
         p.value.shape = t.dims().to_vec();
         p.value.data = tensor_values(t);
     }
+}
+
+/// Whether layer `l`'s (first) input is a `C x T` sequence.
+fn input_is_sequence(l: &Layer, net: &Network) -> bool {
+    let seq = net.sequence_outputs();
+    l.inputs
+        .first()
+        .is_some_and(|&j| seq.get(j).copied().unwrap_or(false))
 }
 
 fn func(code: usize, a: f64) -> Op {

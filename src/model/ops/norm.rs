@@ -3,7 +3,7 @@
 use super::{Op, param, set, tensor};
 use crate::model::{ModelError, tensor_values};
 use crate::net::layer::{self, Layer};
-use burn::module::RunningState;
+use burn::module::{Module, Param, RunningState};
 use burn::nn::norm::LocalResponseNormConfig;
 use burn::nn::{BatchNorm, BatchNormConfig, GroupNorm, GroupNormConfig};
 use burn::prelude::*;
@@ -81,4 +81,53 @@ pub(super) fn write_back_group_norm(g: &GroupNorm, d: &mut layer::GroupNorm) {
     if let Some(bt) = &g.beta {
         set(&mut d.offset, bt.val());
     }
+}
+
+/// `layerNormalizationLayer` on `[N, C, H, W]` (sequences `[N, C, 1, T]`): statistics over the
+/// channels at each position (`channel_only`), or over all of an observation's values.
+#[derive(Module, Debug)]
+pub struct LayerNorm {
+    /// `[C]`.
+    pub gamma: Param<Tensor<1>>,
+    /// `[C]`.
+    pub beta: Param<Tensor<1>>,
+    pub epsilon: f64,
+    pub channel_only: bool,
+}
+
+impl LayerNorm {
+    pub(super) fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [n, c, h, w] = x.dims();
+        let y = if self.channel_only {
+            let d = x.clone() - x.mean_dim(1);
+            let var = (d.clone() * d.clone()).mean_dim(1);
+            d / var.add_scalar(self.epsilon).sqrt()
+        } else {
+            let f = x.reshape([n, c * h * w]);
+            let d = f.clone() - f.mean_dim(1);
+            let var = (d.clone() * d.clone()).mean_dim(1);
+            (d / var.add_scalar(self.epsilon).sqrt()).reshape([n, c, h, w])
+        };
+        y * self.gamma.val().reshape([1, c, 1, 1]) + self.beta.val().reshape([1, c, 1, 1])
+    }
+}
+
+/// `sequence`: the layer's input is a `C x T` sequence (see `LayerNorm::channel_only`).
+pub(super) fn layer_norm(
+    l: &Layer,
+    n: &layer::LayerNorm,
+    sequence: bool,
+    device: &Device,
+) -> Result<Op, ModelError> {
+    Ok(Op::LayerNorm(LayerNorm {
+        gamma: param::<1>(l, &n.scale, "Scale", device)?,
+        beta: param::<1>(l, &n.offset, "Offset", device)?,
+        epsilon: n.epsilon,
+        channel_only: n.channel_only(sequence),
+    }))
+}
+
+pub(super) fn write_back_layer_norm(g: &LayerNorm, d: &mut layer::LayerNorm) {
+    set(&mut d.scale, g.gamma.val());
+    set(&mut d.offset, g.beta.val());
 }

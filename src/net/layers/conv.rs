@@ -316,6 +316,8 @@ pub(in crate::net) fn from_dlt(short: &str, f: &Fields, declared: &mut Declared)
         "Convolution2DLayer" | "GroupedConvolution2DLayer" => conv2d(short, f, declared),
         "TransposedConvolution2DLayer" => conv_transpose2d(f, declared),
         "FullyConnectedLayer" => fully_connected(f, declared),
+        "Convolution1DLayer" => conv1d(f),
+        "TransposedConvolution1DLayer" => conv_transpose1d(f),
         _ => Ok(None),
     }
 }
@@ -582,6 +584,325 @@ fn matconvnet_convt(f: &Fields, params: &Params) -> Imported {
         groups: 1,
         cropping: PaddingMode::Manual(f.opt_padding("crop")?.unwrap_or_default()),
         weights: Some(weights),
+        bias,
+    })))
+}
+
+// 1-D convolutions over the time dimension of `C x T` sequences.
+
+/// Padding of a 1-D window layer along time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Padding1d {
+    /// `[left right]` time steps.
+    Manual([usize; 2]),
+    /// 'same': the output has `ceil(T / stride)` steps; the pads depend on `T`, so they are
+    /// resolved for each input length when the layer runs (extra step on the right, as in 2-D).
+    Same,
+    /// 'causal': `(FilterSize - 1) * DilationFactor` steps on the left, none on the right.
+    Causal,
+}
+
+impl Padding1d {
+    /// `[left, right]` for an input of `t` steps.
+    pub fn pads(&self, t: usize, k: usize, stride: usize, dilation: usize) -> [usize; 2] {
+        match *self {
+            Padding1d::Manual(p) => p,
+            Padding1d::Causal => [(k.max(1) - 1) * dilation.max(1), 0],
+            Padding1d::Same => {
+                let (a, b) = shape::same_padding(t, k, stride, dilation);
+                [a, b]
+            }
+        }
+    }
+
+    /// `[left, right]` when they do not depend on the input length: explicit and 'causal'
+    /// pads, and 'same' with stride 1 (`(K - 1) d` split, the extra step on the right).
+    pub fn static_pads(&self, k: usize, stride: usize, dilation: usize) -> Option<[usize; 2]> {
+        match *self {
+            Padding1d::Same if stride > 1 => None,
+            Padding1d::Same => {
+                let total = (k.max(1) - 1) * dilation.max(1);
+                Some([total / 2, total - total / 2])
+            }
+            p => Some(p.pads(0, k, stride, dilation)),
+        }
+    }
+
+    pub(crate) fn text(&self) -> String {
+        match self {
+            Padding1d::Manual(p) => pair_text(*p),
+            Padding1d::Same => "'same'".into(),
+            Padding1d::Causal => "'causal'".into(),
+        }
+    }
+}
+
+/// `convolution1dLayer` over time: `y[f, t] = b[f] + sum_{c,k} W[f, c, k] x[c, t*s + k*d - left]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conv1d {
+    pub filter: usize,
+    pub in_channels: usize,
+    pub filters: usize,
+    pub stride: usize,
+    pub dilation: usize,
+    pub padding: Padding1d,
+    /// Canonical `[Cout, Cin, K]` (PyTorch's `Conv1d` layout); None in untrained layer arrays.
+    pub weights: Option<Param>,
+    pub bias: Option<Param>,
+}
+
+/// `transposedConv1dLayer` over time: the full transposed convolution (`(T - 1) s + K` steps),
+/// then `cropping[0]` steps removed at the start and `cropping[1]` at the end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConvTranspose1d {
+    pub filter: usize,
+    pub in_channels: usize,
+    pub filters: usize,
+    pub stride: usize,
+    /// `[start, end]`: 'same' cropping is resolved at import (`K - s` split, the extra step
+    /// at the end), as it does not depend on the input length.
+    pub cropping: [usize; 2],
+    /// The file asked for 'same' cropping (for `inspect`).
+    pub same: bool,
+    /// Canonical `[Cin, Cout, K]` (PyTorch's `ConvTranspose1d` layout).
+    pub weights: Option<Param>,
+    pub bias: Option<Param>,
+}
+
+pub const CONV_1D: Names = Names {
+    kind: "Conv1d",
+    stem: "conv1d",
+};
+pub const CONV_TRANSPOSE_1D: Names = Names {
+    kind: "ConvTranspose1d",
+    stem: "transposed-conv1d",
+};
+
+/// A 1-D layer's input: a sequence (or feature) shape, `None` when unknown.
+pub(crate) fn sequence_input(ins: &[Option<Shape>], ctx: &Ctx) -> Result<Option<Shape>, NetError> {
+    let Some(x) = shape::one_input(ins, ctx)? else {
+        return Ok(None);
+    };
+    if x.spatial {
+        return Err(ctx.shape("input", "a sequence (C x T) input", format!("a {x} image")));
+    }
+    Ok(Some(x))
+}
+
+impl Conv1d {
+    pub(crate) fn describe(&self) -> String {
+        let mut s = format!(
+            "{} 1-D conv over time, {}, stride {}",
+            self.filter,
+            plural(self.filters, "filter"),
+            self.stride
+        );
+        if self.dilation != 1 {
+            s += &format!(", dilation {}", self.dilation);
+        }
+        s + &format!(", padding {}", self.padding.text())
+    }
+
+    pub(crate) fn tensors_mut(&mut self) -> Vec<&mut Tensor> {
+        param_tensor(&mut self.weights)
+            .into_iter()
+            .chain(param_tensor(&mut self.bias))
+            .collect()
+    }
+
+    pub(crate) fn learnables(&self) -> usize {
+        param_numel(&self.weights) + param_numel(&self.bias)
+    }
+
+    pub(crate) fn is_trained(&self) -> bool {
+        self.weights.is_some()
+    }
+
+    /// `C x T` → `NumFilters x T'` (the time length is not tracked by shape inference).
+    pub(crate) fn output(
+        &mut self,
+        ins: &[Option<Shape>],
+        ctx: &Ctx,
+    ) -> Result<Option<Shape>, NetError> {
+        let Some(x) = sequence_input(ins, ctx)? else {
+            return Ok(None);
+        };
+        shape::check_channels(&mut self.in_channels, "NumChannels", x.c, ctx)?;
+        Ok(Some(Shape::features(self.filters)))
+    }
+}
+
+impl ConvTranspose1d {
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "{} 1-D transposed conv over time, {}, stride {}, cropping {}",
+            self.filter,
+            plural(self.filters, "filter"),
+            self.stride,
+            if self.same {
+                format!("'same' {}", pair_text(self.cropping))
+            } else {
+                pair_text(self.cropping)
+            }
+        )
+    }
+
+    pub(crate) fn tensors_mut(&mut self) -> Vec<&mut Tensor> {
+        param_tensor(&mut self.weights)
+            .into_iter()
+            .chain(param_tensor(&mut self.bias))
+            .collect()
+    }
+
+    pub(crate) fn learnables(&self) -> usize {
+        param_numel(&self.weights) + param_numel(&self.bias)
+    }
+
+    pub(crate) fn is_trained(&self) -> bool {
+        self.weights.is_some()
+    }
+
+    pub(crate) fn output(
+        &mut self,
+        ins: &[Option<Shape>],
+        ctx: &Ctx,
+    ) -> Result<Option<Shape>, NetError> {
+        let Some(x) = sequence_input(ins, ctx)? else {
+            return Ok(None);
+        };
+        shape::check_channels(&mut self.in_channels, "NumChannels", x.c, ctx)?;
+        Ok(Some(Shape::features(self.filters)))
+    }
+}
+
+/// A scalar size stored as `n` or `[n]`.
+fn scalar_or(f: &Fields, name: &str, default: usize) -> Result<usize, NetError> {
+    match f.opt_counts(name)?.as_deref() {
+        None => Ok(default),
+        Some([n]) => Ok(*n),
+        Some(_) => Err(f.err(
+            name,
+            "a scalar",
+            f.get(name).map(fields::describe).unwrap_or_default(),
+        )),
+    }
+}
+
+/// `[left right]` of a 1-D layer's `PaddingSize`/`CroppingSize` (a scalar pads both sides).
+fn pair_1d(f: &Fields, name: &str) -> Result<Option<[usize; 2]>, NetError> {
+    match f.opt_counts(name)?.as_deref() {
+        None => Ok(None),
+        Some([n]) => Ok(Some([*n, *n])),
+        Some([a, b]) => Ok(Some([*a, *b])),
+        Some(_) => Err(f.err(
+            name,
+            "[left right]",
+            f.get(name).map(fields::describe).unwrap_or_default(),
+        )),
+    }
+}
+
+/// A 1-D layer's `PaddingMode`/`PaddingSize` ('same', 'causal' or explicit `[left right]`).
+pub(in crate::net) fn padding_1d(f: &Fields) -> Result<Padding1d, NetError> {
+    Ok(match f.string("PaddingMode").as_deref() {
+        Some("same") => Padding1d::Same,
+        Some("causal") => Padding1d::Causal,
+        _ => Padding1d::Manual(pair_1d(f, "PaddingSize")?.unwrap_or_default()),
+    })
+}
+
+fn conv1d(f: &Fields) -> Imported {
+    if let Some(v) = nonzero_padding_value(f) {
+        return unsupported(format!("PaddingValue {v} (only zero padding is supported)"));
+    }
+    let filter = scalar_or(f, "FilterSize", 0)?;
+    let filters = f.usize("NumFilters")?;
+    let weights_ref = f.param("Weights")?;
+    let stored_cin = weights_ref
+        .as_ref()
+        .map(|w| w.value.dims.get(1).copied().unwrap_or(1));
+    let in_channels = f.opt_usize("NumChannels")?.or(stored_cin).unwrap_or(0);
+    let weights = match &weights_ref {
+        Some(p) => Some(
+            p.with(
+                layout::conv1d_weights(p.value, filter, in_channels, filters)
+                    .map_err(|e| f.layout_err("Weights", e))?,
+            ),
+        ),
+        None => None,
+    };
+    let bias = match f.param("Bias")? {
+        Some(p) => {
+            Some(p.with(layout::vector(p.value, filters).map_err(|e| f.layout_err("Bias", e))?))
+        }
+        None => None,
+    };
+    Ok(Some(LayerKind::Conv1d(Conv1d {
+        filter,
+        in_channels,
+        filters,
+        stride: scalar_or(f, "Stride", 1)?,
+        dilation: scalar_or(f, "DilationFactor", 1)?,
+        padding: padding_1d(f)?,
+        weights,
+        bias,
+    })))
+}
+
+fn conv_transpose1d(f: &Fields) -> Imported {
+    let filter = scalar_or(f, "FilterSize", 0)?;
+    let filters = f.usize("NumFilters")?;
+    let stride = scalar_or(f, "Stride", 1)?;
+    let weights_ref = f.param("Weights")?;
+    // Stored [K, NumFilters, NumChannels], as for 2-D.
+    let stored_cin = weights_ref
+        .as_ref()
+        .map(|w| w.value.dims.get(2).copied().unwrap_or(1));
+    let in_channels = f.opt_usize("NumChannels")?.or(stored_cin).unwrap_or(0);
+    let stored = pair_1d(f, "CroppingSize")?;
+    let same = f.string("CroppingMode").as_deref() == Some("same");
+    let cropping = if same {
+        let (a, b) = shape::same_cropping(filter, stride);
+        if let Some(s) = stored
+            && s != [a, b]
+            && s != [0, 0]
+        {
+            return Err(f.err(
+                "CroppingSize",
+                format!("'same' cropping {}", pair_text([a, b])),
+                pair_text(s),
+            ));
+        }
+        [a, b]
+    } else {
+        stored.unwrap_or_default()
+    };
+    let weights = match &weights_ref {
+        Some(p) => Some(
+            p.with(
+                layout::transposed_conv1d_weights(p.value, filter, filters, in_channels)
+                    .map_err(|e| f.layout_err("Weights", e))?,
+            ),
+        ),
+        None => None,
+    };
+    let bias = match f.param("Bias")? {
+        Some(p) => {
+            Some(p.with(layout::vector(p.value, filters).map_err(|e| f.layout_err("Bias", e))?))
+        }
+        None => None,
+    };
+    if f.opt_usize("OutputSizeOffset")?.is_some_and(|o| o != 0) {
+        return unsupported("OutputSizeOffset other than 0".into());
+    }
+    Ok(Some(LayerKind::ConvTranspose1d(ConvTranspose1d {
+        filter,
+        in_channels,
+        filters,
+        stride,
+        cropping,
+        same,
+        weights,
         bias,
     })))
 }

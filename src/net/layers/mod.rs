@@ -69,6 +69,13 @@ pub fn names(kind: &LayerKind) -> Names {
         K::Gru(_) => recurrent::GRU,
         K::SequenceFolding => reshape::SEQUENCE_FOLDING,
         K::SequenceUnfolding => reshape::SEQUENCE_UNFOLDING,
+        K::Conv1d(_) => conv::CONV_1D,
+        K::ConvTranspose1d(_) => conv::CONV_TRANSPOSE_1D,
+        K::MaxPool1d(_) => pool::MAX_POOL_1D,
+        K::AvgPool1d(_) => pool::AVG_POOL_1D,
+        K::GlobalAvgPool1d => pool::GLOBAL_AVG_POOL_1D,
+        K::GlobalMaxPool1d => pool::GLOBAL_MAX_POOL_1D,
+        K::LayerNorm(_) => norm::LAYER_NORM,
         K::Unsupported { .. } => Names {
             kind: "Unsupported",
             stem: "layer",
@@ -128,6 +135,13 @@ pub fn describe(kind: &LayerKind) -> String {
         K::Gru(r) => r.describe(true),
         K::SequenceFolding => reshape::describe_folding(),
         K::SequenceUnfolding => reshape::describe_unfolding(),
+        K::Conv1d(c) => c.describe(),
+        K::ConvTranspose1d(c) => c.describe(),
+        K::MaxPool1d(p) => p.describe("max"),
+        K::AvgPool1d(p) => p.describe("average"),
+        K::GlobalAvgPool1d => "global average pooling over time".into(),
+        K::GlobalMaxPool1d => "global max pooling over time".into(),
+        K::LayerNorm(n) => n.describe(),
         K::Unsupported { reason } => format!("unsupported: {reason}"),
     }
 }
@@ -175,6 +189,11 @@ pub(crate) fn output(
         K::Lstm(r) | K::Gru(r) => r.output(ins, ctx),
         K::SequenceFolding => same(ins, ctx),
         K::SequenceUnfolding => reshape::unfolding_output(ins, ctx),
+        K::Conv1d(c) => c.output(ins, ctx),
+        K::ConvTranspose1d(c) => c.output(ins, ctx),
+        K::MaxPool1d(p) | K::AvgPool1d(p) => p.output(ins, ctx),
+        K::GlobalAvgPool1d | K::GlobalMaxPool1d => pool::global_1d_output(ins, ctx),
+        K::LayerNorm(n) => n.output(ins, ctx),
         K::Unsupported { .. } => Ok(None),
     }
 }
@@ -192,6 +211,10 @@ pub fn tensors_mut(kind: &mut LayerKind) -> Vec<&mut Tensor> {
         K::BatchNorm(b) => b.tensors_mut(),
         K::GroupNorm(g) => g.tensors_mut(),
         K::Lstm(r) | K::Gru(r) => r.tensors_mut(),
+        K::Conv1d(c) => c.tensors_mut(),
+        K::ConvTranspose1d(c) => c.tensors_mut(),
+        K::LayerNorm(n) => n.tensors_mut(),
+        K::MaxPool1d(_) | K::AvgPool1d(_) | K::GlobalAvgPool1d | K::GlobalMaxPool1d => Vec::new(),
         K::Lrn(_)
         | K::Activation(_)
         | K::MaxPool2d(_)
@@ -226,6 +249,10 @@ pub fn learnables(kind: &LayerKind) -> usize {
         K::BatchNorm(b) => b.learnables(),
         K::GroupNorm(g) => g.learnables(),
         K::Lstm(r) | K::Gru(r) => r.learnables(),
+        K::Conv1d(c) => c.learnables(),
+        K::ConvTranspose1d(c) => c.learnables(),
+        K::LayerNorm(n) => n.learnables(),
+        K::MaxPool1d(_) | K::AvgPool1d(_) | K::GlobalAvgPool1d | K::GlobalMaxPool1d => 0,
         K::ImageInput { .. }
         | K::FeatureInput { .. }
         | K::SequenceInput { .. }
@@ -264,6 +291,10 @@ pub fn is_trained(kind: &LayerKind) -> bool {
         K::BatchNorm(b) => b.is_trained(),
         K::GroupNorm(g) => g.is_trained(),
         K::Lstm(r) | K::Gru(r) => r.is_trained(),
+        K::Conv1d(c) => c.is_trained(),
+        K::ConvTranspose1d(c) => c.is_trained(),
+        K::LayerNorm(n) => n.is_trained(),
+        K::MaxPool1d(_) | K::AvgPool1d(_) | K::GlobalAvgPool1d | K::GlobalMaxPool1d => true,
         K::Lrn(_)
         | K::Activation(_)
         | K::MaxPool2d(_)

@@ -165,7 +165,8 @@ impl Lrn {
 pub(in crate::net) fn from_dlt(short: &str, f: &Fields, _declared: &mut Declared) -> Imported {
     Ok(Some(match short {
         "BatchNormalizationLayer" => LayerKind::BatchNorm(batch_norm(f)?),
-        "LayerNormalizationLayer" | "GroupNormalizationLayer" | "InstanceNormalizationLayer" => {
+        "LayerNormalizationLayer" => LayerKind::LayerNorm(layer_norm(f)?),
+        "GroupNormalizationLayer" | "InstanceNormalizationLayer" => {
             LayerKind::GroupNorm(group_norm(short, f)?)
         }
         "CrossChannelNormalizationLayer" => LayerKind::Lrn(Lrn {
@@ -304,4 +305,123 @@ fn matconvnet_lrn(f: &Fields) -> Imported {
         beta: *beta,
         k: *kappa,
     })))
+}
+
+// Layer normalization (`layerNormalizationLayer`) on sequences, features and images.
+
+/// `layerNormalizationLayer`: `y = Scale[c] * (x - mean) / sqrt(var + Epsilon) + Offset[c]`, the
+/// statistics of each observation over the dimensions [`LayerNorm::channel_only`] picks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerNorm {
+    pub channels: usize,
+    pub epsilon: f64,
+    /// MATLAB's `OperationDimension` ('auto', 'channel-only', 'spatial-channel',
+    /// 'batch-excluded'); empty when the file does not store it.
+    #[serde(default)]
+    pub operation_dimension: String,
+    /// `[C]`.
+    pub scale: Option<Param>,
+    /// `[C]`.
+    pub offset: Option<Param>,
+}
+
+pub const LAYER_NORM: Names = Names {
+    kind: "LayerNorm",
+    stem: "layernorm",
+};
+
+impl LayerNorm {
+    /// True when the statistics are taken over the channels only, separately at each position
+    /// (each time step of a sequence, each pixel of an image); false when over all of an
+    /// observation's channels, rows, columns and time steps. `sequence`: the input is `C x T`.
+    ///
+    /// OperationDimension (R2023a+): 'channel-only' → channels only; 'spatial-channel' →
+    /// channels and spatial dimensions, which for a sequence (no spatial dimension) is channels
+    /// only; 'batch-excluded' → everything but the batch; 'auto' → 'spatial-channel' (MATLAB's
+    /// new default for every input kind, `C x T` sequences included).
+    ///
+    /// Files WITHOUT OperationDimension were saved before R2023a, whose layer normalization
+    /// normalized over all dimensions but the batch (spatial, time and channel: MATLAB's
+    /// documentation of those releases and its R2023a release note on the changed sequence
+    /// default). So those files get 'batch-excluded', for sequences too
+    /// **[UNVERIFIED against MATLAB]**: the `adamhrvth-conv1d` classifier (saved April 2023,
+    /// without the property) is read this way. On images and features both rules agree.
+    pub fn channel_only(&self, sequence: bool) -> bool {
+        match self.operation_dimension.as_str() {
+            "channel-only" => true,
+            "spatial-channel" | "auto" => sequence,
+            _ => false,
+        }
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        let dims = if self.operation_dimension.is_empty() {
+            "(no OperationDimension: over all but the batch)".to_string()
+        } else {
+            format!("OperationDimension '{}'", self.operation_dimension)
+        };
+        format!(
+            "layer normalization with {} channels, {dims}",
+            self.channels
+        )
+    }
+
+    pub(crate) fn tensors_mut(&mut self) -> Vec<&mut Tensor> {
+        param_tensor(&mut self.scale)
+            .into_iter()
+            .chain(param_tensor(&mut self.offset))
+            .collect()
+    }
+
+    pub(crate) fn learnables(&self) -> usize {
+        param_numel(&self.scale) + param_numel(&self.offset)
+    }
+
+    pub(crate) fn is_trained(&self) -> bool {
+        self.scale.is_some() && self.offset.is_some()
+    }
+
+    pub(crate) fn output(
+        &mut self,
+        ins: &[Option<Shape>],
+        ctx: &Ctx,
+    ) -> Result<Option<Shape>, NetError> {
+        let Some(x) = shape::one_input(ins, ctx)? else {
+            return Ok(None);
+        };
+        shape::check_channels(&mut self.channels, "NumChannels", x.c, ctx)?;
+        Ok(Some(x))
+    }
+}
+
+fn layer_norm(f: &Fields) -> Result<LayerNorm, NetError> {
+    let scale_ref = f.param("Scale")?;
+    let channels = f
+        .opt_usize("NumChannels")?
+        .or(scale_ref.as_ref().map(|p| p.value.numel()))
+        .unwrap_or(0);
+    let vector = |name: &str, p: Option<crate::net::fields::ParamRef>| match p {
+        Some(p) => Ok(Some(p.with(
+            layout::vector(p.value, channels).map_err(|e| f.layout_err(name, e))?,
+        ))),
+        None => Ok::<_, NetError>(None),
+    };
+    let operation_dimension = f.string("OperationDimension").unwrap_or_default();
+    if !matches!(
+        operation_dimension.as_str(),
+        "" | "auto" | "channel-only" | "spatial-channel" | "batch-excluded"
+    ) {
+        return Err(f.err(
+            "OperationDimension",
+            "'auto', 'channel-only', 'spatial-channel' or 'batch-excluded'",
+            format!("'{operation_dimension}'"),
+        ));
+    }
+    Ok(LayerNorm {
+        channels,
+        epsilon: f.f64_or("Epsilon", 1e-5)?,
+        operation_dimension,
+        scale: vector("Scale", scale_ref)?,
+        offset: vector("Offset", f.param("Offset")?)?,
+    })
 }

@@ -8,6 +8,7 @@ use crate::net::layer::{LayerKind, PaddingMode, Shape};
 use crate::net::matconvnet::Params;
 use crate::net::shape::{self, Declared};
 
+use super::conv::{Padding1d, padding_1d, sequence_input};
 use super::{Imported, Names, dlt_padding, padding_text, pair_text};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,6 +94,9 @@ pub(in crate::net) fn from_dlt(short: &str, f: &Fields, declared: &mut Declared)
         }
         "GlobalAveragePooling2DLayer" => LayerKind::GlobalAvgPool,
         "GlobalMaxPooling2DLayer" => LayerKind::GlobalMaxPool,
+        "MaxPooling1DLayer" | "AveragePooling1DLayer" => pool1d(short, f)?,
+        "GlobalAveragePooling1DLayer" => LayerKind::GlobalAvgPool1d,
+        "GlobalMaxPooling1DLayer" => LayerKind::GlobalMaxPool1d,
         _ => return Ok(None),
     }))
 }
@@ -122,4 +126,94 @@ pub(in crate::net) fn from_matconvnet(
         Some("avg") => LayerKind::AvgPool2d(p),
         _ => LayerKind::MaxPool2d(p),
     }))
+}
+
+// 1-D pooling over the time dimension of `C x T` sequences.
+
+/// `maxPooling1dLayer` / `averagePooling1dLayer` over time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pool1d {
+    pub size: usize,
+    pub stride: usize,
+    /// 'same' (resolved per input length when the layer runs) or explicit `[left right]`.
+    pub padding: Padding1d,
+    /// Average pooling only: padded zeros count in the mean (`PaddingValue` 0, the default).
+    pub count_include_pad: bool,
+}
+
+pub const MAX_POOL_1D: Names = Names {
+    kind: "MaxPool1d",
+    stem: "maxpool1d",
+};
+pub const AVG_POOL_1D: Names = Names {
+    kind: "AvgPool1d",
+    stem: "avgpool1d",
+};
+pub const GLOBAL_AVG_POOL_1D: Names = Names {
+    kind: "GlobalAvgPool1d",
+    stem: "gapool1d",
+};
+pub const GLOBAL_MAX_POOL_1D: Names = Names {
+    kind: "GlobalMaxPool1d",
+    stem: "gmpool1d",
+};
+
+impl Pool1d {
+    /// `what`: `max` or `average`.
+    pub(crate) fn describe(&self, what: &str) -> String {
+        format!(
+            "{} {what} pooling over time, stride {}, padding {}",
+            self.size,
+            self.stride,
+            self.padding.text()
+        )
+    }
+
+    /// `C x T` → `C x T'`.
+    pub(crate) fn output(
+        &mut self,
+        ins: &[Option<Shape>],
+        ctx: &Ctx,
+    ) -> Result<Option<Shape>, NetError> {
+        Ok(sequence_input(ins, ctx)?.map(|x| Shape::features(x.c)))
+    }
+}
+
+/// Global pooling over time: `C x T` → `C` (the time dimension is gone).
+pub(crate) fn global_1d_output(
+    ins: &[Option<Shape>],
+    ctx: &Ctx,
+) -> Result<Option<Shape>, NetError> {
+    Ok(sequence_input(ins, ctx)?.map(|x| Shape::features(x.c)))
+}
+
+fn pool1d(short: &str, f: &Fields) -> Result<LayerKind, NetError> {
+    let one = |name: &str, default: Option<usize>| -> Result<usize, NetError> {
+        match (f.opt_counts(name)?.as_deref(), default) {
+            (Some([n]), _) => Ok(*n),
+            (None, Some(d)) => Ok(d),
+            _ => Err(f.err(
+                name,
+                "a scalar",
+                f.get(name)
+                    .map(crate::net::fields::describe)
+                    .unwrap_or_else(|| "nothing".into()),
+            )),
+        }
+    };
+    let size = one("PoolSize", None)?;
+    // MATLAB's default 1-D pooling stride is 1, as in 2-D.
+    let stride = one("Stride", Some(1))?;
+    let padding = padding_1d(f)?;
+    let p = Pool1d {
+        size,
+        stride,
+        padding,
+        count_include_pad: f.string("PaddingValue").as_deref() != Some("mean"),
+    };
+    Ok(if short == "MaxPooling1DLayer" {
+        LayerKind::MaxPool1d(p)
+    } else {
+        LayerKind::AvgPool1d(p)
+    })
 }
