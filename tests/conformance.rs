@@ -528,6 +528,8 @@ fn every_layer_kind_matches_the_reference_at_every_stage() {
         "RegressionOutput",
         "Lstm",
         "Gru",
+        "LstmProjected",
+        "GruProjected",
     ] {
         assert!(kinds.contains(k), "no conformance row has a {k} layer");
     }
@@ -563,6 +565,8 @@ fn kind_name(k: &LayerKind) -> String {
         K::RegressionOutput => "RegressionOutput",
         K::Lstm(_) => "Lstm",
         K::Gru(_) => "Gru",
+        K::LstmProjected(_) => "LstmProjected",
+        K::GruProjected(_) => "GruProjected",
         K::Unsupported { .. } => "Unsupported",
     }
     .to_string()

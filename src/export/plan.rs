@@ -63,6 +63,7 @@ fn unsupported_reason(l: &Layer, first_input: bool) -> Option<String> {
             .then(|| format!("concatenation along dimension {dim} is not supported")),
         LayerKind::Resize2d { .. } => Some("resize2d is not supported by the exporters yet".into()),
         LayerKind::Lstm(r) | LayerKind::Gru(r) => recurrent_reason(r),
+        LayerKind::LstmProjected(p) | LayerKind::GruProjected(p) => recurrent_reason(&p.rnn),
         LayerKind::FullyConnected(_)
         | LayerKind::BatchNorm(_)
         | LayerKind::GroupNorm(_)
@@ -172,6 +173,12 @@ impl<'a> Plan<'a> {
                                 return Err(layer_err(l, "a recurrent layer needs sequence input"));
                             }
                             if r.return_sequence { 3 } else { 2 }
+                        }
+                        LayerKind::LstmProjected(p) | LayerKind::GruProjected(p) => {
+                            if in_rank(0) != 3 {
+                                return Err(layer_err(l, "a recurrent layer needs sequence input"));
+                            }
+                            if p.rnn.return_sequence { 3 } else { 2 }
                         }
                         LayerKind::FullyConnected(_) if in_rank(0) == 3 => 3,
                         LayerKind::FullyConnected(_) | LayerKind::Flatten => 2,
@@ -333,6 +340,10 @@ impl<'a> Plan<'a> {
                 }
                 LayerKind::Lstm(r) | LayerKind::Gru(r) => {
                     recurrent::state_dict(l, r, id, &mut out)?;
+                }
+                LayerKind::LstmProjected(p) | LayerKind::GruProjected(p) => {
+                    let r = super::multiplied_out(l, p)?;
+                    recurrent::state_dict(l, &r, id, &mut out)?;
                 }
                 LayerKind::Lrn(_)
                 | LayerKind::Activation(_)

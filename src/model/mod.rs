@@ -410,6 +410,7 @@ impl MatNet {
         // The first recurrent layer fixes the channel count (layers before it work per element).
         let channels = self.nodes.iter().find_map(|n| match &n.op {
             Op::Rnn(r) => Some(r.input_weights.dims()[1]),
+            Op::RnnProjected(r) => Some(r.input_size()),
             _ => None,
         });
         for s in seqs {

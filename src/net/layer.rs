@@ -11,6 +11,9 @@
 //! - recurrent weights as MATLAB stores them: input `[G*H, C]`, recurrent `[G*H, H]`, bias `[G*H]`,
 //!   gate blocks in MATLAB's order (LSTM: input, forget, cell candidate, output; GRU: reset,
 //!   update, candidate); a BiLSTM stacks the forward direction's blocks, then the backward's.
+//! - projected recurrent layers: input weights `[G*H, InputProjectorSize]`, recurrent weights
+//!   `[G*H, OutputProjectorSize]`, `InputProjector` `[C, InputProjectorSize]`, `OutputProjector`
+//!   `[H, OutputProjectorSize]` (`layout::projector`)
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +24,7 @@ pub use super::layers::io::Normalization;
 pub use super::layers::norm::{BatchNorm, GroupNorm, Lrn};
 pub use super::layers::pool::Pool2d;
 pub use super::layers::recurrent::Recurrent;
+pub use super::layers::recurrent::Projected;
 
 /// A dense row-major f32 tensor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -200,6 +204,10 @@ pub enum LayerKind {
     RegressionOutput,
     Lstm(Recurrent),
     Gru(Recurrent),
+    /// `lstmProjectedLayer`.
+    LstmProjected(Projected),
+    /// `gruProjectedLayer`.
+    GruProjected(Projected),
     /// A layer matcnn cannot convert: kept so that `inspect` shows the whole network.
     Unsupported {
         reason: String,

@@ -411,6 +411,7 @@ impl Network {
             seq[i] = match &l.kind {
                 LayerKind::SequenceInput { .. } => true,
                 LayerKind::Lstm(r) | LayerKind::Gru(r) => r.return_sequence,
+                LayerKind::LstmProjected(p) | LayerKind::GruProjected(p) => p.rnn.return_sequence,
                 _ => l
                     .inputs
                     .iter()

@@ -10,8 +10,10 @@
 
 pub mod dataset;
 pub mod plot;
+pub mod sequence;
 
 pub use dataset::Dataset;
+pub use sequence::SequenceDataset;
 
 use crate::model::{MatNet, ModelError, saved};
 use crate::net::layer::{
@@ -395,7 +397,7 @@ fn apply_freezing(
 }
 
 /// Loss and correct count of one batch (classification when `targets` are class indices).
-fn batch_loss(
+pub(crate) fn batch_loss(
     model: &MatNet,
     logits_node: usize,
     x: Tensor<4>,
@@ -557,7 +559,7 @@ impl burn::module::ModuleMapper for IdSetter<'_> {
 
 /// Gives the parameters of a module rebuilt from a checkpoint the ids they had when the
 /// checkpoint was written (the optimizer's saved state is keyed by them).
-fn restore_param_ids(model: MatNet, dir: &Path) -> Result<MatNet, TrainError> {
+pub(crate) fn restore_param_ids(model: MatNet, dir: &Path) -> Result<MatNet, TrainError> {
     let path = dir.join(PARAM_IDS);
     let text = std::fs::read_to_string(&path).map_err(|e| TrainError::Io {
         path: path.display().to_string(),

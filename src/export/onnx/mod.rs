@@ -188,6 +188,7 @@ fn layer(g: &mut Graph, plan: &Plan, names: &Names, i: usize) -> Result<(), Expo
         LayerKind::DepthConcat { .. } | LayerKind::Concat { .. } => combine::concat(g, &cx),
         LayerKind::Flatten => reshape::flatten(g, &cx),
         LayerKind::Lstm(r) | LayerKind::Gru(r) => recurrent::recurrent(g, &cx, r),
+        LayerKind::LstmProjected(p) | LayerKind::GruProjected(p) => recurrent::projected(g, &cx, p),
         // Compute nothing (never emitted) or rejected by the plan.
         LayerKind::Dropout { .. }
         | LayerKind::Resize2d { .. }

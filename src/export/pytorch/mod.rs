@@ -180,6 +180,8 @@ fn model_py(plan: &Plan) -> Result<String, ExportError> {
             LayerKind::Dropout { probability } => reshape::dropout(&cx, *probability),
             LayerKind::Lstm(r) => recurrent::recurrent(&mut cx, r, true)?,
             LayerKind::Gru(r) => recurrent::recurrent(&mut cx, r, false)?,
+            LayerKind::LstmProjected(p) => recurrent::projected(&mut cx, p, true)?,
+            LayerKind::GruProjected(p) => recurrent::projected(&mut cx, p, false)?,
             other @ (LayerKind::Resize2d { .. } | LayerKind::Unsupported { .. }) => {
                 return Err(super::layer_err(
                     l,

@@ -9,6 +9,7 @@ mod conv;
 mod io;
 mod norm;
 mod pool;
+mod recurrent;
 mod reshape;
 
 use super::{ExportError, ExportOptions, Plan, float_lit, pytorch};
@@ -232,6 +233,8 @@ fn model_rs(plan: &Plan) -> Result<String, ExportError> {
             LayerKind::Concat { .. } => combine::concat(&mut cx),
             LayerKind::Flatten => reshape::flatten(&mut cx),
             LayerKind::Dropout { probability } => reshape::dropout(&mut cx, *probability),
+            LayerKind::LstmProjected(_) => return Err(recurrent::refuse_projected(l)),
+            LayerKind::GruProjected(_) => return Err(recurrent::refuse_projected(l)),
             other @ (LayerKind::SequenceInput { .. }
             | LayerKind::Resize2d { .. }
             | LayerKind::Lstm(_)

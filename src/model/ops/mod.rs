@@ -65,6 +65,7 @@ pub enum Op {
     Dropout(Dropout),
     Func(Func),
     Rnn(Rnn),
+    RnnProjected(recurrent::RnnProjected),
 }
 
 /// Func code of the identity (the other codes are in the family files, see the module's
@@ -100,6 +101,8 @@ impl Op {
             LayerKind::RegressionOutput => io::output(),
             LayerKind::Lstm(r) => recurrent::lstm(l, r, device),
             LayerKind::Gru(r) => recurrent::gru(l, r, device),
+            LayerKind::LstmProjected(p) => recurrent::lstm_projected(l, p, device),
+            LayerKind::GruProjected(p) => recurrent::gru_projected(l, p, device),
             LayerKind::Unsupported { reason } => Err(err(l, reason.clone())),
         }
     }
@@ -120,6 +123,7 @@ impl Op {
             Op::AvgPool(p) => p.forward(x),
             Op::Dropout(d) => d.forward(x),
             Op::Rnn(r) => r.forward(x),
+            Op::RnnProjected(r) => r.forward(x),
             Op::Func(f) => f.forward(x, rest),
         }
     }
@@ -140,6 +144,8 @@ impl Op {
             (Op::GroupNorm(g), LayerKind::GroupNorm(d)) => norm::write_back_group_norm(g, d),
             (Op::Rnn(r), LayerKind::Lstm(d)) => r.write_back(d),
             (Op::Rnn(r), LayerKind::Gru(d)) => r.write_back(d),
+            (Op::RnnProjected(r), LayerKind::LstmProjected(d)) => r.write_back(d),
+            (Op::RnnProjected(r), LayerKind::GruProjected(d)) => r.write_back(d),
             (Op::Input(n), LayerKind::ImageInput { normalization, .. }) => {
                 io::write_back_normalization(n, normalization)
             }
