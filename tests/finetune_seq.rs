@@ -108,7 +108,11 @@ fn relabelled() -> (Vec<Vec<f32>>, Vec<&'static str>) {
         panic!("validationResults is not categorical");
     };
     let healthy = |i: usize| cat.categories[cat.codes[i] as usize - 1] == "Healthy";
-    let pick = |want: bool| (0..seqs.len()).filter(move |&i| healthy(i) == want).take(12);
+    let pick = |want: bool| {
+        (0..seqs.len())
+            .filter(move |&i| healthy(i) == want)
+            .take(12)
+    };
     let mut x = vec![];
     let mut y = vec![];
     for i in pick(true).chain(pick(false)) {
@@ -137,10 +141,16 @@ fn finetune_lstm_classifier_on_two_classes() {
     write_mat(
         &train,
         &[
-            ("X", M::Cell(vec![1, n], x.iter().map(|s| matrix(s, 10)).collect())),
+            (
+                "X",
+                M::Cell(vec![1, n], x.iter().map(|s| matrix(s, 10)).collect()),
+            ),
             (
                 "Y",
-                M::Cell(vec![n, 1], y.iter().map(|s| M::Char(s.to_string())).collect()),
+                M::Cell(
+                    vec![n, 1],
+                    y.iter().map(|s| M::Char(s.to_string())).collect(),
+                ),
             ),
         ],
     );
@@ -167,10 +177,7 @@ fn finetune_lstm_classifier_on_two_classes() {
     ]);
     let stderr = String::from_utf8_lossy(&o.stderr);
     eprintln!("{stderr}");
-    assert!(
-        stderr.contains("new classes (faulty, healthy)"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("new classes (faulty, healthy)"), "{stderr}");
     let l = losses(&out.join("training_log.csv"));
     eprintln!("training losses per epoch: {l:?}");
     assert_eq!(l.len(), 4);
@@ -223,10 +230,7 @@ fn finetune_refuses_bad_sequences_clearly() {
             ),
             (
                 "Y",
-                M::Cell(
-                    vec![2, 1],
-                    vec![M::Char("a".into()), M::Char("b".into())],
-                ),
+                M::Cell(vec![2, 1], vec![M::Char("a".into()), M::Char("b".into())]),
             ),
         ],
     );

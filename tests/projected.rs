@@ -57,7 +57,11 @@ fn kantika_imports_and_inspects_projected_layers() {
         .collect();
     assert_eq!(p.len(), 2);
     assert_eq!(
-        (p[0].rnn.hidden, p[0].rnn.input_size, p[0].input_projector_size),
+        (
+            p[0].rnn.hidden,
+            p[0].rnn.input_size,
+            p[0].input_projector_size
+        ),
         (256, 3, 3)
     );
     assert_eq!(p[0].output_projector_size, 11);
@@ -68,7 +72,11 @@ fn kantika_imports_and_inspects_projected_layers() {
     assert_eq!(shape(&p[0].output_projector), [256, 11]);
     assert_eq!(shape(&p[1].input_projector), [256, 11]);
     assert_eq!(shape(&p[1].output_projector), [128, 8]);
-    let o = matcnn_ok(&["inspect", "--model", &fixture(KANTIKA).display().to_string()]);
+    let o = matcnn_ok(&[
+        "inspect",
+        "--model",
+        &fixture(KANTIKA).display().to_string(),
+    ]);
     let text = String::from_utf8_lossy(&o.stdout);
     let row = |name: &str| {
         text.lines()
@@ -120,7 +128,13 @@ fn kantika_soc_through_predict() {
         .fold(0.0, f64::max);
     eprintln!("kantika: max |matcnn - f64 reference| over {steps} steps: {worst:.3e}");
     assert!(worst < 1e-5, "{worst}");
-    let rmse = (soc.iter().zip(&y).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / t as f64).sqrt();
+    let rmse = (soc
+        .iter()
+        .zip(&y)
+        .map(|(a, b)| (a - b).powi(2))
+        .sum::<f64>()
+        / t as f64)
+        .sqrt();
     let mae = soc.iter().zip(&y).map(|(a, b)| (a - b).abs()).sum::<f64>() / t as f64;
     let mean = y.iter().sum::<f64>() / t as f64;
     let spread = (y.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / t as f64).sqrt();
@@ -157,11 +171,7 @@ fn kantika_onnx_equals_matcnn() {
     let outs = model.predict_sequences(&[s], 1, &dev, |_| {}).unwrap();
     let dir = scratch("projected", "kantika-onnx");
     std::fs::write(dir.join("model.onnx"), &onnx).unwrap();
-    std::fs::write(
-        dir.join("input.npy"),
-        data::npy_bytes(&seq, &[1, 3, steps]),
-    )
-    .unwrap();
+    std::fs::write(dir.join("input.npy"), data::npy_bytes(&seq, &[1, 3, steps])).unwrap();
     std::fs::write(
         dir.join("expected.npy"),
         data::npy_bytes(&outs[0].data, &[1, 1, steps]),
@@ -274,7 +284,10 @@ fn sequence_input_forms_through_predict() {
     let (col, _) = matcnn::mat::permute_col_major(&seqs[3], &[t, c], &[0, 1]).unwrap();
     let one = dir.join("one.mat");
     std::fs::write(&one, data::mat_file_bytes(&[("S", &[c, t], &col)])).unwrap();
-    let got = predict(&format!("{}:S", one.display()), &dir.join("one.mat.out.mat"));
+    let got = predict(
+        &format!("{}:S", one.display()),
+        &dir.join("one.mat.out.mat"),
+    );
     assert_eq!(got, [matlab[3].clone()]);
     // .npy [N, C, T]: the first 6 sequences.
     let n = 6;

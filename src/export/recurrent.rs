@@ -181,7 +181,11 @@ pub(crate) fn multiplied_out(
     let rw = param(l, &p.rnn.recurrent_weights, "RecurrentWeights")?;
     let qi = param(l, &p.input_projector, "InputProjector")?;
     let qo = param(l, &p.output_projector, "OutputProjector")?;
-    let (ips, ops, h) = (p.input_projector_size, p.output_projector_size, p.rnn.hidden);
+    let (ips, ops, h) = (
+        p.input_projector_size,
+        p.output_projector_size,
+        p.rnn.hidden,
+    );
     let rows = w.shape.first().copied().unwrap_or(0);
     let c = qi.shape.first().copied().unwrap_or(0);
     if w.shape != [rows, ips]

@@ -23,8 +23,8 @@ pub use super::layers::conv::{Conv2d, ConvTranspose2d, FullyConnected};
 pub use super::layers::io::Normalization;
 pub use super::layers::norm::{BatchNorm, GroupNorm, Lrn};
 pub use super::layers::pool::Pool2d;
-pub use super::layers::recurrent::Recurrent;
 pub use super::layers::recurrent::Projected;
+pub use super::layers::recurrent::Recurrent;
 
 /// A dense row-major f32 tensor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

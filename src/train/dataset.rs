@@ -187,7 +187,6 @@ pub(crate) fn labels(
 }
 
 impl Dataset {
-
     /// Reorders class indices to follow `classes` (the network's order); classes the data set
     /// lacks are fine, labels the network lacks are an error.
     pub fn align_classes(&mut self, classes: &[String]) -> Result<(), TrainError> {

@@ -688,7 +688,12 @@ fn projected(p: &matcnn::net::layer::Projected, gru: bool, x: &Act) -> Act {
                 .map(|u| gate(&r.gate_activation, wx[u] + b[u] + rh[u] + rb(u)))
                 .collect();
             let update: Vec<f64> = (0..h)
-                .map(|u| gate(&r.gate_activation, wx[h + u] + b[h + u] + rh[h + u] + rb(h + u)))
+                .map(|u| {
+                    gate(
+                        &r.gate_activation,
+                        wx[h + u] + b[h + u] + rh[h + u] + rb(h + u),
+                    )
+                })
                 .collect();
             let reset_h: Vec<f64> = (0..h).map(|u| reset[u] * hs[u]).collect();
             let r_reset_h = mv(&rw, ops, 2 * h, h, &qt(&qo, ops, &reset_h));

@@ -898,30 +898,50 @@ fn table() -> Vec<Row> {
         )
         .support(Support::NoPytorch("before-multiplication")),
         // --- rnnproj ---
-        row("lstm-projected-last", Sequence { c: 3, t: 5 }, sf(5), || {
-            let k = projected(&mut Rng(60), false, false, 3, 5, [2, 3], "");
-            chain(sequence(3, Normalization::None), vec![k])
-        }),
-        row("lstm-projected-sequence", Sequence { c: 3, t: 5 }, sf(5), || {
-            let k = projected(&mut Rng(61), false, true, 3, 5, [2, 3], "");
-            chain(sequence(3, Normalization::None), vec![k])
-        }),
-        row("lstm-projected-stacked-fc", Sequence { c: 4, t: 6 }, sf(2), || {
-            let r = &mut Rng(62);
-            let a = projected(r, false, true, 4, 6, [3, 2], "");
-            let b = projected(r, false, false, 6, 4, [2, 3], "");
-            chain(sequence(4, Normalization::None), vec![a, b, fc(r, 4, 2)])
-        }),
+        row(
+            "lstm-projected-last",
+            Sequence { c: 3, t: 5 },
+            sf(5),
+            || {
+                let k = projected(&mut Rng(60), false, false, 3, 5, [2, 3], "");
+                chain(sequence(3, Normalization::None), vec![k])
+            },
+        ),
+        row(
+            "lstm-projected-sequence",
+            Sequence { c: 3, t: 5 },
+            sf(5),
+            || {
+                let k = projected(&mut Rng(61), false, true, 3, 5, [2, 3], "");
+                chain(sequence(3, Normalization::None), vec![k])
+            },
+        ),
+        row(
+            "lstm-projected-stacked-fc",
+            Sequence { c: 4, t: 6 },
+            sf(2),
+            || {
+                let r = &mut Rng(62);
+                let a = projected(r, false, true, 4, 6, [3, 2], "");
+                let b = projected(r, false, false, 6, 4, [2, 3], "");
+                chain(sequence(4, Normalization::None), vec![a, b, fc(r, 4, 2)])
+            },
+        ),
         row("gru-projected-last", Sequence { c: 3, t: 5 }, sf(5), || {
             let mode = "after-multiplication";
             let k = projected(&mut Rng(63), true, false, 3, 5, [2, 3], mode);
             chain(sequence(3, Normalization::None), vec![k])
         }),
-        row("gru-projected-sequence", Sequence { c: 3, t: 5 }, sf(5), || {
-            let mode = "recurrent-bias-after-multiplication";
-            let k = projected(&mut Rng(64), true, true, 3, 5, [2, 3], mode);
-            chain(sequence(3, Normalization::None), vec![k])
-        }),
+        row(
+            "gru-projected-sequence",
+            Sequence { c: 3, t: 5 },
+            sf(5),
+            || {
+                let mode = "recurrent-bias-after-multiplication";
+                let k = projected(&mut Rng(64), true, true, 3, 5, [2, 3], mode);
+                chain(sequence(3, Normalization::None), vec![k])
+            },
+        ),
     ]
 }
 
@@ -957,11 +977,7 @@ fn projected(
         bias: r.param(&[nbias], 0.8),
         reset_gate_mode: reset.into(),
         hidden_state: Some(r.tensor(&[h], 0.5)),
-        cell_state: if gru {
-            None
-        } else {
-            Some(r.tensor(&[h], 0.5))
-        },
+        cell_state: if gru { None } else { Some(r.tensor(&[h], 0.5)) },
     };
     let p = L::Projected {
         rnn,

@@ -211,11 +211,7 @@ impl Rnn {
 
     /// `[N, C, 1, T]` → `[N, H*D, 1, T]` ('sequence') or `[N, H*D, 1, 1]` ('last').
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.forward_with(
-            x,
-            self.input_weights.val(),
-            self.recurrent_weights.val(),
-        )
+        self.forward_with(x, self.input_weights.val(), self.recurrent_weights.val())
     }
 
     /// [`Rnn::forward`] with the input weights `w` `[G*H*D, C]` and recurrent weights `r`
@@ -225,9 +221,7 @@ impl Rnn {
         // [N, T, C] for one matmul over all time steps.
         let xs = x.reshape([n, c, t]).swap_dims(1, 2);
         let dirs = if self.bidirectional { 2 } else { 1 };
-        let outs: Vec<Tensor<3>> = (0..dirs)
-            .map(|d| self.direction(&xs, d, &w, &r))
-            .collect();
+        let outs: Vec<Tensor<3>> = (0..dirs).map(|d| self.direction(&xs, d, &w, &r)).collect();
         let y = Tensor::cat(outs, 1); // [N, H*D, T]
         let [_, hd, _] = y.dims();
         if self.return_sequence {

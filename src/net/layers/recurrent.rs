@@ -169,12 +169,9 @@ fn recurrent_cols(
     };
     let (in_cols, rec_cols) = cols.unwrap_or((input_size, hidden));
     let input_weights = match input_weights {
-        Some(p) => Some(
-            p.with(
-                layout::matrix(p.value, rows, in_cols)
-                    .map_err(|e| f.layout_err("InputWeights", e))?,
-            ),
-        ),
+        Some(p) => Some(p.with(
+            layout::matrix(p.value, rows, in_cols).map_err(|e| f.layout_err("InputWeights", e))?,
+        )),
         None => None,
     };
     let recurrent_weights = match f.param("RecurrentWeights")? {
@@ -365,17 +362,21 @@ fn projected(f: &Fields, gates: usize) -> Result<Projected, NetError> {
         (None, None) => 0,
     };
     let input_projector = match input_projector {
-        Some(p) => Some(p.with(
-            layout::projector(p.value, rnn.input_size, ips)
-                .map_err(|e| f.layout_err("InputProjector", e))?,
-        )),
+        Some(p) => Some(
+            p.with(
+                layout::projector(p.value, rnn.input_size, ips)
+                    .map_err(|e| f.layout_err("InputProjector", e))?,
+            ),
+        ),
         None => None,
     };
     let output_projector = match f.param("OutputProjector")? {
-        Some(p) => Some(p.with(
-            layout::projector(p.value, hidden, ops)
-                .map_err(|e| f.layout_err("OutputProjector", e))?,
-        )),
+        Some(p) => Some(
+            p.with(
+                layout::projector(p.value, hidden, ops)
+                    .map_err(|e| f.layout_err("OutputProjector", e))?,
+            ),
+        ),
         None => None,
     };
     Ok(Projected {
