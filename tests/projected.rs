@@ -196,8 +196,7 @@ fn kantika_onnx_equals_matcnn() {
 #[test]
 fn kantika_rust_export_refuses_with_the_reason() {
     let e = export::rust_source(&kantika_net(), &ExportOptions::default())
-        .err()
-        .expect("projected LSTMs refused")
+        .expect_err("projected LSTMs refused")
         .to_string();
     // The sequence input is refused first (the generated module takes images or features).
     assert!(e.contains("Rust"), "{e}");
