@@ -255,3 +255,55 @@ fn finetune_refuses_bad_sequences_clearly() {
     assert!(!out.exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// MATLAB's L2Regularization reaches the recurrent weights: one plain SGD step with `l2 = λ`
+/// moves each LSTM weight by exactly `-lr * λ * L2Factor * w` more than the same step with
+/// `l2 = 0` (the loss gradient is the same in both).
+#[test]
+fn l2_applies_to_lstm_weights() {
+    use burn::prelude::*;
+    use matcnn::net::layer::LayerKind;
+    let f = MatFile::read(fixture(&format!("{FAULT}/TrainedModel.mat"))).unwrap();
+    let net = matcnn::net::import(&f, None).unwrap();
+    let (x, _) = relabelled();
+    let dev = Device::flex().autodiff();
+    let batch: Vec<f32> = x[..2].iter().flatten().copied().collect();
+    let (lr, l2) = (0.01, 0.5);
+    let step = |l2: f64| {
+        let opts = matcnn::train::TrainOptions {
+            lr,
+            l2,
+            momentum: 0.0,
+            ..Default::default()
+        };
+        // The same dropout masks in both runs.
+        dev.seed(7);
+        let model = matcnn::model::MatNet::from_network(&net, &dev).unwrap();
+        let mut t = matcnn::train::Trainer::new(&net, model, &opts).unwrap();
+        let xt = Tensor::<4>::from_data(TensorData::new(batch.clone(), [2, 10, 1, 97]), &dev);
+        t.step(xt, &[2, 2]);
+        let mut out = net.clone();
+        t.into_model().valid().write_back(&mut out);
+        out
+    };
+    let (a, b) = (step(0.0), step(l2));
+    let weights = |n: &matcnn::net::Network, k: usize| match &n.layers[k].kind {
+        LayerKind::Lstm(r) => (
+            r.input_weights.as_ref().unwrap().value.data.clone(),
+            r.input_weights.as_ref().unwrap().l2_factor as f64,
+        ),
+        _ => panic!("layer {k} is not an LSTM"),
+    };
+    for k in [1, 3] {
+        let (w0, factor) = weights(&net, k);
+        let (wa, _) = weights(&a, k);
+        let (wb, _) = weights(&b, k);
+        let worst = w0
+            .iter()
+            .zip(wa.iter().zip(&wb))
+            .map(|(w, (a, b))| ((*b as f64 - *a as f64) + lr * l2 * factor * *w as f64).abs())
+            .fold(0.0, f64::max);
+        assert!(factor > 0.0);
+        assert!(worst < 1e-6, "layer {k}: {worst}");
+    }
+}

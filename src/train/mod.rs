@@ -281,6 +281,13 @@ fn factors(model: &MatNet, net: &Network) -> Vec<Factor> {
                     lr: lr(&d.offset),
                 });
             }
+            (Op::Rnn(r), LayerKind::Lstm(d) | LayerKind::Gru(d)) => {
+                sequence::rnn_factors(r, d, None, &mut out)
+            }
+            (Op::RnnProjected(r), LayerKind::LstmProjected(d) | LayerKind::GruProjected(d)) => {
+                let qs = (&r.input_projector, &r.output_projector, d);
+                sequence::rnn_factors(&r.rnn, &d.rnn, Some(qs), &mut out)
+            }
             _ => {}
         }
     }
@@ -320,6 +327,17 @@ fn l2_penalty(model: &MatNet, net: &Network, l2: f64) -> Option<Tensor<1>> {
             (Op::BatchNorm(b), LayerKind::BatchNorm(d)) => {
                 add(b.gamma.val().powf_scalar(2.0).sum(), l2f(&d.scale));
                 add(b.beta.val().powf_scalar(2.0).sum(), l2f(&d.offset));
+            }
+            (Op::Rnn(r), LayerKind::Lstm(d) | LayerKind::Gru(d)) => {
+                for (t, f) in sequence::rnn_l2(r, d, None) {
+                    add(t, f);
+                }
+            }
+            (Op::RnnProjected(r), LayerKind::LstmProjected(d) | LayerKind::GruProjected(d)) => {
+                let qs = (&r.input_projector, &r.output_projector, d);
+                for (t, f) in sequence::rnn_l2(&r.rnn, &d.rnn, Some(qs)) {
+                    add(t, f);
+                }
             }
             _ => {}
         }

@@ -276,3 +276,47 @@ pub fn finetune_sequences(
     }
     Ok((trainer.into_model(), history))
 }
+
+/// The trainable parameters of a recurrent op (`Op::Rnn`, or the `rnn` of `Op::RnnProjected`
+/// with its projectors `qi`, `qo`) with the stored `LearnRateFactor`s, for MATLAB's
+/// per-parameter learning rates.
+pub(super) fn rnn_factors(
+    r: &crate::model::Rnn,
+    d: &crate::net::layer::Recurrent,
+    projectors: Option<(&ParamT<2>, &ParamT<2>, &crate::net::layer::Projected)>,
+    out: &mut Vec<super::Factor>,
+) {
+    let lr = |p: &Option<crate::net::layer::Param>| p.as_ref().map_or(1.0, |p| p.lr_factor);
+    let f = |id, rank, lr| super::Factor { id, rank, lr };
+    out.push(f(r.input_weights.id, 2, lr(&d.input_weights)));
+    out.push(f(r.recurrent_weights.id, 2, lr(&d.recurrent_weights)));
+    out.push(f(r.bias.id, 1, lr(&d.bias)));
+    if let Some((qi, qo, p)) = projectors {
+        out.push(f(qi.id, 2, lr(&p.input_projector)));
+        out.push(f(qo.id, 2, lr(&p.output_projector)));
+    }
+}
+
+/// The L2 terms `(|w|^2, L2Factor)` of a recurrent op's parameters (MATLAB's
+/// `L2Regularization` applies to `InputWeights`, `RecurrentWeights`, `Bias` and the projectors,
+/// each weighted by its `L2Factor`; MATLAB stores 0 for biases by default).
+pub(super) fn rnn_l2(
+    r: &crate::model::Rnn,
+    d: &crate::net::layer::Recurrent,
+    projectors: Option<(&ParamT<2>, &ParamT<2>, &crate::net::layer::Projected)>,
+) -> Vec<(Tensor<1>, f64)> {
+    let l2f = |p: &Option<crate::net::layer::Param>| p.as_ref().map_or(0.0, |p| p.l2_factor as f64);
+    let sq2 = |t: &ParamT<2>| t.val().powf_scalar(2.0).sum();
+    let mut v = vec![
+        (sq2(&r.input_weights), l2f(&d.input_weights)),
+        (sq2(&r.recurrent_weights), l2f(&d.recurrent_weights)),
+        (r.bias.val().powf_scalar(2.0).sum(), l2f(&d.bias)),
+    ];
+    if let Some((qi, qo, p)) = projectors {
+        v.push((sq2(qi), l2f(&p.input_projector)));
+        v.push((sq2(qo), l2f(&p.output_projector)));
+    }
+    v
+}
+
+type ParamT<const D: usize> = burn::module::Param<Tensor<D>>;
