@@ -131,6 +131,9 @@ impl Recurrent {
 
 /// LSTM, BiLSTM and GRU classes.
 pub(in crate::net) fn from_dlt(short: &str, f: &Fields, _declared: &mut Declared) -> Imported {
+    if let Some(reason) = state_ports(short, f) {
+        return super::unsupported(reason);
+    }
     Ok(Some(match short {
         "LSTMLayer" => LayerKind::Lstm(recurrent(f, 4, false)?),
         "BiLSTMLayer" => LayerKind::Lstm(recurrent(f, 4, true)?),
@@ -386,4 +389,56 @@ fn projected(f: &Fields, gates: usize) -> Result<Projected, NetError> {
         input_projector,
         output_projector,
     })
+}
+
+/// Why a recurrent layer with state ports (`HasStateInputs`/`HasStateOutputs` true: the hidden
+/// and cell states as extra inputs or outputs) is kept unsupported.
+fn state_ports(short: &str, f: &Fields) -> Option<String> {
+    let recurrent = matches!(
+        short,
+        "LSTMLayer" | "BiLSTMLayer" | "GRULayer" | "LSTMProjectedLayer" | "GRUProjectedLayer"
+    );
+    let ports: Vec<&str> = ["HasStateInputs", "HasStateOutputs"]
+        .into_iter()
+        .filter(|p| f.flag(p) == Some(true))
+        .collect();
+    (recurrent && !ports.is_empty()).then(|| {
+        format!(
+            "{short} with {} true (states as extra ports) is not supported",
+            ports.join(" and ")
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mat::value::{NumData, NumericArray, StructArray, Value};
+    use crate::net::error::Ctx;
+
+    fn fields(s: &StructArray) -> Fields<'_> {
+        Fields::new(Ctx::new("net", "lstm", "nnet.cnn.layer.LSTMProjectedLayer")).with_struct(s)
+    }
+
+    fn num(v: f64) -> Value {
+        Value::Numeric(NumericArray::new(vec![1, 1], NumData::F64(vec![v])))
+    }
+
+    #[test]
+    fn state_ports_are_refused_by_name() {
+        let s = StructArray {
+            dims: vec![1, 1],
+            fields: vec!["HasStateInputs".into(), "HasStateOutputs".into()],
+            elements: vec![vec![num(0.0), num(1.0)]],
+        };
+        let why = state_ports("LSTMProjectedLayer", &fields(&s)).unwrap();
+        assert!(why.contains("HasStateOutputs") && !why.contains("HasStateInputs"));
+        assert!(state_ports("FullyConnectedLayer", &fields(&s)).is_none());
+        let none = StructArray {
+            dims: vec![1, 1],
+            fields: vec!["HasStateInputs".into()],
+            elements: vec![vec![num(0.0)]],
+        };
+        assert!(state_ports("GRUProjectedLayer", &fields(&none)).is_none());
+    }
 }
