@@ -171,7 +171,9 @@ fn finetune_lstm_classifier_on_two_classes() {
         "--optimizer",
         "adam",
         "--lr",
-        "0.003",
+        "0.001",
+        "--val-split",
+        "0.25",
         "--output",
         &out.display().to_string(),
     ]);
@@ -183,6 +185,42 @@ fn finetune_lstm_classifier_on_two_classes() {
     assert_eq!(l.len(), 4);
     assert!(l.iter().all(|v| v.is_finite()));
     assert!(l[3] < l[0] * 0.8, "the loss did not go down: {l:?}");
+    // Validation on the held-out quarter (6 sequences) was logged each epoch.
+    let log = std::fs::read_to_string(out.join("training_log.csv")).unwrap();
+    let val: Vec<f64> = log
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(3).unwrap().parse().unwrap())
+        .collect();
+    eprintln!("validation losses per epoch: {val:?}");
+    assert!(val[3] < val[0], "{val:?}");
+    // --resume continues from the last checkpoint: one more epoch, five rows in the log.
+    let o = matcnn_ok(&[
+        "finetune",
+        "--model",
+        &model,
+        "--data",
+        &train.display().to_string(),
+        "--epochs",
+        "5",
+        "--batch-size",
+        "8",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.001",
+        "--val-split",
+        "0.25",
+        "--resume",
+        "--output",
+        &out.display().to_string(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("resuming from") && stderr.contains("epoch 5"),
+        "{stderr}"
+    );
+    assert_eq!(losses(&out.join("training_log.csv")).len(), 5);
     // The result loads in `inspect` (2 classes) and `predict`.
     let o = matcnn_ok(&["inspect", "--model", &out.display().to_string()]);
     let text = String::from_utf8_lossy(&o.stdout);
