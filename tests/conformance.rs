@@ -537,6 +537,8 @@ fn every_layer_kind_matches_the_reference_at_every_stage() {
         "GlobalAvgPool1d",
         "GlobalMaxPool1d",
         "LayerNorm",
+        "LstmProjected",
+        "GruProjected",
     ] {
         assert!(kinds.contains(k), "no conformance row has a {k} layer");
     }
@@ -581,6 +583,8 @@ fn kind_name(k: &LayerKind) -> String {
         K::GlobalAvgPool1d => "GlobalAvgPool1d",
         K::GlobalMaxPool1d => "GlobalMaxPool1d",
         K::LayerNorm(_) => "LayerNorm",
+        K::LstmProjected(_) => "LstmProjected",
+        K::GruProjected(_) => "GruProjected",
         K::Unsupported { .. } => "Unsupported",
     }
     .to_string()

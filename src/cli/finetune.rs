@@ -167,6 +167,18 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
     }
     let loaded = net_args.load()?;
     let mut net = loaded.net.clone();
+    if let Some(channels) = sequence_channels(&net) {
+        if opts.flip || opts.translate > 0 {
+            bail!("--augment-flip and --augment-translate apply to images, not sequences");
+        }
+        let paths = SequencePaths {
+            data: data_path,
+            val: val_path,
+            val_split,
+            output,
+        };
+        return run_sequence(&loaded, net, channels, opts, paths, backend, resume);
+    }
     let (shape, spatial) = input_shape(&net)?;
     if !spatial {
         bail!("fine-tuning takes image networks (this one takes feature vectors)");
@@ -253,6 +265,139 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
     let inference = model.valid();
     inference.write_back(&mut net);
     // The result sits at the top of OUTPUT, beside checkpoints/ and the logs.
+    std::fs::create_dir_all(output)?;
+    let final_dir = output.join("network");
+    saved::save(&net, &inference, &final_dir, true)?;
+    std::fs::copy(
+        final_dir.join(saved::DESCRIPTION),
+        output.join(saved::DESCRIPTION),
+    )?;
+    std::fs::copy(final_dir.join(saved::RECORD), output.join(saved::RECORD))?;
+    std::fs::remove_dir_all(&final_dir)?;
+    eprintln!(
+        "wrote {} (use it with --model {})",
+        output.display(),
+        output.display()
+    );
+    Ok(())
+}
+
+/// The features per time step of a sequence network (`None` for other networks).
+fn sequence_channels(net: &matcnn::net::layer::Network) -> Option<usize> {
+    match &net.input()?.kind {
+        matcnn::net::layer::LayerKind::SequenceInput { size, .. } => Some(*size),
+        _ => None,
+    }
+}
+
+struct SequencePaths<'a> {
+    data: &'a Path,
+    val: Option<&'a Path>,
+    val_split: Option<f64>,
+    output: &'a Path,
+}
+
+/// A sequence classification network: `--data FILE.mat` with `X` (a cell of C x T sequences)
+/// and `Y` (one label per sequence).
+fn run_sequence(
+    loaded: &matcnn::source::Loaded,
+    mut net: matcnn::net::layer::Network,
+    channels: usize,
+    opts: &matcnn::train::TrainOptions,
+    paths: SequencePaths,
+    backend: Option<matcnn::model::Backend>,
+    resume: bool,
+) -> Result<()> {
+    use matcnn::train::{SequenceDataset, sequence};
+    let output = paths.output;
+    sequence::check_sequence_classifier(&net)?;
+    let read = |p: &Path, what: &str| -> Result<SequenceDataset> {
+        if p.is_dir() {
+            bail!(
+                "{what} {}: a sequence network takes a .mat with X (a cell of {channels} x T \
+                 sequences) and Y (one label per sequence)",
+                p.display()
+            );
+        }
+        SequenceDataset::from_mat(p, "X", "Y", channels)
+            .with_context(|| format!("reading {what} {}", p.display()))
+    };
+    let mut train = read(paths.data, "--data")?;
+    let mut val = match (paths.val, paths.val_split) {
+        (Some(v), _) => Some(read(v, "--val")?),
+        (None, Some(f)) => {
+            if !(0.0..1.0).contains(&f) {
+                bail!("--val-split {f}: expected a fraction in [0, 1)");
+            }
+            let (t, v) = train.split(f, opts.seed);
+            train = t;
+            Some(v)
+        }
+        (None, None) => None,
+    };
+    let device = device_for(backend)?;
+    let ad = device.clone().autodiff();
+    let ckpt_dir = output.join("checkpoints");
+    let last = if resume {
+        let mut c: Vec<PathBuf> = std::fs::read_dir(&ckpt_dir)
+            .with_context(|| format!("--resume: no checkpoints in {}", ckpt_dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| saved::is_saved(p))
+            .collect();
+        c.sort();
+        Some(
+            c.pop()
+                .with_context(|| format!("--resume: no checkpoints in {}", ckpt_dir.display()))?,
+        )
+    } else {
+        if output.exists() {
+            std::fs::remove_dir_all(output)
+                .with_context(|| format!("removing {}", output.display()))?;
+        }
+        None
+    };
+    let (model, start, history) = match &last {
+        Some(ckpt) => {
+            let (desc, record) = saved::load_description(ckpt)?;
+            net = desc;
+            let history =
+                matcnn::train::read_log(&output.join("training_log.csv")).unwrap_or_default();
+            let start = history.last().map_or(1, |l| l.epoch + 1);
+            eprintln!("resuming from {} at epoch {start}", ckpt.display());
+            (saved::load_model(&net, &record, &ad)?, start, history)
+        }
+        None => {
+            if loaded.record.is_some() {
+                loaded.build(&device)?.write_back(&mut net);
+            }
+            if matcnn::train::adapt_classes(&mut net, &train.classes, opts.seed)? {
+                eprintln!(
+                    "new classes ({}): replaced the last fully connected layer",
+                    train.classes.join(", ")
+                );
+            }
+            let m = matcnn::model::MatNet::from_network(&net, &ad)?;
+            (m, 1, vec![])
+        }
+    };
+    train.align_classes(&net.classes)?;
+    if let Some(v) = val.as_mut() {
+        v.align_classes(&net.classes)?;
+    }
+    let (model, _) = sequence::finetune_sequences(
+        &net,
+        model,
+        &train,
+        val.as_ref(),
+        opts,
+        &ad,
+        output,
+        start,
+        history,
+        &mut Bars(None),
+    )?;
+    let inference = model.valid();
+    inference.write_back(&mut net);
     std::fs::create_dir_all(output)?;
     let final_dir = output.join("network");
     saved::save(&net, &inference, &final_dir, true)?;

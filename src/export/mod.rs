@@ -27,6 +27,7 @@ mod rust_src;
 pub use idents::identifiers;
 pub(crate) use plan::{Plan, Val};
 pub(crate) use recurrent::RecurrentWeights;
+pub(crate) use recurrent::multiplied_out;
 
 use crate::net::layer::{self, Layer, LayerKind, Network, Padding, PaddingMode};
 use thiserror::Error;
@@ -221,6 +222,8 @@ pub(crate) fn needs_rank4(kind: &LayerKind) -> bool {
         | LayerKind::GlobalAvgPool1d
         | LayerKind::GlobalMaxPool1d
         | LayerKind::LayerNorm(_)
+        | LayerKind::LstmProjected(_)
+        | LayerKind::GruProjected(_)
         | LayerKind::Unsupported { .. } => false,
     }
 }

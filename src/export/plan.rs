@@ -71,6 +71,7 @@ fn unsupported_reason(l: &Layer, first_input: bool) -> Option<String> {
         | LayerKind::GlobalAvgPool1d
         | LayerKind::GlobalMaxPool1d
         | LayerKind::LayerNorm(_) => None,
+        LayerKind::LstmProjected(p) | LayerKind::GruProjected(p) => recurrent_reason(&p.rnn),
         LayerKind::FullyConnected(_)
         | LayerKind::BatchNorm(_)
         | LayerKind::GroupNorm(_)
@@ -221,6 +222,12 @@ impl<'a> Plan<'a> {
                             ));
                         }
                         LayerKind::GlobalAvgPool1d | LayerKind::GlobalMaxPool1d => 2,
+                        LayerKind::LstmProjected(p) | LayerKind::GruProjected(p) => {
+                            if in_rank(0) != 3 {
+                                return Err(layer_err(l, "a recurrent layer needs sequence input"));
+                            }
+                            if p.rnn.return_sequence { 3 } else { 2 }
+                        }
                         LayerKind::FullyConnected(_) if in_rank(0) == 3 => 3,
                         LayerKind::FullyConnected(_) | LayerKind::Flatten => 2,
                         k if needs_rank4(k) => 4,
@@ -402,6 +409,10 @@ impl<'a> Plan<'a> {
                 | LayerKind::AvgPool1d(_)
                 | LayerKind::GlobalAvgPool1d
                 | LayerKind::GlobalMaxPool1d => {}
+                LayerKind::LstmProjected(p) | LayerKind::GruProjected(p) => {
+                    let r = super::multiplied_out(l, p)?;
+                    recurrent::state_dict(l, &r, id, &mut out)?;
+                }
                 LayerKind::Lrn(_)
                 | LayerKind::Activation(_)
                 | LayerKind::Softmax

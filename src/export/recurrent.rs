@@ -133,7 +133,7 @@ pub(super) fn state_dict(
     out: &mut Vec<(String, Blob)>,
 ) -> Result<(), ExportError> {
     // nn.LSTM (i, f, g, o) and nn.GRU (r, z, n) use MATLAB's gate order.
-    let gates = if matches!(l.kind, LayerKind::Lstm(_)) {
+    let gates = if matches!(l.kind, LayerKind::Lstm(_) | LayerKind::LstmProjected(_)) {
         4
     } else {
         3
@@ -165,4 +165,75 @@ pub(super) fn state_dict(
         ));
     }
     Ok(())
+}
+
+/// A projected LSTM/GRU as the plain layer it computes: the factors multiplied out in `f64`
+/// (`W = InputWeights · InputProjectorᵀ`, `R = RecurrentWeights · OutputProjectorᵀ`, see
+/// `net::layers::recurrent::Projected`), each product rounded once to `f32`. Equal to the
+/// factored layer up to that one rounding, and it lets every format use its plain LSTM/GRU
+/// (ONNX's `LSTM`/`GRU` operators, PyTorch's `nn.LSTM`/`nn.GRU`); ONNX's LSTM has no projection
+/// and PyTorch's `proj_size` projects the output instead, which is not MATLAB's layer.
+pub(crate) fn multiplied_out(
+    l: &Layer,
+    p: &layer::Projected,
+) -> Result<layer::Recurrent, ExportError> {
+    let w = param(l, &p.rnn.input_weights, "InputWeights")?;
+    let rw = param(l, &p.rnn.recurrent_weights, "RecurrentWeights")?;
+    let qi = param(l, &p.input_projector, "InputProjector")?;
+    let qo = param(l, &p.output_projector, "OutputProjector")?;
+    let (ips, ops, h) = (
+        p.input_projector_size,
+        p.output_projector_size,
+        p.rnn.hidden,
+    );
+    let rows = w.shape.first().copied().unwrap_or(0);
+    let c = qi.shape.first().copied().unwrap_or(0);
+    if w.shape != [rows, ips]
+        || rw.shape != [rows, ops]
+        || qi.shape != [c, ips]
+        || qo.shape != [h, ops]
+        || c == 0
+    {
+        return Err(layer_err(
+            l,
+            format!(
+                "InputWeights {:?}, RecurrentWeights {:?}, InputProjector {:?} and \
+                 OutputProjector {:?} do not fit projector sizes {ips} and {ops}",
+                w.shape, rw.shape, qi.shape, qo.shape
+            ),
+        ));
+    }
+    // a [rows, k] · b[cols, k]ᵀ → [rows, cols].
+    let product = |a: &[f32], b: &[f32], cols: usize, k: usize| -> Vec<f32> {
+        let mut out = vec![0f32; rows * cols];
+        for i in 0..rows {
+            for j in 0..cols {
+                let s: f64 = (0..k)
+                    .map(|m| a[i * k + m] as f64 * b[j * k + m] as f64)
+                    .sum();
+                out[i * cols + j] = s as f32;
+            }
+        }
+        out
+    };
+    let mut r = p.rnn.clone();
+    let full = |src: &Option<layer::Param>, shape: Vec<usize>, data: Vec<f32>| {
+        src.as_ref().map(|s| layer::Param {
+            value: layer::Tensor::new(shape, data),
+            lr_factor: s.lr_factor,
+            l2_factor: s.l2_factor,
+        })
+    };
+    r.input_weights = full(
+        &p.rnn.input_weights,
+        vec![rows, c],
+        product(&w.data, &qi.data, c, ips),
+    );
+    r.recurrent_weights = full(
+        &p.rnn.recurrent_weights,
+        vec![rows, h],
+        product(&rw.data, &qo.data, h, ops),
+    );
+    r.input_size = c;
+    Ok(r)
 }

@@ -414,6 +414,7 @@ impl MatNet {
             .iter()
             .find_map(|n| match &n.op {
                 Op::Rnn(r) => Some(Some(r.input_weights.dims()[1])),
+                Op::RnnProjected(r) => Some(Some(r.input_size())),
                 Op::Conv1d(c) => Some(Some(c.weight.dims()[1])),
                 Op::SeqReshape(_) => Some(None),
                 _ => None,

@@ -13,6 +13,9 @@
 //!   update, candidate); a BiLSTM stacks the forward direction's blocks, then the backward's.
 //! - 1-D convolution weight `[Cout, Cin, K]`, 1-D transposed convolution weight `[Cin, Cout, K]`
 //!   (PyTorch's `Conv1d`/`ConvTranspose1d` layouts), bias `[Cout]`; layer normalization `[C]`
+//! - projected recurrent layers: input weights `[G*H, InputProjectorSize]`, recurrent weights
+//!   `[G*H, OutputProjectorSize]`, `InputProjector` `[C, InputProjectorSize]`, `OutputProjector`
+//!   `[H, OutputProjectorSize]` (`layout::projector`)
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +28,7 @@ pub use super::layers::norm::LayerNorm;
 pub use super::layers::norm::{BatchNorm, GroupNorm, Lrn};
 pub use super::layers::pool::Pool1d;
 pub use super::layers::pool::Pool2d;
+pub use super::layers::recurrent::Projected;
 pub use super::layers::recurrent::Recurrent;
 
 /// A dense row-major f32 tensor.
@@ -227,6 +231,10 @@ pub enum LayerKind {
     GlobalMaxPool1d,
     /// `layerNormalizationLayer` (images, features and sequences).
     LayerNorm(LayerNorm),
+    /// `lstmProjectedLayer`.
+    LstmProjected(Projected),
+    /// `gruProjectedLayer`.
+    GruProjected(Projected),
     /// A layer matcnn cannot convert: kept so that `inspect` shows the whole network.
     Unsupported {
         reason: String,

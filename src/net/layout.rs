@@ -758,3 +758,32 @@ mod seq1d_tests {
         }
     }
 }
+
+/// A projector of a projected recurrent layer (`InputProjector` `[InputSize, InputProjectorSize]`,
+/// `OutputProjector` `[NumHiddenUnits, OutputProjectorSize]`) → row-major `[rows, cols]`, so
+/// `Q[i][k]` is MATLAB's `Q(i+1, k+1)`.
+pub fn projector(a: &NumericArray, rows: usize, cols: usize) -> Result<Tensor, LayoutError> {
+    if !dims_match(&a.dims, &[rows, cols]) {
+        return Err(LayoutError {
+            expected: format!("{rows}x{cols} (rows x projector size)"),
+            found: found(a),
+        });
+    }
+    matrix(a, rows, cols)
+}
+
+#[cfg(test)]
+mod projector_tests {
+    use super::*;
+    use crate::mat::value::NumData;
+
+    #[test]
+    fn projector_is_row_major_of_column_major() {
+        // MATLAB [3x2] column-major: Q(1,1)=0, Q(2,1)=1, Q(3,1)=2, Q(1,2)=3, ...
+        let a = NumericArray::new(vec![3, 2], NumData::F32(vec![0., 1., 2., 3., 4., 5.]));
+        let t = projector(&a, 3, 2).unwrap();
+        assert_eq!(t.shape, vec![3, 2]);
+        assert_eq!(t.data, vec![0., 3., 1., 4., 2., 5.]);
+        assert!(projector(&a, 2, 3).is_err());
+    }
+}

@@ -288,6 +288,7 @@ impl Network {
                 LayerKind::SequenceUnfolding => true,
                 // Global pooling over time removes the time dimension.
                 LayerKind::GlobalAvgPool1d | LayerKind::GlobalMaxPool1d => false,
+                LayerKind::LstmProjected(p) | LayerKind::GruProjected(p) => p.rnn.return_sequence,
                 _ => l
                     .inputs
                     .iter()

@@ -112,14 +112,39 @@ impl Dataset {
         }
         let n = d.get(3).copied().unwrap_or(1);
         let (xs, _) = permute_col_major(&a.real.to_f32_vec(), d, &[3, 2, 0, 1]).map_err(setup)?;
-        let (y, classes) = match m
+        let y_value = m
             .get("Y")
-            .map_err(|e| setup(format!("{}: {e}", path.display())))?
-        {
+            .map_err(|e| setup(format!("{}: {e}", path.display())))?;
+        let (y, classes) = labels(y_value, path, "Y")?;
+        if y.len() != n {
+            return Err(setup(format!(
+                "{}: X has {n} observations, Y {} labels",
+                path.display(),
+                y.len()
+            )));
+        }
+        Ok(Dataset {
+            x: xs,
+            y,
+            classes,
+            shape: [c, h, w],
+        })
+    }
+}
+
+/// Class indices and class names from stored labels (categorical, cellstr or numeric), as
+/// variable `var` of `path` (named in errors).
+pub(crate) fn labels(
+    value: &Value,
+    path: &Path,
+    var: &str,
+) -> Result<(Vec<usize>, Vec<String>), TrainError> {
+    {
+        let (y, classes) = match value {
             Value::Categorical(cat) => {
                 if cat.codes.contains(&0) {
                     return Err(setup(format!(
-                        "{}: Y has <undefined> labels",
+                        "{}: {var} has <undefined> labels",
                         path.display()
                     )));
                 }
@@ -150,28 +175,18 @@ impl Dataset {
                     (y, uniq.iter().map(|u| u.to_string()).collect())
                 } else {
                     return Err(setup(format!(
-                        "{}: Y is {}, expected categorical, cellstr or numeric labels",
+                        "{}: {var} is {}, expected categorical, cellstr or numeric labels",
                         path.display(),
                         v.class_name()
                     )));
                 }
             }
         };
-        if y.len() != n {
-            return Err(setup(format!(
-                "{}: X has {n} observations, Y {} labels",
-                path.display(),
-                y.len()
-            )));
-        }
-        Ok(Dataset {
-            x: xs,
-            y,
-            classes,
-            shape: [c, h, w],
-        })
+        Ok((y, classes))
     }
+}
 
+impl Dataset {
     /// Reorders class indices to follow `classes` (the network's order); classes the data set
     /// lacks are fine, labels the network lacks are an error.
     pub fn align_classes(&mut self, classes: &[String]) -> Result<(), TrainError> {

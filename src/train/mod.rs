@@ -10,8 +10,10 @@
 
 pub mod dataset;
 pub mod plot;
+pub mod sequence;
 
 pub use dataset::Dataset;
+pub use sequence::SequenceDataset;
 
 use crate::model::{MatNet, ModelError, saved};
 use crate::net::layer::{
@@ -305,6 +307,13 @@ fn factors(model: &MatNet, net: &Network) -> Vec<Factor> {
                     lr: lr(&d.offset),
                 });
             }
+            (Op::Rnn(r), LayerKind::Lstm(d) | LayerKind::Gru(d)) => {
+                sequence::rnn_factors(r, d, None, &mut out)
+            }
+            (Op::RnnProjected(r), LayerKind::LstmProjected(d) | LayerKind::GruProjected(d)) => {
+                let qs = (&r.input_projector, &r.output_projector, d);
+                sequence::rnn_factors(&r.rnn, &d.rnn, Some(qs), &mut out)
+            }
             _ => {}
         }
     }
@@ -354,6 +363,17 @@ fn l2_penalty(model: &MatNet, net: &Network, l2: f64) -> Option<Tensor<1>> {
             (Op::LayerNorm(n), LayerKind::LayerNorm(d)) => {
                 add(n.gamma.val().powf_scalar(2.0).sum(), l2f(&d.scale));
                 add(n.beta.val().powf_scalar(2.0).sum(), l2f(&d.offset));
+            }
+            (Op::Rnn(r), LayerKind::Lstm(d) | LayerKind::Gru(d)) => {
+                for (t, f) in sequence::rnn_l2(r, d, None) {
+                    add(t, f);
+                }
+            }
+            (Op::RnnProjected(r), LayerKind::LstmProjected(d) | LayerKind::GruProjected(d)) => {
+                let qs = (&r.input_projector, &r.output_projector, d);
+                for (t, f) in sequence::rnn_l2(&r.rnn, &d.rnn, Some(qs)) {
+                    add(t, f);
+                }
             }
             _ => {}
         }
@@ -431,7 +451,7 @@ fn apply_freezing(
 }
 
 /// Loss and correct count of one batch (classification when `targets` are class indices).
-fn batch_loss(
+pub(crate) fn batch_loss(
     model: &MatNet,
     logits_node: usize,
     x: Tensor<4>,
@@ -593,7 +613,7 @@ impl burn::module::ModuleMapper for IdSetter<'_> {
 
 /// Gives the parameters of a module rebuilt from a checkpoint the ids they had when the
 /// checkpoint was written (the optimizer's saved state is keyed by them).
-fn restore_param_ids(model: MatNet, dir: &Path) -> Result<MatNet, TrainError> {
+pub(crate) fn restore_param_ids(model: MatNet, dir: &Path) -> Result<MatNet, TrainError> {
     let path = dir.join(PARAM_IDS);
     let text = std::fs::read_to_string(&path).map_err(|e| TrainError::Io {
         path: path.display().to_string(),

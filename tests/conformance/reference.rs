@@ -245,6 +245,8 @@ pub fn layer(kind: &LayerKind, ins: &[&Act]) -> Act {
         LayerKind::GlobalAvgPool1d => seq1d_global(x, false),
         LayerKind::GlobalMaxPool1d => seq1d_global(x, true),
         LayerKind::LayerNorm(n) => seq1d_layer_norm(n, x),
+        LayerKind::LstmProjected(p) => projected(p, false, x),
+        LayerKind::GruProjected(p) => projected(p, true, x),
         LayerKind::Resize2d { .. } => {
             panic!("no reference for resize2d: matcnn refuses it (the row expects the refusal)")
         }
@@ -869,4 +871,88 @@ fn seq1d_layer_norm(n: &LayerNorm, x: &Act) -> Act {
         }
     }
     y
+}
+
+// --- rnnproj ---
+
+/// A projected LSTM/GRU, in its factored form as MATLAB documents it (each `W x` computed as
+/// `W' (Qᵀ x)` with the stored `W' = W Q`): the input through `InputWeights · (InputProjectorᵀ x)`,
+/// the hidden state through `RecurrentWeights · (OutputProjectorᵀ h)`; gates and states as the
+/// plain layer (LSTM i, f, g, o; GRU reset, update, candidate with its ResetGateMode).
+fn projected(p: &matcnn::net::layer::Projected, gru: bool, x: &Act) -> Act {
+    let r = &p.rnn;
+    let (c, t, h) = (x.c, x.w, r.hidden);
+    let (ips, ops) = (p.input_projector_size, p.output_projector_size);
+    let g = if gru { 3 * h } else { 4 * h };
+    let w = pvals(&r.input_weights);
+    let rw = pvals(&r.recurrent_weights);
+    let b = pvals(&r.bias);
+    let qi = pvals(&p.input_projector);
+    let qo = pvals(&p.output_projector);
+    // Qᵀ v for Q [n, k] row-major.
+    let qt = |q: &[f64], k: usize, v: &[f64]| -> Vec<f64> {
+        (0..k)
+            .map(|j| (0..v.len()).map(|i| q[i * k + j] * v[i]).sum())
+            .collect()
+    };
+    let mut hs = r.hidden_state.as_ref().map(vals).unwrap_or(vec![0.0; h]);
+    let mut cs = r.cell_state.as_ref().map(vals).unwrap_or(vec![0.0; h]);
+    let two_bias = r.reset_gate_mode == "recurrent-bias-after-multiplication";
+    let rb = |k: usize| if two_bias { b[g + k] } else { 0.0 };
+    let mut ys = vec![vec![0.0f64; h]; t];
+    for (tt, yt) in ys.iter_mut().enumerate() {
+        let xt: Vec<f64> = (0..c).map(|ch| x.at(ch, 0, tt)).collect();
+        let wx = mv(&w, ips, 0, g, &qt(&qi, ips, &xt));
+        let rh = mv(&rw, ops, 0, g, &qt(&qo, ops, &hs));
+        if !gru {
+            for u in 0..h {
+                let z = |blk: usize| wx[blk * h + u] + rh[blk * h + u] + b[blk * h + u];
+                let i = gate(&r.gate_activation, z(0));
+                let f = gate(&r.gate_activation, z(1));
+                let cand = gate(&r.state_activation, z(2));
+                let o = gate(&r.gate_activation, z(3));
+                cs[u] = f * cs[u] + i * cand;
+                hs[u] = o * gate(&r.state_activation, cs[u]);
+            }
+        } else {
+            let reset: Vec<f64> = (0..h)
+                .map(|u| gate(&r.gate_activation, wx[u] + b[u] + rh[u] + rb(u)))
+                .collect();
+            let update: Vec<f64> = (0..h)
+                .map(|u| {
+                    gate(
+                        &r.gate_activation,
+                        wx[h + u] + b[h + u] + rh[h + u] + rb(h + u),
+                    )
+                })
+                .collect();
+            let reset_h: Vec<f64> = (0..h).map(|u| reset[u] * hs[u]).collect();
+            let r_reset_h = mv(&rw, ops, 2 * h, h, &qt(&qo, ops, &reset_h));
+            hs = (0..h)
+                .map(|u| {
+                    let recur = if r.reset_gate_mode == "before-multiplication" {
+                        r_reset_h[u]
+                    } else {
+                        reset[u] * (rh[2 * h + u] + rb(2 * h + u))
+                    };
+                    let cand = gate(&r.state_activation, wx[2 * h + u] + b[2 * h + u] + recur);
+                    (1.0 - update[u]) * cand + update[u] * hs[u]
+                })
+                .collect();
+        }
+        yt.copy_from_slice(&hs);
+    }
+    if r.return_sequence {
+        let mut y = Act::new(h, 1, t, true);
+        for (tt, yt) in ys.iter().enumerate() {
+            for (u, v) in yt.iter().enumerate() {
+                y.v[u * t + tt] = *v;
+            }
+        }
+        y
+    } else {
+        let mut y = Act::new(h, 1, 1, false);
+        y.v.copy_from_slice(&ys[t - 1]);
+        y
+    }
 }

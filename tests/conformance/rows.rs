@@ -936,6 +936,51 @@ fn table() -> Vec<Row> {
                 fold_row(Normalization::None, true)
             })
         },
+        // --- rnnproj ---
+        row(
+            "lstm-projected-last",
+            Sequence { c: 3, t: 5 },
+            sf(5),
+            || {
+                let k = projected(&mut Rng(60), false, false, 3, 5, [2, 3], "");
+                chain(sequence(3, Normalization::None), vec![k])
+            },
+        ),
+        row(
+            "lstm-projected-sequence",
+            Sequence { c: 3, t: 5 },
+            sf(5),
+            || {
+                let k = projected(&mut Rng(61), false, true, 3, 5, [2, 3], "");
+                chain(sequence(3, Normalization::None), vec![k])
+            },
+        ),
+        row(
+            "lstm-projected-stacked-fc",
+            Sequence { c: 4, t: 6 },
+            sf(2),
+            || {
+                let r = &mut Rng(62);
+                let a = projected(r, false, true, 4, 6, [3, 2], "");
+                let b = projected(r, false, false, 6, 4, [2, 3], "");
+                chain(sequence(4, Normalization::None), vec![a, b, fc(r, 4, 2)])
+            },
+        ),
+        row("gru-projected-last", Sequence { c: 3, t: 5 }, sf(5), || {
+            let mode = "after-multiplication";
+            let k = projected(&mut Rng(63), true, false, 3, 5, [2, 3], mode);
+            chain(sequence(3, Normalization::None), vec![k])
+        }),
+        row(
+            "gru-projected-sequence",
+            Sequence { c: 3, t: 5 },
+            sf(5),
+            || {
+                let mode = "recurrent-bias-after-multiplication";
+                let k = projected(&mut Rng(64), true, true, 3, 5, [2, 3], mode);
+                chain(sequence(3, Normalization::None), vec![k])
+            },
+        ),
     ]
 }
 
@@ -976,4 +1021,52 @@ fn fold_row(normalization: Normalization, fc_lstm: bool) -> Network {
         ));
     }
     graph(input, layers)
+}
+
+// --- rnnproj ---
+
+/// A projected LSTM/GRU with random factors and initial states: `InputWeights`
+/// `[G*H, IPS]`, `RecurrentWeights` `[G*H, OPS]`, `InputProjector` `[C, IPS]`,
+/// `OutputProjector` `[H, OPS]` (`[ips, ops]`).
+fn projected(
+    r: &mut Rng,
+    gru: bool,
+    sequence: bool,
+    c: usize,
+    h: usize,
+    [ips, ops]: [usize; 2],
+    reset: &str,
+) -> K {
+    let rows = if gru { 3 } else { 4 } * h;
+    let nbias = if reset == "recurrent-bias-after-multiplication" {
+        2 * rows
+    } else {
+        rows
+    };
+    let rnn = L::Recurrent {
+        hidden: h,
+        input_size: c,
+        return_sequence: sequence,
+        bidirectional: false,
+        state_activation: "tanh".into(),
+        gate_activation: "sigmoid".into(),
+        input_weights: r.param(&[rows, ips], 1.0),
+        recurrent_weights: r.param(&[rows, ops], 0.8),
+        bias: r.param(&[nbias], 0.8),
+        reset_gate_mode: reset.into(),
+        hidden_state: Some(r.tensor(&[h], 0.5)),
+        cell_state: if gru { None } else { Some(r.tensor(&[h], 0.5)) },
+    };
+    let p = L::Projected {
+        rnn,
+        input_projector_size: ips,
+        output_projector_size: ops,
+        input_projector: r.param(&[c, ips], 0.9),
+        output_projector: r.param(&[h, ops], 0.9),
+    };
+    if gru {
+        K::GruProjected(p)
+    } else {
+        K::LstmProjected(p)
+    }
 }

@@ -198,6 +198,7 @@ fn layer(g: &mut Graph, plan: &Plan, names: &Names, i: usize) -> Result<(), Expo
         LayerKind::GlobalAvgPool1d => pool::global_pool1d(g, &cx, "GlobalAveragePool"),
         LayerKind::GlobalMaxPool1d => pool::global_pool1d(g, &cx, "GlobalMaxPool"),
         LayerKind::LayerNorm(n) => norm::layer_norm(g, &cx, n),
+        LayerKind::LstmProjected(p) | LayerKind::GruProjected(p) => recurrent::projected(g, &cx, p),
         // Compute nothing (never emitted) or rejected by the plan.
         LayerKind::Dropout { .. }
         | LayerKind::Resize2d { .. }

@@ -1,8 +1,8 @@
 //! LSTM, BiLSTM, GRU.
 
 use super::graph::{Ctx, Graph, a_int, a_ints, a_str, attr};
-use crate::export::{ExportError, RecurrentWeights};
-use crate::net::layer::{LayerKind, Recurrent};
+use crate::export::{ExportError, RecurrentWeights, multiplied_out};
+use crate::net::layer::{LayerKind, Projected, Recurrent};
 use onnx_ir::AttributeType;
 
 /// ONNX's name of a MATLAB gate or state activation. ONNX's HardSigmoid defaults
@@ -21,7 +21,7 @@ pub(super) fn recurrent(g: &mut Graph, cx: &Ctx, r: &Recurrent) -> Result<(), Ex
     let x = cx.arg(g, 0, false);
     let (l, x, out) = (cx.l, x.as_str(), cx.out.as_str());
     let name = l.name.as_str();
-    let lstm = matches!(l.kind, LayerKind::Lstm(_));
+    let lstm = matches!(l.kind, LayerKind::Lstm(_) | LayerKind::LstmProjected(_));
     let gates = if lstm { 4 } else { 3 };
     let rw = RecurrentWeights::new(l, r, gates)?;
     let (h, c, dirs) = (rw.hidden, rw.input_size, rw.directions());
@@ -166,4 +166,10 @@ pub(super) fn recurrent(g: &mut Graph, cx: &Ctx, r: &Recurrent) -> Result<(), Ex
         );
     }
     Ok(())
+}
+
+/// A projected LSTM/GRU: ONNX's LSTM/GRU operator on the factors multiplied out
+/// (`export::recurrent::multiplied_out` says why).
+pub(super) fn projected(g: &mut Graph, cx: &Ctx, p: &Projected) -> Result<(), ExportError> {
+    recurrent(g, cx, &multiplied_out(cx.l, p)?)
 }

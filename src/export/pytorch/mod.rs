@@ -190,6 +190,8 @@ fn model_py(plan: &Plan) -> Result<String, ExportError> {
             LayerKind::GlobalAvgPool1d => pool::global_pool1d(&cx, "AdaptiveAvgPool1d"),
             LayerKind::GlobalMaxPool1d => pool::global_pool1d(&cx, "AdaptiveMaxPool1d"),
             LayerKind::LayerNorm(n) => norm::layer_norm(&mut cx, n),
+            LayerKind::LstmProjected(p) => recurrent::projected(&mut cx, p, true)?,
+            LayerKind::GruProjected(p) => recurrent::projected(&mut cx, p, false)?,
             other @ (LayerKind::Resize2d { .. } | LayerKind::Unsupported { .. }) => {
                 return Err(super::layer_err(
                     l,

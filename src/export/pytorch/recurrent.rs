@@ -1,8 +1,8 @@
 //! LSTM and GRU layers in `model.py`.
 
 use super::{Cx, Emit, py_str};
-use crate::export::{ExportError, layer_err, param};
-use crate::net::layer::Recurrent;
+use crate::export::{ExportError, layer_err, multiplied_out, param};
+use crate::net::layer::{Projected, Recurrent};
 
 const RECURRENT: &str = r#"
 class MatlabRecurrent(nn.Module):
@@ -67,4 +67,13 @@ pub(super) fn recurrent(cx: &mut Cx, r: &Recurrent, lstm: bool) -> Result<Emit, 
         ),
         false,
     ))
+}
+
+/// lstmProjectedLayer / gruProjectedLayer: `nn.LSTM`/`nn.GRU` with the factors multiplied out
+/// (`export::recurrent::multiplied_out`; `nn.LSTM(proj_size=...)` projects the output, which is
+/// not MATLAB's layer). The state dict holds the products, so fine-tuning in PyTorch trains the
+/// full matrices, not the factors.
+pub(super) fn projected(cx: &mut Cx, p: &Projected, lstm: bool) -> Result<Emit, ExportError> {
+    let r = multiplied_out(cx.l, p)?;
+    recurrent(cx, &r, lstm)
 }

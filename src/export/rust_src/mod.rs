@@ -9,6 +9,7 @@ mod conv;
 mod io;
 mod norm;
 mod pool;
+mod recurrent;
 mod reshape;
 
 use super::{ExportError, ExportOptions, Plan, float_lit, pytorch};
@@ -233,6 +234,8 @@ fn model_rs(plan: &Plan) -> Result<String, ExportError> {
             LayerKind::Flatten => reshape::flatten(&mut cx),
             LayerKind::Dropout { probability } => reshape::dropout(&mut cx, *probability),
             LayerKind::LayerNorm(n) => norm::layer_norm(&mut cx, n)?,
+            LayerKind::LstmProjected(_) => return Err(recurrent::refuse_projected(l)),
+            LayerKind::GruProjected(_) => return Err(recurrent::refuse_projected(l)),
             other @ (LayerKind::SequenceInput { .. }
             | LayerKind::Resize2d { .. }
             | LayerKind::Lstm(_)

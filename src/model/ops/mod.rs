@@ -71,6 +71,7 @@ pub enum Op {
     Conv1d(conv::Conv1d),
     Pool1d(pool::Pool1d),
     LayerNorm(norm::LayerNorm),
+    RnnProjected(recurrent::RnnProjected),
 }
 
 /// Func code of the identity (the other codes are in the family files, see the module's
@@ -121,6 +122,8 @@ impl Op {
             LayerKind::GlobalAvgPool1d => pool::global_avg_pool(),
             LayerKind::GlobalMaxPool1d => pool::global_max_pool(),
             LayerKind::LayerNorm(n) => norm::layer_norm(l, n, input_is_sequence(l, net), device),
+            LayerKind::LstmProjected(p) => recurrent::lstm_projected(l, p, device),
+            LayerKind::GruProjected(p) => recurrent::gru_projected(l, p, device),
             LayerKind::Unsupported { reason } => Err(err(l, reason.clone())),
         }
     }
@@ -141,6 +144,7 @@ impl Op {
             Op::AvgPool(p) => p.forward(x),
             Op::Dropout(d) => d.forward(x),
             Op::Rnn(r) => r.forward(x),
+            Op::RnnProjected(r) => r.forward(x),
             Op::Func(f) => f.forward(x, rest),
             Op::SeqReshape(s) => s.forward(x, rest),
             Op::Conv1d(c) => c.forward(x),
@@ -198,6 +202,8 @@ impl Op {
                 conv::write_back_conv_transpose1d(c, d)
             }
             (Op::LayerNorm(n), LayerKind::LayerNorm(d)) => norm::write_back_layer_norm(n, d),
+            (Op::RnnProjected(r), LayerKind::LstmProjected(d)) => r.write_back(d),
+            (Op::RnnProjected(r), LayerKind::GruProjected(d)) => r.write_back(d),
             (Op::Input(n), LayerKind::ImageInput { normalization, .. }) => {
                 io::write_back_normalization(n, normalization)
             }

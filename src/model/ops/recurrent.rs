@@ -115,6 +115,18 @@ impl Rnn {
         cell: usize,
         device: &Device,
     ) -> Result<Rnn, ModelError> {
+        Self::build_with(l, r, cell, r.hidden, device)
+    }
+
+    /// [`Rnn::build`] with recurrent weights of `rec_cols` columns (the output projector size
+    /// of a projected layer, the hidden size otherwise).
+    fn build_with(
+        l: &Layer,
+        r: &layer::Recurrent,
+        cell: usize,
+        rec_cols: usize,
+        device: &Device,
+    ) -> Result<Rnn, ModelError> {
         let [state_activation, gate_activation] = activation_codes(r).map_err(|m| err(l, m))?;
         let reset_gate_mode = if cell == GRU {
             reset_code(&r.reset_gate_mode).map_err(|m| err(l, m))?
@@ -133,7 +145,7 @@ impl Rnn {
         let rows = gates * h * d;
         let [wr, _] = w.dims();
         let [rr, rc] = rw.dims();
-        if wr != rows || rr != rows || rc != h {
+        if wr != rows || rr != rows || rc != rec_cols {
             return Err(err(
                 l,
                 format!(
@@ -199,11 +211,17 @@ impl Rnn {
 
     /// `[N, C, 1, T]` → `[N, H*D, 1, T]` ('sequence') or `[N, H*D, 1, 1]` ('last').
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.forward_with(x, self.input_weights.val(), self.recurrent_weights.val())
+    }
+
+    /// [`Rnn::forward`] with the input weights `w` `[G*H*D, C]` and recurrent weights `r`
+    /// `[G*H*D, H]` given.
+    fn forward_with(&self, x: Tensor<4>, w: Tensor<2>, r: Tensor<2>) -> Tensor<4> {
         let [n, c, _, t] = x.dims();
         // [N, T, C] for one matmul over all time steps.
         let xs = x.reshape([n, c, t]).swap_dims(1, 2);
         let dirs = if self.bidirectional { 2 } else { 1 };
-        let outs: Vec<Tensor<3>> = (0..dirs).map(|d| self.direction(&xs, d)).collect();
+        let outs: Vec<Tensor<3>> = (0..dirs).map(|d| self.direction(&xs, d, &w, &r)).collect();
         let y = Tensor::cat(outs, 1); // [N, H*D, T]
         let [_, hd, _] = y.dims();
         if self.return_sequence {
@@ -214,16 +232,13 @@ impl Rnn {
     }
 
     /// One direction over `[N, T, C]`: the hidden states `[N, H, T]` in time order.
-    fn direction(&self, xs: &Tensor<3>, d: usize) -> Tensor<3> {
+    fn direction(&self, xs: &Tensor<3>, d: usize, w: &Tensor<2>, r: &Tensor<2>) -> Tensor<3> {
         let [n, t, c] = xs.dims();
         let h = self.hidden;
         let gates = if self.cell == LSTM { 4 } else { 3 };
         let g = gates * h;
-        let w = self.input_weights.val().slice([d * g..(d + 1) * g, 0..c]); // [G*H, C]
-        let r = self
-            .recurrent_weights
-            .val()
-            .slice([d * g..(d + 1) * g, 0..h]); // [G*H, H]
+        let w = w.clone().slice([d * g..(d + 1) * g, 0..c]); // [G*H, C]
+        let r = r.clone().slice([d * g..(d + 1) * g, 0..h]); // [G*H, H]
         let bias = self.bias.val();
         let b_in = bias.clone().narrow(0, d * g, g);
         // Input contributions of every time step: [N, T, G*H].
@@ -291,5 +306,99 @@ impl Rnn {
             .map(|o| o.expect("every step ran"))
             .collect();
         Tensor::stack(outs, 2)
+    }
+}
+
+/// A projected LSTM/GRU (`lstmProjectedLayer`, `gruProjectedLayer`): the plain layer with the
+/// factored weights of MATLAB's documentation (`net::layers::recurrent::Projected`),
+/// `W = InputWeights · InputProjectorᵀ` and `R = RecurrentWeights · OutputProjectorᵀ`,
+/// multiplied out once per forward pass, so the four factors are what trains.
+#[derive(Module, Debug)]
+pub struct RnnProjected {
+    /// `input_weights` `[G*H, IPS]`, `recurrent_weights` `[G*H, OPS]`.
+    pub rnn: Rnn,
+    /// `[C, IPS]`.
+    pub input_projector: Param<Tensor<2>>,
+    /// `[H, OPS]`.
+    pub output_projector: Param<Tensor<2>>,
+}
+
+pub(super) fn lstm_projected(
+    l: &Layer,
+    p: &layer::Projected,
+    device: &Device,
+) -> Result<Op, ModelError> {
+    Ok(Op::RnnProjected(RnnProjected::build(l, p, LSTM, device)?))
+}
+
+pub(super) fn gru_projected(
+    l: &Layer,
+    p: &layer::Projected,
+    device: &Device,
+) -> Result<Op, ModelError> {
+    Ok(Op::RnnProjected(RnnProjected::build(l, p, GRU, device)?))
+}
+
+impl RnnProjected {
+    pub fn build(
+        l: &Layer,
+        p: &layer::Projected,
+        cell: usize,
+        device: &Device,
+    ) -> Result<RnnProjected, ModelError> {
+        let (h, ips, ops) = (
+            p.rnn.hidden,
+            p.input_projector_size,
+            p.output_projector_size,
+        );
+        let rnn = Rnn::build_with(l, &p.rnn, cell, ops, device)?;
+        let qi = param::<2>(l, &p.input_projector, "InputProjector", device)?;
+        let qo = param::<2>(l, &p.output_projector, "OutputProjector", device)?;
+        let [_, wc] = rnn.input_weights.dims();
+        let [qr, qc] = qi.dims();
+        if wc != ips || qc != ips || qo.dims() != [h, ops] || qr == 0 {
+            return Err(err(
+                l,
+                format!(
+                    "InputWeights {:?}, InputProjector {:?} and OutputProjector {:?} do not fit \
+                     InputProjectorSize {ips}, OutputProjectorSize {ops} and {h} hidden units",
+                    rnn.input_weights.dims(),
+                    qi.dims(),
+                    qo.dims()
+                ),
+            ));
+        }
+        Ok(RnnProjected {
+            rnn,
+            input_projector: qi,
+            output_projector: qo,
+        })
+    }
+
+    /// The input size `C`.
+    pub fn input_size(&self) -> usize {
+        self.input_projector.dims()[0]
+    }
+
+    /// `[N, C, 1, T]` → `[N, H, 1, T]` ('sequence') or `[N, H, 1, 1]` ('last').
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let w = self
+            .rnn
+            .input_weights
+            .val()
+            .matmul(self.input_projector.val().transpose());
+        let r = self
+            .rnn
+            .recurrent_weights
+            .val()
+            .matmul(self.output_projector.val().transpose());
+        self.rnn.forward_with(x, w, r)
+    }
+
+    /// Copies the factors and states into `d`, the description of the layer.
+    pub(super) fn write_back(&self, d: &mut layer::Projected) {
+        self.rnn.write_back(&mut d.rnn);
+        set_param(&mut d.input_projector, self.input_projector.val());
+        set_param(&mut d.output_projector, self.output_projector.val());
     }
 }

@@ -76,6 +76,8 @@ pub fn names(kind: &LayerKind) -> Names {
         K::GlobalAvgPool1d => pool::GLOBAL_AVG_POOL_1D,
         K::GlobalMaxPool1d => pool::GLOBAL_MAX_POOL_1D,
         K::LayerNorm(_) => norm::LAYER_NORM,
+        K::LstmProjected(_) => recurrent::LSTM_PROJECTED,
+        K::GruProjected(_) => recurrent::GRU_PROJECTED,
         K::Unsupported { .. } => Names {
             kind: "Unsupported",
             stem: "layer",
@@ -142,6 +144,8 @@ pub fn describe(kind: &LayerKind) -> String {
         K::GlobalAvgPool1d => "global average pooling over time".into(),
         K::GlobalMaxPool1d => "global max pooling over time".into(),
         K::LayerNorm(n) => n.describe(),
+        K::LstmProjected(p) => p.describe(false),
+        K::GruProjected(p) => p.describe(true),
         K::Unsupported { reason } => format!("unsupported: {reason}"),
     }
 }
@@ -194,6 +198,7 @@ pub(crate) fn output(
         K::MaxPool1d(p) | K::AvgPool1d(p) => p.output(ins, ctx),
         K::GlobalAvgPool1d | K::GlobalMaxPool1d => pool::global_1d_output(ins, ctx),
         K::LayerNorm(n) => n.output(ins, ctx),
+        K::LstmProjected(p) | K::GruProjected(p) => p.output(ins, ctx),
         K::Unsupported { .. } => Ok(None),
     }
 }
@@ -215,6 +220,7 @@ pub fn tensors_mut(kind: &mut LayerKind) -> Vec<&mut Tensor> {
         K::ConvTranspose1d(c) => c.tensors_mut(),
         K::LayerNorm(n) => n.tensors_mut(),
         K::MaxPool1d(_) | K::AvgPool1d(_) | K::GlobalAvgPool1d | K::GlobalMaxPool1d => Vec::new(),
+        K::LstmProjected(p) | K::GruProjected(p) => p.tensors_mut(),
         K::Lrn(_)
         | K::Activation(_)
         | K::MaxPool2d(_)
@@ -253,6 +259,7 @@ pub fn learnables(kind: &LayerKind) -> usize {
         K::ConvTranspose1d(c) => c.learnables(),
         K::LayerNorm(n) => n.learnables(),
         K::MaxPool1d(_) | K::AvgPool1d(_) | K::GlobalAvgPool1d | K::GlobalMaxPool1d => 0,
+        K::LstmProjected(p) | K::GruProjected(p) => p.learnables(),
         K::ImageInput { .. }
         | K::FeatureInput { .. }
         | K::SequenceInput { .. }
@@ -295,6 +302,7 @@ pub fn is_trained(kind: &LayerKind) -> bool {
         K::ConvTranspose1d(c) => c.is_trained(),
         K::LayerNorm(n) => n.is_trained(),
         K::MaxPool1d(_) | K::AvgPool1d(_) | K::GlobalAvgPool1d | K::GlobalMaxPool1d => true,
+        K::LstmProjected(p) | K::GruProjected(p) => p.is_trained(),
         K::Lrn(_)
         | K::Activation(_)
         | K::MaxPool2d(_)

@@ -131,15 +131,32 @@ impl Recurrent {
 
 /// LSTM, BiLSTM and GRU classes.
 pub(in crate::net) fn from_dlt(short: &str, f: &Fields, _declared: &mut Declared) -> Imported {
+    if let Some(reason) = state_ports(short, f) {
+        return super::unsupported(reason);
+    }
     Ok(Some(match short {
         "LSTMLayer" => LayerKind::Lstm(recurrent(f, 4, false)?),
         "BiLSTMLayer" => LayerKind::Lstm(recurrent(f, 4, true)?),
         "GRULayer" => LayerKind::Gru(recurrent(f, 3, false)?),
+        "LSTMProjectedLayer" => LayerKind::LstmProjected(projected(f, 4)?),
+        "GRUProjectedLayer" => LayerKind::GruProjected(projected(f, 3)?),
         _ => return Ok(None),
     }))
 }
 
 fn recurrent(f: &Fields, gates: usize, bidirectional: bool) -> Result<Recurrent, NetError> {
+    recurrent_cols(f, gates, bidirectional, None)
+}
+
+/// A recurrent layer; `cols` overrides the column counts of `InputWeights` and
+/// `RecurrentWeights` (the projector sizes of a projected layer; input size and hidden size
+/// otherwise).
+fn recurrent_cols(
+    f: &Fields,
+    gates: usize,
+    bidirectional: bool,
+    cols: Option<(usize, usize)>,
+) -> Result<Recurrent, NetError> {
     let hidden = f.usize("NumHiddenUnits")?;
     let dirs = if bidirectional { 2 } else { 1 };
     let rows = gates * hidden * dirs;
@@ -153,19 +170,17 @@ fn recurrent(f: &Fields, gates: usize, bidirectional: bool) -> Result<Recurrent,
         Some(m) => m == "sequence",
         None => f.flag("ReturnSequence").unwrap_or(true),
     };
+    let (in_cols, rec_cols) = cols.unwrap_or((input_size, hidden));
     let input_weights = match input_weights {
-        Some(p) => Some(
-            p.with(
-                layout::matrix(p.value, rows, input_size)
-                    .map_err(|e| f.layout_err("InputWeights", e))?,
-            ),
-        ),
+        Some(p) => Some(p.with(
+            layout::matrix(p.value, rows, in_cols).map_err(|e| f.layout_err("InputWeights", e))?,
+        )),
         None => None,
     };
     let recurrent_weights = match f.param("RecurrentWeights")? {
         Some(p) => Some(
             p.with(
-                layout::matrix(p.value, rows, hidden)
+                layout::matrix(p.value, rows, rec_cols)
                     .map_err(|e| f.layout_err("RecurrentWeights", e))?,
             ),
         ),
@@ -245,4 +260,185 @@ fn recurrent(f: &Fields, gates: usize, bidirectional: bool) -> Result<Recurrent,
         recurrent_weights,
         bias,
     })
+}
+
+/// A projected recurrent layer (`lstmProjectedLayer`, `gruProjectedLayer`).
+///
+/// MATLAB's documentation: a projected layer replaces each multiplication `W x` by
+/// `W Q Qᵀ x` and stores the projector `Q` and `W' = W Q` instead of `W`. So the layer is the
+/// plain LSTM/GRU (equations in `model::ops::recurrent`) with the weights
+///
+/// ```text
+/// W = InputWeights · InputProjectorᵀ      [G*H, IPS] · [IPS, C] = [G*H, C]
+/// R = RecurrentWeights · OutputProjectorᵀ [G*H, OPS] · [OPS, H] = [G*H, H]
+/// ```
+///
+/// (`G` gates, `H = NumHiddenUnits`, `C = InputSize`, `IPS = InputProjectorSize`,
+/// `OPS = OutputProjectorSize`): the hidden and cell states keep `H` units and the layer outputs
+/// `H` channels, as the stored sizes confirm (kantika-soc-lstm: `InputWeights` 1024x3,
+/// `InputProjector` 3x3, `RecurrentWeights` 1024x11, `OutputProjector` 256x11, `HiddenState`
+/// 256x1, and the next layer's `InputSize` is 256).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Projected {
+    /// The layer with its stored factors: `input_weights` `[G*H, IPS]`, `recurrent_weights`
+    /// `[G*H, OPS]`; `input_size` is `C`.
+    pub rnn: Recurrent,
+    pub input_projector_size: usize,
+    pub output_projector_size: usize,
+    /// `InputProjector` `[C, IPS]` (MATLAB's `InputSize x InputProjectorSize`, row-major).
+    pub input_projector: Option<Param>,
+    /// `OutputProjector` `[H, OPS]` (MATLAB's `NumHiddenUnits x OutputProjectorSize`, row-major).
+    pub output_projector: Option<Param>,
+}
+
+/// LSTM projected names. **[UNVERIFIED]** stems MATLAB gives unnamed projected layers.
+pub const LSTM_PROJECTED: Names = Names {
+    kind: "LstmProjected",
+    stem: "lstm",
+};
+pub const GRU_PROJECTED: Names = Names {
+    kind: "GruProjected",
+    stem: "gru",
+};
+
+impl Projected {
+    pub(crate) fn describe(&self, gru: bool) -> String {
+        format!(
+            "projected {}, input projector size {}, output projector size {}",
+            self.rnn.describe(gru),
+            self.input_projector_size,
+            self.output_projector_size
+        )
+    }
+
+    pub(crate) fn tensors_mut(&mut self) -> Vec<&mut Tensor> {
+        let mut v = self.rnn.tensors_mut();
+        v.extend(param_tensor(&mut self.input_projector));
+        v.extend(param_tensor(&mut self.output_projector));
+        v
+    }
+
+    pub(crate) fn learnables(&self) -> usize {
+        self.rnn.learnables()
+            + param_numel(&self.input_projector)
+            + param_numel(&self.output_projector)
+    }
+
+    pub(crate) fn is_trained(&self) -> bool {
+        self.rnn.is_trained() && self.input_projector.is_some() && self.output_projector.is_some()
+    }
+
+    /// The input's elements are the features (`InputSize`); the output has `NumHiddenUnits`.
+    pub(crate) fn output(
+        &mut self,
+        ins: &[Option<Shape>],
+        ctx: &Ctx,
+    ) -> Result<Option<Shape>, NetError> {
+        let Some(x) = shape::one_input(ins, ctx)? else {
+            return Ok(None);
+        };
+        let n = x.numel();
+        shape::check_channels(&mut self.rnn.input_size, "InputSize", n, ctx)?;
+        if let Some(q) = &self.input_projector
+            && q.value.shape.first() != Some(&n)
+        {
+            return Err(ctx.shape(
+                "input size",
+                format!("InputProjector {:?}", q.value.shape),
+                format!("{n} features"),
+            ));
+        }
+        Ok(Some(Shape::features(self.rnn.hidden)))
+    }
+}
+
+/// `LSTMProjectedLayer` (4 gates) or `GRUProjectedLayer` (3 gates).
+fn projected(f: &Fields, gates: usize) -> Result<Projected, NetError> {
+    let hidden = f.usize("NumHiddenUnits")?;
+    let ips = f.usize("InputProjectorSize")?;
+    let ops = f.usize("OutputProjectorSize")?;
+    let mut rnn = recurrent_cols(f, gates, false, Some((ips, ops)))?;
+    let input_projector = f.param("InputProjector")?;
+    rnn.input_size = match (f.opt_usize("InputSize")?, &input_projector) {
+        (Some(n), _) => n,
+        (None, Some(q)) => q.value.dims.first().copied().unwrap_or(0),
+        (None, None) => 0,
+    };
+    let input_projector = match input_projector {
+        Some(p) => Some(
+            p.with(
+                layout::projector(p.value, rnn.input_size, ips)
+                    .map_err(|e| f.layout_err("InputProjector", e))?,
+            ),
+        ),
+        None => None,
+    };
+    let output_projector = match f.param("OutputProjector")? {
+        Some(p) => Some(
+            p.with(
+                layout::projector(p.value, hidden, ops)
+                    .map_err(|e| f.layout_err("OutputProjector", e))?,
+            ),
+        ),
+        None => None,
+    };
+    Ok(Projected {
+        rnn,
+        input_projector_size: ips,
+        output_projector_size: ops,
+        input_projector,
+        output_projector,
+    })
+}
+
+/// Why a recurrent layer with state ports (`HasStateInputs`/`HasStateOutputs` true: the hidden
+/// and cell states as extra inputs or outputs) is kept unsupported.
+fn state_ports(short: &str, f: &Fields) -> Option<String> {
+    let recurrent = matches!(
+        short,
+        "LSTMLayer" | "BiLSTMLayer" | "GRULayer" | "LSTMProjectedLayer" | "GRUProjectedLayer"
+    );
+    let ports: Vec<&str> = ["HasStateInputs", "HasStateOutputs"]
+        .into_iter()
+        .filter(|p| f.flag(p) == Some(true))
+        .collect();
+    (recurrent && !ports.is_empty()).then(|| {
+        format!(
+            "{short} with {} true (states as extra ports) is not supported",
+            ports.join(" and ")
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mat::value::{NumData, NumericArray, StructArray, Value};
+    use crate::net::error::Ctx;
+
+    fn fields(s: &StructArray) -> Fields<'_> {
+        Fields::new(Ctx::new("net", "lstm", "nnet.cnn.layer.LSTMProjectedLayer")).with_struct(s)
+    }
+
+    fn num(v: f64) -> Value {
+        Value::Numeric(NumericArray::new(vec![1, 1], NumData::F64(vec![v])))
+    }
+
+    #[test]
+    fn state_ports_are_refused_by_name() {
+        let s = StructArray {
+            dims: vec![1, 1],
+            fields: vec!["HasStateInputs".into(), "HasStateOutputs".into()],
+            elements: vec![vec![num(0.0), num(1.0)]],
+        };
+        let why = state_ports("LSTMProjectedLayer", &fields(&s)).unwrap();
+        assert!(why.contains("HasStateOutputs") && !why.contains("HasStateInputs"));
+        assert!(state_ports("FullyConnectedLayer", &fields(&s)).is_none());
+        let none = StructArray {
+            dims: vec![1, 1],
+            fields: vec!["HasStateInputs".into()],
+            elements: vec![vec![num(0.0)]],
+        };
+        assert!(state_ports("GRUProjectedLayer", &fields(&none)).is_none());
+    }
 }

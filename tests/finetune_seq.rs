@@ -1,0 +1,347 @@
+//! `matcnn finetune` on a sequence classification network: mw-fault-lstm (LSTM-LSTM-FC-softmax,
+//! 8 classes) retrained on some of its stored validation sequences relabelled into 2 classes
+//! (healthy / faulty). The classifier is replaced for the new class count, the logged loss goes
+//! down, and the result loads in `predict`.
+
+use matcnn::data;
+use matcnn::mat::{MatFile, Value};
+use std::path::Path;
+
+mod common;
+use common::{fixture, matcnn as run_cli, matcnn_ok, scratch};
+
+const FAULT: &str = "mw-fault-lstm";
+
+/// A MATLAB value for the hand-written v5 file.
+enum M {
+    /// dims, column-major values
+    Single(Vec<usize>, Vec<f32>),
+    Char(String),
+    Cell(Vec<usize>, Vec<M>),
+}
+
+fn pad8(v: &mut Vec<u8>) {
+    while !v.len().is_multiple_of(8) {
+        v.push(0);
+    }
+}
+
+fn tag(v: &mut Vec<u8>, ty: u32, n: usize) {
+    v.extend_from_slice(&ty.to_le_bytes());
+    v.extend_from_slice(&(n as u32).to_le_bytes());
+}
+
+/// One miMATRIX element (uncompressed v5): cells, char rows and single matrices.
+fn element(name: &str, m: &M) -> Vec<u8> {
+    let (class, dims) = match m {
+        M::Single(d, _) => (7u32, d.clone()),
+        M::Char(s) => (4, vec![1, s.len()]),
+        M::Cell(d, _) => (1, d.clone()),
+    };
+    let mut b = Vec::new();
+    tag(&mut b, 6, 8);
+    b.extend_from_slice(&class.to_le_bytes());
+    b.extend_from_slice(&0u32.to_le_bytes());
+    tag(&mut b, 5, 4 * dims.len());
+    for d in &dims {
+        b.extend_from_slice(&(*d as i32).to_le_bytes());
+    }
+    pad8(&mut b);
+    tag(&mut b, 1, name.len());
+    b.extend_from_slice(name.as_bytes());
+    pad8(&mut b);
+    match m {
+        M::Single(_, v) => {
+            tag(&mut b, 7, 4 * v.len());
+            for x in v {
+                b.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        M::Char(s) => {
+            tag(&mut b, 4, 2 * s.len());
+            for ch in s.encode_utf16() {
+                b.extend_from_slice(&ch.to_le_bytes());
+            }
+        }
+        M::Cell(_, items) => {
+            for it in items {
+                b.extend(element("", it));
+            }
+        }
+    }
+    pad8(&mut b);
+    let mut out = Vec::new();
+    tag(&mut out, 14, b.len());
+    out.extend(b);
+    out
+}
+
+fn write_mat(path: &Path, vars: &[(&str, M)]) {
+    let mut out = b"MATLAB 5.0 MAT-file, written by the matcnn tests".to_vec();
+    out.resize(116, b' ');
+    out.extend_from_slice(&[0u8; 8]);
+    out.extend_from_slice(&0x0100u16.to_le_bytes());
+    out.extend_from_slice(b"IM");
+    for (name, m) in vars {
+        out.extend(element(name, m));
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+/// A row-major `[C, T]` sequence as MATLAB's column-major `C x T` matrix.
+fn matrix(seq: &[f32], c: usize) -> M {
+    let t = seq.len() / c;
+    let (col, _) = matcnn::mat::permute_col_major(seq, &[t, c], &[0, 1]).unwrap();
+    M::Single(vec![c, t], col)
+}
+
+/// 24 stored validation sequences (12 that MATLAB labels Healthy, 12 with a fault) with their
+/// 2-class labels.
+fn relabelled() -> (Vec<Vec<f32>>, Vec<&'static str>) {
+    let spec = format!(
+        "{}:validationFeatures",
+        fixture(&format!("{FAULT}/ValidationFeatures.mat")).display()
+    );
+    let seqs = data::load_sequences(&spec, 10).unwrap();
+    let f = MatFile::read(fixture(&format!("{FAULT}/ValidationResults.mat"))).unwrap();
+    let Value::Categorical(cat) = f.get("validationResults").unwrap() else {
+        panic!("validationResults is not categorical");
+    };
+    let healthy = |i: usize| cat.categories[cat.codes[i] as usize - 1] == "Healthy";
+    let pick = |want: bool| {
+        (0..seqs.len())
+            .filter(move |&i| healthy(i) == want)
+            .take(12)
+    };
+    let mut x = vec![];
+    let mut y = vec![];
+    for i in pick(true).chain(pick(false)) {
+        x.push(seqs[i].data.clone());
+        y.push(if healthy(i) { "healthy" } else { "faulty" });
+    }
+    assert_eq!(y.len(), 24);
+    (x, y)
+}
+
+fn losses(log: &Path) -> Vec<f64> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn finetune_lstm_classifier_on_two_classes() {
+    let dir = scratch("finetune_seq", "two-classes");
+    let (x, y) = relabelled();
+    let n = x.len();
+    let train = dir.join("train.mat");
+    write_mat(
+        &train,
+        &[
+            (
+                "X",
+                M::Cell(vec![1, n], x.iter().map(|s| matrix(s, 10)).collect()),
+            ),
+            (
+                "Y",
+                M::Cell(
+                    vec![n, 1],
+                    y.iter().map(|s| M::Char(s.to_string())).collect(),
+                ),
+            ),
+        ],
+    );
+    let out = dir.join("tuned");
+    let model = fixture(&format!("{FAULT}/TrainedModel.mat"))
+        .display()
+        .to_string();
+    let o = matcnn_ok(&[
+        "finetune",
+        "--model",
+        &model,
+        "--data",
+        &train.display().to_string(),
+        "--epochs",
+        "4",
+        "--batch-size",
+        "8",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.001",
+        "--val-split",
+        "0.25",
+        "--output",
+        &out.display().to_string(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    eprintln!("{stderr}");
+    assert!(stderr.contains("new classes (faulty, healthy)"), "{stderr}");
+    let l = losses(&out.join("training_log.csv"));
+    eprintln!("training losses per epoch: {l:?}");
+    assert_eq!(l.len(), 4);
+    assert!(l.iter().all(|v| v.is_finite()));
+    assert!(l[3] < l[0] * 0.8, "the loss did not go down: {l:?}");
+    // Validation on the held-out quarter (6 sequences) was logged each epoch.
+    let log = std::fs::read_to_string(out.join("training_log.csv")).unwrap();
+    let val: Vec<f64> = log
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(3).unwrap().parse().unwrap())
+        .collect();
+    eprintln!("validation losses per epoch: {val:?}");
+    assert!(val[3] < val[0], "{val:?}");
+    // --resume continues from the last checkpoint: one more epoch, five rows in the log.
+    let o = matcnn_ok(&[
+        "finetune",
+        "--model",
+        &model,
+        "--data",
+        &train.display().to_string(),
+        "--epochs",
+        "5",
+        "--batch-size",
+        "8",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.001",
+        "--val-split",
+        "0.25",
+        "--resume",
+        "--output",
+        &out.display().to_string(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("resuming from") && stderr.contains("epoch 5"),
+        "{stderr}"
+    );
+    assert_eq!(losses(&out.join("training_log.csv")).len(), 5);
+    // The result loads in `inspect` (2 classes) and `predict`.
+    let o = matcnn_ok(&["inspect", "--model", &out.display().to_string()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("Classes (2): faulty, healthy"), "{text}");
+    let probs = dir.join("probs.npy");
+    matcnn_ok(&[
+        "predict",
+        "--model",
+        &out.display().to_string(),
+        "--input",
+        &format!("{}:X", train.display()),
+        "--output",
+        &probs.display().to_string(),
+    ]);
+    let bytes = std::fs::read(&probs).unwrap();
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+    assert_eq!(npy.shape(), &[n as u64, 2]);
+    let p: Vec<f32> = npy.into_vec().unwrap();
+    let classes = ["faulty", "healthy"];
+    let right = p
+        .chunks(2)
+        .zip(&y)
+        .filter(|(r, want)| classes[if r[1] > r[0] { 1 } else { 0 }] == **want)
+        .count();
+    eprintln!("after fine-tuning: {right}/{n} training sequences classified right");
+    assert!(right * 4 >= n * 3, "{right}/{n}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn finetune_refuses_bad_sequences_clearly() {
+    let dir = scratch("finetune_seq", "bad");
+    let (x, _) = relabelled();
+    let bad = dir.join("bad.mat");
+    // Element {2} has 9 channels.
+    write_mat(
+        &bad,
+        &[
+            (
+                "X",
+                M::Cell(
+                    vec![1, 2],
+                    vec![matrix(&x[0], 10), matrix(&x[1][..9 * 97], 9)],
+                ),
+            ),
+            (
+                "Y",
+                M::Cell(vec![2, 1], vec![M::Char("a".into()), M::Char("b".into())]),
+            ),
+        ],
+    );
+    let out = dir.join("tuned");
+    let o = run_cli(&[
+        "finetune",
+        "--model",
+        &fixture(&format!("{FAULT}/TrainedModel.mat"))
+            .display()
+            .to_string(),
+        "--data",
+        &bad.display().to_string(),
+        "--output",
+        &out.display().to_string(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    for needle in ["bad.mat", ":X", "element {2}", "9x97"] {
+        assert!(stderr.contains(needle), "'{needle}' not in: {stderr}");
+    }
+    assert!(!out.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// MATLAB's L2Regularization reaches the recurrent weights: one plain SGD step with `l2 = λ`
+/// moves each LSTM weight by exactly `-lr * λ * L2Factor * w` more than the same step with
+/// `l2 = 0` (the loss gradient is the same in both).
+#[test]
+fn l2_applies_to_lstm_weights() {
+    use burn::prelude::*;
+    use matcnn::net::layer::LayerKind;
+    let f = MatFile::read(fixture(&format!("{FAULT}/TrainedModel.mat"))).unwrap();
+    let net = matcnn::net::import(&f, None).unwrap();
+    let (x, _) = relabelled();
+    let dev = Device::flex().autodiff();
+    let batch: Vec<f32> = x[..2].iter().flatten().copied().collect();
+    let (lr, l2) = (0.01, 0.5);
+    let step = |l2: f64| {
+        let opts = matcnn::train::TrainOptions {
+            lr,
+            l2,
+            momentum: 0.0,
+            ..Default::default()
+        };
+        // The same dropout masks in both runs.
+        dev.seed(7);
+        let model = matcnn::model::MatNet::from_network(&net, &dev).unwrap();
+        let mut t = matcnn::train::Trainer::new(&net, model, &opts).unwrap();
+        let xt = Tensor::<4>::from_data(TensorData::new(batch.clone(), [2, 10, 1, 97]), &dev);
+        t.step(xt, &[2, 2]);
+        let mut out = net.clone();
+        t.into_model().valid().write_back(&mut out);
+        out
+    };
+    let (a, b) = (step(0.0), step(l2));
+    let weights = |n: &matcnn::net::Network, k: usize| match &n.layers[k].kind {
+        LayerKind::Lstm(r) => (
+            r.input_weights.as_ref().unwrap().value.data.clone(),
+            r.input_weights.as_ref().unwrap().l2_factor as f64,
+        ),
+        _ => panic!("layer {k} is not an LSTM"),
+    };
+    for k in [1, 3] {
+        let (w0, factor) = weights(&net, k);
+        let (wa, _) = weights(&a, k);
+        let (wb, _) = weights(&b, k);
+        let worst = w0
+            .iter()
+            .zip(wa.iter().zip(&wb))
+            .map(|(w, (a, b))| ((*b as f64 - *a as f64) + lr * l2 * factor * *w as f64).abs())
+            .fold(0.0, f64::max);
+        assert!(factor > 0.0);
+        assert!(worst < 1e-6, "layer {k}: {worst}");
+    }
+}
