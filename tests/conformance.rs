@@ -528,6 +528,7 @@ fn every_layer_kind_matches_the_reference_at_every_stage() {
         "RegressionOutput",
         "Lstm",
         "Gru",
+        "Transformer",
     ] {
         assert!(kinds.contains(k), "no conformance row has a {k} layer");
     }
@@ -563,6 +564,7 @@ fn kind_name(k: &LayerKind) -> String {
         K::RegressionOutput => "RegressionOutput",
         K::Lstm(_) => "Lstm",
         K::Gru(_) => "Gru",
+        K::Transformer(_) => "Transformer",
         K::Unsupported { .. } => "Unsupported",
     }
     .to_string()

@@ -213,6 +213,7 @@ pub(crate) fn needs_rank4(kind: &LayerKind) -> bool {
         | LayerKind::Lstm(_)
         | LayerKind::Gru(_)
         | LayerKind::Unsupported { .. } => false,
+        LayerKind::Transformer(_) => false,
     }
 }
 

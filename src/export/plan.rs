@@ -63,6 +63,7 @@ fn unsupported_reason(l: &Layer, first_input: bool) -> Option<String> {
             .then(|| format!("concatenation along dimension {dim} is not supported")),
         LayerKind::Resize2d { .. } => Some("resize2d is not supported by the exporters yet".into()),
         LayerKind::Lstm(r) | LayerKind::Gru(r) => recurrent_reason(r),
+        LayerKind::Transformer(_) => None,
         LayerKind::FullyConnected(_)
         | LayerKind::BatchNorm(_)
         | LayerKind::GroupNorm(_)
@@ -172,6 +173,18 @@ impl<'a> Plan<'a> {
                                 return Err(layer_err(l, "a recurrent layer needs sequence input"));
                             }
                             if r.return_sequence { 3 } else { 2 }
+                        }
+                        LayerKind::Transformer(t) => {
+                            if in_rank(0) != 3 {
+                                return Err(layer_err(l, "a transformer layer needs sequence input"));
+                            }
+                            if t.keeps_sequence() { 3 } else { 2 }
+                        }
+                        // Element-wise combinations of sequences stay sequences.
+                        LayerKind::Addition { .. } | LayerKind::Multiplication { .. }
+                            if (0..l.inputs.len()).all(|k| in_rank(k) == 3) =>
+                        {
+                            3
                         }
                         LayerKind::FullyConnected(_) if in_rank(0) == 3 => 3,
                         LayerKind::FullyConnected(_) | LayerKind::Flatten => 2,
@@ -333,6 +346,9 @@ impl<'a> Plan<'a> {
                 }
                 LayerKind::Lstm(r) | LayerKind::Gru(r) => {
                     recurrent::state_dict(l, r, id, &mut out)?;
+                }
+                LayerKind::Transformer(t) => {
+                    super::pytorch::transformer::state_dict(l, t, id, &mut out)?;
                 }
                 LayerKind::Lrn(_)
                 | LayerKind::Activation(_)

@@ -21,6 +21,7 @@ pub use super::layers::io::Normalization;
 pub use super::layers::norm::{BatchNorm, GroupNorm, Lrn};
 pub use super::layers::pool::Pool2d;
 pub use super::layers::recurrent::Recurrent;
+pub use super::layers::transformer::Transformer;
 
 /// A dense row-major f32 tensor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -200,6 +201,8 @@ pub enum LayerKind {
     RegressionOutput,
     Lstm(Recurrent),
     Gru(Recurrent),
+    /// Transformer layers (position embeddings, self-attention, 1-D indexing, word embedding).
+    Transformer(Transformer),
     /// A layer matcnn cannot convert: kept so that `inspect` shows the whole network.
     Unsupported {
         reason: String,

@@ -411,6 +411,7 @@ impl Network {
             seq[i] = match &l.kind {
                 LayerKind::SequenceInput { .. } => true,
                 LayerKind::Lstm(r) | LayerKind::Gru(r) => r.return_sequence,
+                LayerKind::Transformer(t) if !t.keeps_sequence() => false,
                 _ => l
                     .inputs
                     .iter()

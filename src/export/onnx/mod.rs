@@ -18,6 +18,7 @@ mod norm;
 mod pool;
 mod recurrent;
 mod reshape;
+mod transformer;
 
 use super::{ExportError, ExportOptions, Plan, layer_err};
 use crate::net::layer::{LayerKind, Network};
@@ -188,6 +189,7 @@ fn layer(g: &mut Graph, plan: &Plan, names: &Names, i: usize) -> Result<(), Expo
         LayerKind::DepthConcat { .. } | LayerKind::Concat { .. } => combine::concat(g, &cx),
         LayerKind::Flatten => reshape::flatten(g, &cx),
         LayerKind::Lstm(r) | LayerKind::Gru(r) => recurrent::recurrent(g, &cx, r),
+        LayerKind::Transformer(t) => transformer::transformer(g, &cx, t),
         // Compute nothing (never emitted) or rejected by the plan.
         LayerKind::Dropout { .. }
         | LayerKind::Resize2d { .. }

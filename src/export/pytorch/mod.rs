@@ -10,6 +10,7 @@ mod norm;
 mod pool;
 mod recurrent;
 mod reshape;
+pub(super) mod transformer;
 
 use super::{ExportError, ExportOptions, Plan, pickle};
 use crate::net::layer::{Layer, LayerKind, Network, Padding};
@@ -180,6 +181,7 @@ fn model_py(plan: &Plan) -> Result<String, ExportError> {
             LayerKind::Dropout { probability } => reshape::dropout(&cx, *probability),
             LayerKind::Lstm(r) => recurrent::recurrent(&mut cx, r, true)?,
             LayerKind::Gru(r) => recurrent::recurrent(&mut cx, r, false)?,
+            LayerKind::Transformer(t) => transformer::transformer(&mut cx, t)?,
             other @ (LayerKind::Resize2d { .. } | LayerKind::Unsupported { .. }) => {
                 return Err(super::layer_err(
                     l,

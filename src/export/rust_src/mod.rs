@@ -10,6 +10,7 @@ mod io;
 mod norm;
 mod pool;
 mod reshape;
+mod transformer;
 
 use super::{ExportError, ExportOptions, Plan, float_lit, pytorch};
 use crate::net::layer::{Layer, LayerKind, Network};
@@ -232,6 +233,7 @@ fn model_rs(plan: &Plan) -> Result<String, ExportError> {
             LayerKind::Concat { .. } => combine::concat(&mut cx),
             LayerKind::Flatten => reshape::flatten(&mut cx),
             LayerKind::Dropout { probability } => reshape::dropout(&mut cx, *probability),
+            LayerKind::Transformer(t) => return Err(transformer::refuse(l, t)),
             other @ (LayerKind::SequenceInput { .. }
             | LayerKind::Resize2d { .. }
             | LayerKind::Lstm(_)

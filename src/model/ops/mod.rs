@@ -20,6 +20,7 @@ mod norm;
 mod pool;
 mod recurrent;
 mod reshape;
+pub(crate) mod transformer;
 
 pub use activation::RELU;
 pub(crate) use activation::SOFTMAX;
@@ -28,6 +29,7 @@ pub(crate) use combine::{ADD, CONCAT_C};
 pub use conv::{ConvT, Fc};
 pub use io::InputNorm;
 pub use recurrent::Rnn;
+pub use transformer::TransformerOp;
 
 use super::{ModelError, tensor_values};
 use crate::net::layer::{self, Layer, LayerKind, Network, Padding, PaddingMode};
@@ -65,6 +67,7 @@ pub enum Op {
     Dropout(Dropout),
     Func(Func),
     Rnn(Rnn),
+    Transformer(TransformerOp),
 }
 
 /// Func code of the identity (the other codes are in the family files, see the module's
@@ -100,6 +103,7 @@ impl Op {
             LayerKind::RegressionOutput => io::output(),
             LayerKind::Lstm(r) => recurrent::lstm(l, r, device),
             LayerKind::Gru(r) => recurrent::gru(l, r, device),
+            LayerKind::Transformer(t) => transformer::build(l, t, device),
             LayerKind::Unsupported { reason } => Err(err(l, reason.clone())),
         }
     }
@@ -120,6 +124,7 @@ impl Op {
             Op::AvgPool(p) => p.forward(x),
             Op::Dropout(d) => d.forward(x),
             Op::Rnn(r) => r.forward(x),
+            Op::Transformer(t) => t.forward(x),
             Op::Func(f) => f.forward(x, rest),
         }
     }
@@ -140,6 +145,7 @@ impl Op {
             (Op::GroupNorm(g), LayerKind::GroupNorm(d)) => norm::write_back_group_norm(g, d),
             (Op::Rnn(r), LayerKind::Lstm(d)) => r.write_back(d),
             (Op::Rnn(r), LayerKind::Gru(d)) => r.write_back(d),
+            (Op::Transformer(t), LayerKind::Transformer(d)) => t.write_back(d),
             (Op::Input(n), LayerKind::ImageInput { normalization, .. }) => {
                 io::write_back_normalization(n, normalization)
             }

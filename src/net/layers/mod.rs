@@ -15,6 +15,7 @@ pub mod norm;
 pub mod pool;
 pub mod recurrent;
 pub mod reshape;
+pub mod transformer;
 
 use super::error::{Ctx, NetError};
 use super::fields::Fields;
@@ -67,6 +68,7 @@ pub fn names(kind: &LayerKind) -> Names {
         K::RegressionOutput => io::REGRESSION_OUTPUT,
         K::Lstm(r) => recurrent::lstm_names(r),
         K::Gru(_) => recurrent::GRU,
+        K::Transformer(t) => t.names(),
         K::Unsupported { .. } => Names {
             kind: "Unsupported",
             stem: "layer",
@@ -118,6 +120,7 @@ pub fn describe(kind: &LayerKind) -> String {
         K::RegressionOutput => "mean-squared-error".into(),
         K::Lstm(r) => r.describe(false),
         K::Gru(r) => r.describe(true),
+        K::Transformer(t) => t.describe(),
         K::Unsupported { reason } => format!("unsupported: {reason}"),
     }
 }
@@ -160,6 +163,7 @@ pub(crate) fn output(
         K::ClassificationOutput { classes } => io::classification_output(classes, ins, ctx),
         K::RegressionOutput => same(ins, ctx),
         K::Lstm(r) | K::Gru(r) => r.output(ins, ctx),
+        K::Transformer(t) => t.output(ins, ctx),
         K::Unsupported { .. } => Ok(None),
     }
 }
@@ -177,6 +181,7 @@ pub fn tensors_mut(kind: &mut LayerKind) -> Vec<&mut Tensor> {
         K::BatchNorm(b) => b.tensors_mut(),
         K::GroupNorm(g) => g.tensors_mut(),
         K::Lstm(r) | K::Gru(r) => r.tensors_mut(),
+        K::Transformer(t) => t.tensors_mut(),
         K::Lrn(_)
         | K::Activation(_)
         | K::MaxPool2d(_)
@@ -209,6 +214,7 @@ pub fn learnables(kind: &LayerKind) -> usize {
         K::BatchNorm(b) => b.learnables(),
         K::GroupNorm(g) => g.learnables(),
         K::Lstm(r) | K::Gru(r) => r.learnables(),
+        K::Transformer(t) => t.learnables(),
         K::ImageInput { .. }
         | K::FeatureInput { .. }
         | K::SequenceInput { .. }
@@ -245,6 +251,7 @@ pub fn is_trained(kind: &LayerKind) -> bool {
         K::BatchNorm(b) => b.is_trained(),
         K::GroupNorm(g) => g.is_trained(),
         K::Lstm(r) | K::Gru(r) => r.is_trained(),
+        K::Transformer(t) => t.is_trained(),
         K::Lrn(_)
         | K::Activation(_)
         | K::MaxPool2d(_)
