@@ -33,8 +33,15 @@ fn fixture_net() -> Network {
 /// times in ms since 1970.
 fn series() -> (Vec<[f64; 3]>, Vec<f64>) {
     let f = MatFile::read(fixture(FILE)).unwrap();
-    let tt = f.get("data").unwrap().as_object().expect("a timetable object");
-    let any = tt.prop("any").and_then(|v| v.as_struct()).expect("its fields");
+    let tt = f
+        .get("data")
+        .unwrap()
+        .as_object()
+        .expect("a timetable object");
+    let any = tt
+        .prop("any")
+        .and_then(|v| v.as_struct())
+        .expect("its fields");
     let cols: Vec<Vec<f64>> = any
         .field("data")
         .and_then(|v| v.as_cell())
@@ -164,7 +171,10 @@ fn fixture_imports_with_sequence_sizes() {
     };
     let (a1, a2) = (att(3), att(4));
     assert!(a1.causal && !a2.causal);
-    assert_eq!((a1.num_heads, a1.num_key_channels, a1.head_key_channels()), (3, 96, 32));
+    assert_eq!(
+        (a1.num_heads, a1.num_key_channels, a1.head_key_channels()),
+        (3, 96, 32)
+    );
     for l in &net.layers[1..7] {
         assert_eq!(l.output, Some(Shape::features(3)), "{}", l.name);
     }
@@ -298,9 +308,8 @@ fn fixture_forecasts_the_series() {
         .filter(|&k| times[ends[k]] < SPLIT_MS)
         .collect();
     let m_train = rmse(&model, &train);
-    let pct = |r: [f64; 3], idx: &[usize]| -> [f64; 3] {
-        [0, 1, 2].map(|c| 100.0 * r[c] / mean(idx, c))
-    };
+    let pct =
+        |r: [f64; 3], idx: &[usize]| -> [f64; 3] { [0, 1, 2].map(|c| 100.0 * r[c] / mean(idx, c)) };
     eprintln!(
         "RMSE in % of the mean price: train {:.2?}, 2021+ {:.2?} (the demo's README: train [1.05, 1.17, 2.30], test [0.87, 0.97, 1.98])",
         pct(m_train, &train),
@@ -316,8 +325,14 @@ fn fixture_forecasts_the_series() {
     for c in 0..3 {
         // A trained forecaster: within 20 % of the naive forecast (daily prices are nearly a
         // random walk), and better on standardized inputs than on raw prices.
-        assert!(m_all[c] <= 1.2 * n_all[c], "stock {c}: {m_all:?} vs naive {n_all:?}");
-        assert!(raw[c] > 2.0 * m_all[c], "stock {c}: raw {raw:?} vs {m_all:?}");
+        assert!(
+            m_all[c] <= 1.2 * n_all[c],
+            "stock {c}: {m_all:?} vs naive {n_all:?}"
+        );
+        assert!(
+            raw[c] > 2.0 * m_all[c],
+            "stock {c}: raw {raw:?} vs {m_all:?}"
+        );
     }
 }
 
@@ -418,7 +433,11 @@ fn torch_sdpa_matches_numpy() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("'pass'") || text.contains("'skip'"), "{text}");
 }
 

@@ -176,7 +176,10 @@ impl<'a> Plan<'a> {
                         }
                         LayerKind::Transformer(t) => {
                             if in_rank(0) != 3 {
-                                return Err(layer_err(l, "a transformer layer needs sequence input"));
+                                return Err(layer_err(
+                                    l,
+                                    "a transformer layer needs sequence input",
+                                ));
                             }
                             if t.keeps_sequence() { 3 } else { 2 }
                         }

@@ -11,8 +11,8 @@ use crate::mat::value::{Object, StructArray, Value};
 use super::error::{Ctx, NetError};
 use super::fields::Fields;
 use super::layer::*;
-use super::layers::{Imported, activation, combine, conv, io, norm, pool, recurrent, reshape};
 use super::layers::transformer;
+use super::layers::{Imported, activation, combine, conv, io, norm, pool, recurrent, reshape};
 use super::shape::Declared;
 
 pub use super::layers::io::class_names;

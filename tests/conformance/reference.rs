@@ -700,7 +700,11 @@ fn transformer(t: &matcnn::net::layer::Transformer, x: &Act) -> Act {
             let mut y = Act::new(d, 1, steps, true);
             for s in 0..steps {
                 let r = x.at(0, 0, s).round_ties_even();
-                let id = if r >= 1.0 && r <= n as f64 { r as usize } else { n };
+                let id = if r >= 1.0 && r <= n as f64 {
+                    r as usize
+                } else {
+                    n
+                };
                 for c in 0..d {
                     y.v[c * steps + s] = w[c * n + id - 1];
                 }
@@ -720,7 +724,9 @@ fn transformer(t: &matcnn::net::layer::Transformer, x: &Act) -> Act {
                 (0..steps)
                     .map(|s| {
                         (0..rows)
-                            .map(|r| b[r] + (0..c).map(|j| w[r * c + j] * x.at(j, 0, s)).sum::<f64>())
+                            .map(|r| {
+                                b[r] + (0..c).map(|j| w[r * c + j] * x.at(j, 0, s)).sum::<f64>()
+                            })
                             .collect()
                     })
                     .collect()

@@ -136,7 +136,10 @@ fn attention(l: &Layer, a: &SelfAttention, device: &Device) -> Result<Attention,
         && att.value_bias.dims() == [vc]
         && att.output_bias.dims() == [att.output_weights.dims()[0]];
     if !ok {
-        return Err(err(l, "the query, key, value and output weights do not fit together"));
+        return Err(err(
+            l,
+            "the query, key, value and output weights do not fit together",
+        ));
     }
     Ok(att)
 }
@@ -191,7 +194,10 @@ impl Embed {
                 let have = t.min(cols);
                 let mut e = w.slice([0..c, 0..have]);
                 if have < t {
-                    let last = e.clone().slice([0..c, have - 1..have]).repeat_dim(1, t - have);
+                    let last = e
+                        .clone()
+                        .slice([0..c, have - 1..have])
+                        .repeat_dim(1, t - have);
                     e = Tensor::cat(vec![e, last], 1);
                 }
                 e.reshape([1, c, 1, t]).repeat_dim(0, n)
@@ -207,9 +213,13 @@ impl Embed {
                     .clone()
                     .greater_equal_elem(1.0)
                     .bool_and(ids.clone().lower_equal_elem(cols as f64));
-                let ids = ids.mask_fill(inside.bool_not(), cols as f64).sub_scalar(1.0);
+                let ids = ids
+                    .mask_fill(inside.bool_not(), cols as f64)
+                    .sub_scalar(1.0);
                 let rows = w.transpose().select(0, ids.int()); // [N*T, C]
-                rows.reshape([n, t, c]).swap_dims(1, 2).reshape([n, c, 1, t])
+                rows.reshape([n, t, c])
+                    .swap_dims(1, 2)
+                    .reshape([n, c, 1, t])
             }
         }
     }
@@ -262,7 +272,9 @@ impl Attention {
         let k = project(self.key_weights.val(), self.key_bias.val());
         let v = project(self.value_weights.val(), self.value_bias.val());
         let dk = q.dims()[3];
-        let mut scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (dk as f64).sqrt());
+        let mut scores = q
+            .matmul(k.swap_dims(2, 3))
+            .mul_scalar(1.0 / (dk as f64).sqrt());
         if self.causal {
             let mut mask = vec![0f32; t * t];
             for i in 0..t {
@@ -270,7 +282,8 @@ impl Attention {
                     mask[i * t + j] = f32::NEG_INFINITY;
                 }
             }
-            let mask = Tensor::<4>::from_data(TensorData::new(mask, [1, 1, t, t]), &scores.device());
+            let mask =
+                Tensor::<4>::from_data(TensorData::new(mask, [1, 1, t, t]), &scores.device());
             scores = scores.add(mask);
         }
         let weights = activation::softmax(scores, 3);
@@ -318,9 +331,12 @@ pub(crate) fn check_sequences(
             }
             WORD if !e.map_to_last && node.inputs == [0] => {
                 for (i, s) in seqs.iter().enumerate() {
-                    if let Some((t, v)) = s.data.iter().enumerate().find(|(_, v)| {
-                        !(v.fract() == 0.0 && **v >= 1.0 && **v <= cols as f32)
-                    }) {
+                    if let Some((t, v)) = s
+                        .data
+                        .iter()
+                        .enumerate()
+                        .find(|(_, v)| !(v.fract() == 0.0 && **v >= 1.0 && **v <= cols as f32))
+                    {
                         return Err(fail(
                             &node.name,
                             format!(

@@ -169,10 +169,7 @@ impl Transformer {
                     d += ", causal mask";
                 }
                 if a.dropout > 0.0 {
-                    d += &format!(
-                        ", {}% dropout (training only)",
-                        number(a.dropout * 100.0)
-                    );
+                    d += &format!(", {}% dropout (training only)", number(a.dropout * 100.0));
                 }
                 d
             }
@@ -254,11 +251,7 @@ impl Transformer {
             return Ok(None);
         };
         if x.spatial {
-            return Err(ctx.shape(
-                "input",
-                "a sequence (C x T)",
-                format!("image data {x}"),
-            ));
+            return Err(ctx.shape("input", "a sequence (C x T)", format!("image data {x}")));
         }
         let c = x.c;
         Ok(Some(Shape::features(match self {
@@ -402,9 +395,9 @@ pub(in crate::net) fn from_dlt(short: &str, f: &Fields, _declared: &mut Declared
             let weights = match f.param("Weights")? {
                 Some(p) => {
                     let n = p.value.numel();
-                    Some(p.with(
-                        layout::vector(p.value, n).map_err(|e| f.layout_err("Weights", e))?,
-                    ))
+                    Some(
+                        p.with(layout::vector(p.value, n).map_err(|e| f.layout_err("Weights", e))?),
+                    )
                 }
                 None => None,
             };
@@ -442,9 +435,9 @@ fn matrix_param(
     cols: usize,
 ) -> Result<Option<Param>, NetError> {
     Ok(match f.param(name)? {
-        Some(p) => Some(p.with(
-            layout::matrix(p.value, rows, cols).map_err(|e| f.layout_err(name, e))?,
-        )),
+        Some(p) => {
+            Some(p.with(layout::matrix(p.value, rows, cols).map_err(|e| f.layout_err(name, e))?))
+        }
         None => None,
     })
 }
@@ -465,11 +458,8 @@ fn self_attention(f: &Fields) -> Imported {
     }
     let num_heads = f.usize("NumHeads")?;
     let num_key_channels = f.usize("NumKeyChannels")?;
-    let num_value_channels = f
-        .opt_usize("NumValueChannels")?
-        .unwrap_or(num_key_channels);
-    if num_heads == 0 || num_key_channels % num_heads != 0 || num_value_channels % num_heads != 0
-    {
+    let num_value_channels = f.opt_usize("NumValueChannels")?.unwrap_or(num_key_channels);
+    if num_heads == 0 || num_key_channels % num_heads != 0 || num_value_channels % num_heads != 0 {
         return Err(f.err(
             "NumHeads",
             format!(
