@@ -686,8 +686,8 @@ fn transformer(t: &matcnn::net::layer::Transformer, x: &Act) -> Act {
         T::EmbeddingConcat(e) => {
             let w = pvals(&e.weights);
             let mut y = Act::new(x.c, 1, steps + 1, true);
-            for c in 0..x.c {
-                y.v[c * (steps + 1)] = w[c];
+            for (c, wc) in w.iter().enumerate().take(x.c) {
+                y.v[c * (steps + 1)] = *wc;
                 for s in 0..steps {
                     y.v[c * (steps + 1) + s + 1] = x.at(c, 0, s);
                 }

@@ -995,7 +995,7 @@ fn attention(
     o: usize,
     causal: bool,
 ) -> K {
-    K::Transformer(L::Transformer::SelfAttention(TR::SelfAttention {
+    K::Transformer(L::Transformer::SelfAttention(Box::new(TR::SelfAttention {
         input_size: c,
         num_heads: heads,
         num_key_channels: kc,
@@ -1011,5 +1011,5 @@ fn attention(
         key_bias: r.param(&[kc], 0.3),
         value_bias: r.param(&[vc], 0.2),
         output_bias: r.param(&[o], 0.2),
-    }))
+    })))
 }

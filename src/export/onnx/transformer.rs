@@ -270,7 +270,7 @@ fn attention(g: &mut Graph, cx: &Ctx, a: &SelfAttention) -> Result<(), ExportErr
         "ValueBias",
         &[0, 2, 1, 3],
     )?;
-    if kc % a.num_heads != 0 || vc % a.num_heads != 0 {
+    if !kc.is_multiple_of(a.num_heads) || !vc.is_multiple_of(a.num_heads) {
         return Err(layer_err(
             l,
             "NumHeads does not divide the key and value channels",

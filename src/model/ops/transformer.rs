@@ -20,8 +20,9 @@ const SINUSOIDAL: usize = 0;
 const FIRST: usize = 1;
 const LAST: usize = 2;
 
-/// A transformer layer's op.
+/// A transformer layer's op. (Burn's `Module` derive takes no `Box`, hence the large variant.)
 #[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum TransformerOp {
     Embed(Embed),
     Attention(Attention),
@@ -101,8 +102,8 @@ pub(super) fn build(l: &Layer, t: &Transformer, device: &Device) -> Result<Op, M
 
 fn attention(l: &Layer, a: &SelfAttention, device: &Device) -> Result<Attention, ModelError> {
     if a.num_heads == 0
-        || a.num_key_channels % a.num_heads != 0
-        || a.num_value_channels % a.num_heads != 0
+        || !a.num_key_channels.is_multiple_of(a.num_heads)
+        || !a.num_value_channels.is_multiple_of(a.num_heads)
     {
         return Err(err(
             l,

@@ -40,7 +40,7 @@ use super::{Imported, Names, number, param_numel, param_tensor, unsupported};
 pub enum Transformer {
     PositionEmbedding(PositionEmbedding),
     SinusoidalEncoding(SinusoidalEncoding),
-    SelfAttention(SelfAttention),
+    SelfAttention(Box<SelfAttention>),
     /// `indexing1dLayer`: true for 'last', false for 'first'.
     Indexing1d {
         last: bool,
@@ -459,7 +459,10 @@ fn self_attention(f: &Fields) -> Imported {
     let num_heads = f.usize("NumHeads")?;
     let num_key_channels = f.usize("NumKeyChannels")?;
     let num_value_channels = f.opt_usize("NumValueChannels")?.unwrap_or(num_key_channels);
-    if num_heads == 0 || num_key_channels % num_heads != 0 || num_value_channels % num_heads != 0 {
+    if num_heads == 0
+        || !num_key_channels.is_multiple_of(num_heads)
+        || !num_value_channels.is_multiple_of(num_heads)
+    {
         return Err(f.err(
             "NumHeads",
             format!(
@@ -503,7 +506,7 @@ fn self_attention(f: &Fields) -> Imported {
         matrix_param(f, name, rows, cols)
     };
     Ok(Some(LayerKind::Transformer(Transformer::SelfAttention(
-        SelfAttention {
+        Box::new(SelfAttention {
             input_size,
             num_heads,
             num_key_channels,
@@ -519,6 +522,6 @@ fn self_attention(f: &Fields) -> Imported {
             key_bias: vector_param(f, "KeyBias", num_key_channels)?,
             value_bias: vector_param(f, "ValueBias", num_value_channels)?,
             output_bias: vector_param(f, "OutputBias", output_size)?,
-        },
+        }),
     ))))
 }
