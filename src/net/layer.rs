@@ -11,6 +11,11 @@
 //! - recurrent weights as MATLAB stores them: input `[G*H, C]`, recurrent `[G*H, H]`, bias `[G*H]`,
 //!   gate blocks in MATLAB's order (LSTM: input, forget, cell candidate, output; GRU: reset,
 //!   update, candidate); a BiLSTM stacks the forward direction's blocks, then the backward's.
+//! - transformer layers as MATLAB stores them (`layout::matrix`/`vector`): self-attention
+//!   `QueryWeights`/`KeyWeights` `[NumKeyChannels, C]`, `ValueWeights` `[NumValueChannels, C]`,
+//!   `OutputWeights` `[OutputSize, NumValueChannels]`, biases `[rows]`; position embedding
+//!   `[OutputSize, MaxPosition]`; word embedding `[Dimension, NumWords]`; embedding
+//!   concatenation `[C]`.
 
 use serde::{Deserialize, Serialize};
 
