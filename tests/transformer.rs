@@ -552,7 +552,10 @@ fn word_embedding_takes_token_ids_and_refuses_bad_ones() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "id {what} accepted");
         assert!(
-            err.contains("emb") && err.contains("time step 3") && err.contains(what),
+            err.contains("emb")
+                && err.contains("time step 3")
+                && err.contains(what)
+                && err.contains(input.to_str().unwrap()),
             "{err}"
         );
         assert!(!output.exists());

@@ -307,9 +307,9 @@ pub(crate) fn check_sequences(
     net: &crate::model::MatNet,
     seqs: &[crate::model::Sequence],
 ) -> Result<(), ModelError> {
-    let fail = |name: &str, msg: String| ModelError::Layer {
+    let fail = |name: &str, class: &str, msg: String| ModelError::Layer {
         layer: name.to_string(),
-        class: "transformer".into(),
+        class: class.into(),
         msg,
     };
     for node in &net.nodes {
@@ -322,6 +322,7 @@ pub(crate) fn check_sequences(
                 if let Some((i, s)) = seqs.iter().enumerate().find(|(_, s)| s.steps > cols) {
                     return Err(fail(
                         &node.name,
+                        "PositionEmbeddingLayer",
                         format!(
                             "sequence {} has {} time steps, more than the position embedding's MaxPosition {cols}",
                             i + 1,
@@ -340,6 +341,7 @@ pub(crate) fn check_sequences(
                     {
                         return Err(fail(
                             &node.name,
+                            "WordEmbeddingLayer",
                             format!(
                                 "sequence {}, element {} (time step {}): token id {v} is not an integer in 1..{cols} (NumWords; OOVMode 'error')",
                                 i + 1,
@@ -354,4 +356,13 @@ pub(crate) fn check_sequences(
         }
     }
     Ok(())
+}
+
+impl crate::model::MatNet {
+    /// What the transformer layers refuse in `seqs` before a forward pass (token ids outside
+    /// `1..NumWords` with OOVMode 'error', sequences longer than `MaxPosition`); also run by
+    /// [`MatNet::predict_sequences`](crate::model::MatNet::predict_sequences).
+    pub fn check_sequences(&self, seqs: &[crate::model::Sequence]) -> Result<(), ModelError> {
+        check_sequences(self, seqs)
+    }
 }
