@@ -316,5 +316,54 @@ def main():
         print("ROW " + json.dumps(out), flush=True)
 
 
+# --- attn ---
+# The transformer layers' helper modules declare their weights with nn.Parameter: the stand-in
+# torch records those as parameters. With torch installed, the self-attention rows run model.py,
+# whose SelfAttention is F.scaled_dot_product_attention (is_causal for AttentionMask 'causal'),
+# against the scalar reference; `sdpa_reference` below checks torch's op itself against numpy.
+
+
+class FakeParameter(FakeTensor):
+    pass
+
+
+_module_setattr = Module.__setattr__
+
+
+def _setattr_with_parameters(self, name, value):
+    if isinstance(value, FakeParameter):
+        self._params[name] = ("float32", value.shape)
+    _module_setattr(self, name, value)
+
+
+Module.__setattr__ = _setattr_with_parameters
+_fake_torch_without_parameters = fake_torch
+
+
+def fake_torch():  # noqa: F811 -- extends the stand-in above with nn.Parameter
+    mods = _fake_torch_without_parameters()
+    mods["torch.nn"].Parameter = lambda t, requires_grad=True: FakeParameter(t.shape)
+    return mods
+
+
+def sdpa_reference(torch):
+    """F.scaled_dot_product_attention with and without a causal mask against numpy."""
+    if torch is None:
+        return "skip", "torch is not installed"
+    rng = np.random.default_rng(7)
+    q, k, v = (rng.standard_normal((2, 3, 5, 4)) for _ in range(3))
+    worst = 0.0
+    for causal in (False, True):
+        s = q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1])
+        if causal:
+            s = s + np.triu(np.full((5, 5), -np.inf), 1)
+        w = np.exp(s - s.max(-1, keepdims=True))
+        ref = (w / w.sum(-1, keepdims=True)) @ v
+        got = torch.nn.functional.scaled_dot_product_attention(
+            *(torch.from_numpy(a) for a in (q, k, v)), is_causal=causal).numpy()
+        worst = max(worst, float(np.abs(got - ref).max()))
+    return ("pass" if worst <= 1e-5 else "fail"), f"max |torch - numpy| {worst:.2e}"
+
+
 if __name__ == "__main__":
     main()

@@ -539,6 +539,7 @@ fn every_layer_kind_matches_the_reference_at_every_stage() {
         "LayerNorm",
         "LstmProjected",
         "GruProjected",
+        "Transformer",
     ] {
         assert!(kinds.contains(k), "no conformance row has a {k} layer");
     }
@@ -585,6 +586,7 @@ fn kind_name(k: &LayerKind) -> String {
         K::LayerNorm(_) => "LayerNorm",
         K::LstmProjected(_) => "LstmProjected",
         K::GruProjected(_) => "GruProjected",
+        K::Transformer(_) => "Transformer",
         K::Unsupported { .. } => "Unsupported",
     }
     .to_string()

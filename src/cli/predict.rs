@@ -113,6 +113,10 @@ fn predict_sequences(
     };
     let device = device_for(backend)?;
     let model = loaded.build(&device)?;
+    // Token ids and sequence lengths the transformer layers refuse, with the input named.
+    model
+        .check_sequences(&seqs)
+        .with_context(|| format!("--input {input}"))?;
     let pb = progress_bar(seqs.len(), "sequences");
     let outs = model.predict_sequences(&seqs, batch_size, &device, |done| {
         pb.set_position(done as u64)

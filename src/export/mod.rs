@@ -225,6 +225,7 @@ pub(crate) fn needs_rank4(kind: &LayerKind) -> bool {
         | LayerKind::LstmProjected(_)
         | LayerKind::GruProjected(_)
         | LayerKind::Unsupported { .. } => false,
+        LayerKind::Transformer(_) => false,
     }
 }
 

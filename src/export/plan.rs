@@ -72,6 +72,7 @@ fn unsupported_reason(l: &Layer, first_input: bool) -> Option<String> {
         | LayerKind::GlobalMaxPool1d
         | LayerKind::LayerNorm(_) => None,
         LayerKind::LstmProjected(p) | LayerKind::GruProjected(p) => recurrent_reason(&p.rnn),
+        LayerKind::Transformer(_) => None,
         LayerKind::FullyConnected(_)
         | LayerKind::BatchNorm(_)
         | LayerKind::GroupNorm(_)
@@ -227,6 +228,21 @@ impl<'a> Plan<'a> {
                                 return Err(layer_err(l, "a recurrent layer needs sequence input"));
                             }
                             if p.rnn.return_sequence { 3 } else { 2 }
+                        }
+                        LayerKind::Transformer(t) => {
+                            if in_rank(0) != 3 {
+                                return Err(layer_err(
+                                    l,
+                                    "a transformer layer needs sequence input",
+                                ));
+                            }
+                            if t.keeps_sequence() { 3 } else { 2 }
+                        }
+                        // Element-wise combinations of sequences stay sequences.
+                        LayerKind::Addition { .. } | LayerKind::Multiplication { .. }
+                            if (0..l.inputs.len()).all(|k| in_rank(k) == 3) =>
+                        {
+                            3
                         }
                         LayerKind::FullyConnected(_) if in_rank(0) == 3 => 3,
                         LayerKind::FullyConnected(_) | LayerKind::Flatten => 2,
@@ -412,6 +428,9 @@ impl<'a> Plan<'a> {
                 LayerKind::LstmProjected(p) | LayerKind::GruProjected(p) => {
                     let r = super::multiplied_out(l, p)?;
                     recurrent::state_dict(l, &r, id, &mut out)?;
+                }
+                LayerKind::Transformer(t) => {
+                    super::pytorch::transformer::state_dict(l, t, id, &mut out)?;
                 }
                 LayerKind::Lrn(_)
                 | LayerKind::Activation(_)

@@ -428,6 +428,7 @@ impl MatNet {
                 });
             }
         }
+        ops::transformer::check_sequences(self, seqs)?;
         let mut order: Vec<usize> = (0..seqs.len()).collect();
         order.sort_by_key(|&i| (seqs[i].steps, seqs[i].channels, i));
         let mut out: Vec<Option<SequenceOutput>> = vec![None; seqs.len()];

@@ -11,6 +11,7 @@ use crate::mat::value::{Object, StructArray, Value};
 use super::error::{Ctx, NetError};
 use super::fields::Fields;
 use super::layer::*;
+use super::layers::transformer;
 use super::layers::{Imported, activation, combine, conv, io, norm, pool, recurrent, reshape};
 use super::shape::Declared;
 
@@ -457,7 +458,7 @@ fn function_layer_reason(f: &Fields) -> String {
 }
 
 /// The families' importers of built-in layer classes, each answering for its own classes.
-const FAMILIES: [fn(&str, &Fields, &mut Declared) -> Imported; 8] = [
+const FAMILIES: [fn(&str, &Fields, &mut Declared) -> Imported; 9] = [
     io::from_dlt,
     conv::from_dlt,
     norm::from_dlt,
@@ -466,6 +467,7 @@ const FAMILIES: [fn(&str, &Fields, &mut Declared) -> Imported; 8] = [
     combine::from_dlt,
     reshape::from_dlt,
     recurrent::from_dlt,
+    transformer::from_dlt,
 ];
 
 /// Maps a built-in layer (class `nnet.cnn.layer.<short>`).

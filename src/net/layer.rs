@@ -16,6 +16,11 @@
 //! - projected recurrent layers: input weights `[G*H, InputProjectorSize]`, recurrent weights
 //!   `[G*H, OutputProjectorSize]`, `InputProjector` `[C, InputProjectorSize]`, `OutputProjector`
 //!   `[H, OutputProjectorSize]` (`layout::projector`)
+//! - transformer layers as MATLAB stores them (`layout::matrix`/`vector`): self-attention
+//!   `QueryWeights`/`KeyWeights` `[NumKeyChannels, C]`, `ValueWeights` `[NumValueChannels, C]`,
+//!   `OutputWeights` `[OutputSize, NumValueChannels]`, biases `[rows]`; position embedding
+//!   `[OutputSize, MaxPosition]`; word embedding `[Dimension, NumWords]`; embedding
+//!   concatenation `[C]`.
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +35,7 @@ pub use super::layers::pool::Pool1d;
 pub use super::layers::pool::Pool2d;
 pub use super::layers::recurrent::Projected;
 pub use super::layers::recurrent::Recurrent;
+pub use super::layers::transformer::Transformer;
 
 /// A dense row-major f32 tensor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -235,6 +241,8 @@ pub enum LayerKind {
     LstmProjected(Projected),
     /// `gruProjectedLayer`.
     GruProjected(Projected),
+    /// Transformer layers (position embeddings, self-attention, 1-D indexing, word embedding).
+    Transformer(Transformer),
     /// A layer matcnn cannot convert: kept so that `inspect` shows the whole network.
     Unsupported {
         reason: String,

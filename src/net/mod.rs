@@ -289,6 +289,7 @@ impl Network {
                 // Global pooling over time removes the time dimension.
                 LayerKind::GlobalAvgPool1d | LayerKind::GlobalMaxPool1d => false,
                 LayerKind::LstmProjected(p) | LayerKind::GruProjected(p) => p.rnn.return_sequence,
+                LayerKind::Transformer(t) if !t.keeps_sequence() => false,
                 _ => l
                     .inputs
                     .iter()

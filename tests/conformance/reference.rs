@@ -247,6 +247,7 @@ pub fn layer(kind: &LayerKind, ins: &[&Act]) -> Act {
         LayerKind::LayerNorm(n) => seq1d_layer_norm(n, x),
         LayerKind::LstmProjected(p) => projected(p, false, x),
         LayerKind::GruProjected(p) => projected(p, true, x),
+        LayerKind::Transformer(t) => transformer(t, x),
         LayerKind::Resize2d { .. } => {
             panic!("no reference for resize2d: matcnn refuses it (the row expects the refusal)")
         }
@@ -954,5 +955,136 @@ fn projected(p: &matcnn::net::layer::Projected, gru: bool, x: &Act) -> Act {
         let mut y = Act::new(h, 1, 1, false);
         y.v.copy_from_slice(&ys[t - 1]);
         y
+    }
+}
+
+// --- attn ---
+
+/// The transformer layers, from MATLAB's documentation (net/layers/transformer.rs states the
+/// semantics): learned and sinusoidal position encodings, multi-head self-attention with an
+/// optional causal mask, 1-D indexing, embedding concatenation, word embedding (ids rounded,
+/// out-of-range ids to the last word).
+fn transformer(t: &matcnn::net::layer::Transformer, x: &Act) -> Act {
+    use matcnn::net::layer::Transformer as T;
+    let steps = x.w;
+    match t {
+        T::PositionEmbedding(p) => {
+            let w = pvals(&p.weights);
+            let m = p.max_position;
+            let mut y = Act::new(p.output_size, 1, steps, true);
+            for c in 0..p.output_size {
+                for s in 0..steps {
+                    y.v[c * steps + s] = w[c * m + s];
+                }
+            }
+            y
+        }
+        T::SinusoidalEncoding(e) => {
+            let d = e.output_size;
+            let mut y = Act::new(d, 1, steps, true);
+            for c in 0..d {
+                let k = (c / 2) as f64;
+                let denom = 10000f64.powf(2.0 * k / d as f64);
+                for s in 0..steps {
+                    let a = s as f64 / denom;
+                    y.v[c * steps + s] = if c % 2 == 0 { a.sin() } else { a.cos() };
+                }
+            }
+            y
+        }
+        T::Indexing1d { last } => {
+            let s = if *last { steps - 1 } else { 0 };
+            let mut y = Act::new(x.c, 1, 1, false);
+            for c in 0..x.c {
+                y.v[c] = x.at(c, 0, s);
+            }
+            y
+        }
+        T::EmbeddingConcat(e) => {
+            let w = pvals(&e.weights);
+            let mut y = Act::new(x.c, 1, steps + 1, true);
+            for (c, wc) in w.iter().enumerate().take(x.c) {
+                y.v[c * (steps + 1)] = *wc;
+                for s in 0..steps {
+                    y.v[c * (steps + 1) + s + 1] = x.at(c, 0, s);
+                }
+            }
+            y
+        }
+        T::WordEmbedding(we) => {
+            let w = pvals(&we.weights);
+            let (d, n) = (we.dimension, we.num_words);
+            let mut y = Act::new(d, 1, steps, true);
+            for s in 0..steps {
+                let r = x.at(0, 0, s).round_ties_even();
+                let id = if r >= 1.0 && r <= n as f64 {
+                    r as usize
+                } else {
+                    n
+                };
+                for c in 0..d {
+                    y.v[c * steps + s] = w[c * n + id - 1];
+                }
+            }
+            y
+        }
+        T::SelfAttention(a) => {
+            let c = x.c;
+            let (kc, vc, o, heads) = (
+                a.num_key_channels,
+                a.num_value_channels,
+                a.output_size,
+                a.num_heads,
+            );
+            // Per time step: W x + b, weights [rows, c].
+            let proj = |w: &[f64], b: &[f64], rows: usize| -> Vec<Vec<f64>> {
+                (0..steps)
+                    .map(|s| {
+                        (0..rows)
+                            .map(|r| {
+                                b[r] + (0..c).map(|j| w[r * c + j] * x.at(j, 0, s)).sum::<f64>()
+                            })
+                            .collect()
+                    })
+                    .collect()
+            };
+            let q = proj(&pvals(&a.query_weights), &pvals(&a.query_bias), kc);
+            let k = proj(&pvals(&a.key_weights), &pvals(&a.key_bias), kc);
+            let v = proj(&pvals(&a.value_weights), &pvals(&a.value_bias), vc);
+            let (dk, dv) = (kc / heads, vc / heads);
+            let scale = 1.0 / (dk as f64).sqrt();
+            // merged[s][h * dv + e]
+            let mut merged = vec![vec![0.0; vc]; steps];
+            for h in 0..heads {
+                for (i, row) in merged.iter_mut().enumerate() {
+                    let keys = if a.causal { i + 1 } else { steps };
+                    let scores: Vec<f64> = (0..keys)
+                        .map(|j| {
+                            scale
+                                * (0..dk)
+                                    .map(|e| q[i][h * dk + e] * k[j][h * dk + e])
+                                    .sum::<f64>()
+                        })
+                        .collect();
+                    let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let ex: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
+                    let z: f64 = ex.iter().sum();
+                    for e in 0..dv {
+                        row[h * dv + e] =
+                            (0..keys).map(|j| ex[j] / z * v[j][h * dv + e]).sum::<f64>();
+                    }
+                }
+            }
+            let wo = pvals(&a.output_weights);
+            let bo = pvals(&a.output_bias);
+            let mut y = Act::new(o, 1, steps, true);
+            for (s, row) in merged.iter().enumerate() {
+                for r in 0..o {
+                    y.v[r * steps + s] =
+                        bo[r] + (0..vc).map(|e| wo[r * vc + e] * row[e]).sum::<f64>();
+                }
+            }
+            y
+        }
     }
 }

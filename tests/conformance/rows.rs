@@ -10,6 +10,7 @@ use super::reference::{self, Act};
 use matcnn::net::layer::{
     self as L, Activation as A, Layer, LayerKind as K, Network, Normalization, PaddingMode, Shape,
 };
+use matcnn::net::layers::transformer as TR;
 
 /// The input of a row's network (one observation, without the batch).
 #[derive(Debug, Clone, Copy)]
@@ -981,6 +982,88 @@ fn table() -> Vec<Row> {
                 chain(sequence(3, Normalization::None), vec![k])
             },
         ),
+        // --- attn ---
+        row("attention-causal", Sequence { c: 3, t: 5 }, sf(3), || {
+            let k = attention(&mut Rng(60), 3, 3, 12, 12, 3, true);
+            chain(sequence(3, Normalization::None), vec![k])
+        }),
+        row("attention-none", Sequence { c: 3, t: 5 }, sf(3), || {
+            let k = attention(&mut Rng(61), 3, 3, 12, 12, 3, false);
+            chain(sequence(3, Normalization::None), vec![k])
+        }),
+        row(
+            "attention-channels-differ",
+            Sequence { c: 4, t: 6 },
+            sf(5),
+            || {
+                // Key and value channels other than the input's, one head and two heads.
+                let r = &mut Rng(62);
+                let a = attention(r, 1, 4, 6, 2, 3, false);
+                let b = attention(r, 2, 3, 8, 10, 5, true);
+                chain(sequence(4, Normalization::None), vec![a, b])
+            },
+        ),
+        row("indexing1d-first", Sequence { c: 3, t: 4 }, sf(3), || {
+            let k = K::Transformer(L::Transformer::Indexing1d { last: false });
+            chain(sequence(3, Normalization::None), vec![k])
+        }),
+        row("indexing1d-last-fc", Sequence { c: 3, t: 4 }, sf(2), || {
+            let r = &mut Rng(63);
+            let k = K::Transformer(L::Transformer::Indexing1d { last: true });
+            chain(sequence(3, Normalization::None), vec![k, fc(r, 3, 2)])
+        }),
+        row(
+            "position-embedding-add",
+            Sequence { c: 3, t: 5 },
+            sf(3),
+            || {
+                // The fixture's pattern: the embedding added to the input (addition of sequences).
+                let r = &mut Rng(64);
+                let e = K::Transformer(L::Transformer::PositionEmbedding(TR::PositionEmbedding {
+                    output_size: 3,
+                    max_position: 8,
+                    weights: r.param(&[3, 8], 0.5),
+                }));
+                graph(
+                    sequence(3, Normalization::None),
+                    vec![
+                        ("pos", e, Some(vec![0])),
+                        ("add", K::Addition { inputs: 2 }, Some(vec![1, 0])),
+                    ],
+                )
+            },
+        ),
+        row("sinusoidal-add", Sequence { c: 4, t: 6 }, sf(4), || {
+            let e = K::Transformer(L::Transformer::SinusoidalEncoding(TR::SinusoidalEncoding {
+                output_size: 4,
+            }));
+            graph(
+                sequence(4, Normalization::None),
+                vec![
+                    ("enc", e, Some(vec![0])),
+                    ("add", K::Addition { inputs: 2 }, Some(vec![0, 1])),
+                ],
+            )
+        }),
+        row("embedding-concat", Sequence { c: 3, t: 4 }, sf(3), || {
+            let r = &mut Rng(65);
+            let e = K::Transformer(L::Transformer::EmbeddingConcat(TR::EmbeddingConcat {
+                input_size: 3,
+                weights: r.param(&[3], 0.5),
+            }));
+            chain(sequence(3, Normalization::None), vec![e])
+        }),
+        row("word-embedding", Sequence { c: 1, t: 6 }, sf(4), || {
+            // Random inputs: ids are rounded and those outside 1..NumWords map to the last word.
+            let r = &mut Rng(66);
+            let e = K::Transformer(L::Transformer::WordEmbedding(TR::WordEmbedding {
+                dimension: 4,
+                num_words: 3,
+                map_to_last: true,
+                weights: r.param(&[4, 3], 0.5),
+            }));
+            chain(sequence(1, Normalization::None), vec![e])
+        }),
     ]
 }
 
@@ -1069,4 +1152,35 @@ fn projected(
     } else {
         K::LstmProjected(p)
     }
+}
+
+// --- attn ---
+
+/// A self-attention layer: `heads`, input channels `c`, key, value and output channels.
+fn attention(
+    r: &mut Rng,
+    heads: usize,
+    c: usize,
+    kc: usize,
+    vc: usize,
+    o: usize,
+    causal: bool,
+) -> K {
+    K::Transformer(L::Transformer::SelfAttention(Box::new(TR::SelfAttention {
+        input_size: c,
+        num_heads: heads,
+        num_key_channels: kc,
+        num_value_channels: vc,
+        output_size: o,
+        causal,
+        dropout: 0.0,
+        query_weights: r.param(&[kc, c], 0.8),
+        key_weights: r.param(&[kc, c], 0.8),
+        value_weights: r.param(&[vc, c], 0.5),
+        output_weights: r.param(&[o, vc], 0.5),
+        query_bias: r.param(&[kc], 0.3),
+        key_bias: r.param(&[kc], 0.3),
+        value_bias: r.param(&[vc], 0.2),
+        output_bias: r.param(&[o], 0.2),
+    })))
 }

@@ -18,6 +18,7 @@ mod norm;
 mod pool;
 mod recurrent;
 mod reshape;
+mod transformer;
 
 use super::{ExportError, ExportOptions, Plan, layer_err};
 use crate::net::layer::{LayerKind, Network};
@@ -199,6 +200,7 @@ fn layer(g: &mut Graph, plan: &Plan, names: &Names, i: usize) -> Result<(), Expo
         LayerKind::GlobalMaxPool1d => pool::global_pool1d(g, &cx, "GlobalMaxPool"),
         LayerKind::LayerNorm(n) => norm::layer_norm(g, &cx, n),
         LayerKind::LstmProjected(p) | LayerKind::GruProjected(p) => recurrent::projected(g, &cx, p),
+        LayerKind::Transformer(t) => transformer::transformer(g, &cx, t),
         // Compute nothing (never emitted) or rejected by the plan.
         LayerKind::Dropout { .. }
         | LayerKind::Resize2d { .. }

@@ -10,6 +10,7 @@ mod norm;
 mod pool;
 mod recurrent;
 mod reshape;
+pub(super) mod transformer;
 
 use super::{ExportError, ExportOptions, Plan, pickle};
 use crate::net::layer::{Layer, LayerKind, Network, Padding};
@@ -192,6 +193,7 @@ fn model_py(plan: &Plan) -> Result<String, ExportError> {
             LayerKind::LayerNorm(n) => norm::layer_norm(&mut cx, n),
             LayerKind::LstmProjected(p) => recurrent::projected(&mut cx, p, true)?,
             LayerKind::GruProjected(p) => recurrent::projected(&mut cx, p, false)?,
+            LayerKind::Transformer(t) => transformer::transformer(&mut cx, t)?,
             other @ (LayerKind::Resize2d { .. } | LayerKind::Unsupported { .. }) => {
                 return Err(super::layer_err(
                     l,

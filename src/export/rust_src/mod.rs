@@ -11,6 +11,7 @@ mod norm;
 mod pool;
 mod recurrent;
 mod reshape;
+mod transformer;
 
 use super::{ExportError, ExportOptions, Plan, float_lit, pytorch};
 use crate::net::layer::{Layer, LayerKind, Network};
@@ -236,6 +237,7 @@ fn model_rs(plan: &Plan) -> Result<String, ExportError> {
             LayerKind::LayerNorm(n) => norm::layer_norm(&mut cx, n)?,
             LayerKind::LstmProjected(_) => return Err(recurrent::refuse_projected(l)),
             LayerKind::GruProjected(_) => return Err(recurrent::refuse_projected(l)),
+            LayerKind::Transformer(t) => return Err(transformer::refuse(l, t)),
             other @ (LayerKind::SequenceInput { .. }
             | LayerKind::Resize2d { .. }
             | LayerKind::Lstm(_)

@@ -20,6 +20,7 @@ mod norm;
 mod pool;
 mod recurrent;
 mod reshape;
+pub(crate) mod transformer;
 
 pub use activation::RELU;
 pub(crate) use activation::SOFTMAX;
@@ -30,6 +31,7 @@ pub use io::InputNorm;
 pub use recurrent::Rnn;
 pub use reshape::SeqReshape;
 pub(crate) use reshape::node_inputs;
+pub use transformer::TransformerOp;
 
 use super::{ModelError, tensor_values};
 use crate::net::layer::{self, Layer, LayerKind, Network, Padding, PaddingMode};
@@ -54,6 +56,8 @@ pub struct Func {
 
 /// What each node computes.
 #[derive(Module, Debug)]
+// Burn's `Module` derive takes no `Box`: the self-attention op stays inline.
+#[allow(clippy::large_enum_variant)]
 pub enum Op {
     Input(InputNorm),
     Conv(Conv2d),
@@ -72,6 +76,7 @@ pub enum Op {
     Pool1d(pool::Pool1d),
     LayerNorm(norm::LayerNorm),
     RnnProjected(recurrent::RnnProjected),
+    Transformer(TransformerOp),
 }
 
 /// Func code of the identity (the other codes are in the family files, see the module's
@@ -124,6 +129,7 @@ impl Op {
             LayerKind::LayerNorm(n) => norm::layer_norm(l, n, input_is_sequence(l, net), device),
             LayerKind::LstmProjected(p) => recurrent::lstm_projected(l, p, device),
             LayerKind::GruProjected(p) => recurrent::gru_projected(l, p, device),
+            LayerKind::Transformer(t) => transformer::build(l, t, device),
             LayerKind::Unsupported { reason } => Err(err(l, reason.clone())),
         }
     }
@@ -145,6 +151,7 @@ impl Op {
             Op::Dropout(d) => d.forward(x),
             Op::Rnn(r) => r.forward(x),
             Op::RnnProjected(r) => r.forward(x),
+            Op::Transformer(t) => t.forward(x),
             Op::Func(f) => f.forward(x, rest),
             Op::SeqReshape(s) => s.forward(x, rest),
             Op::Conv1d(c) => c.forward(x),
@@ -204,6 +211,7 @@ impl Op {
             (Op::LayerNorm(n), LayerKind::LayerNorm(d)) => norm::write_back_layer_norm(n, d),
             (Op::RnnProjected(r), LayerKind::LstmProjected(d)) => r.write_back(d),
             (Op::RnnProjected(r), LayerKind::GruProjected(d)) => r.write_back(d),
+            (Op::Transformer(t), LayerKind::Transformer(d)) => t.write_back(d),
             (Op::Input(n), LayerKind::ImageInput { normalization, .. }) => {
                 io::write_back_normalization(n, normalization)
             }

@@ -15,6 +15,7 @@ pub mod norm;
 pub mod pool;
 pub mod recurrent;
 pub mod reshape;
+pub mod transformer;
 
 use super::error::{Ctx, NetError};
 use super::fields::Fields;
@@ -78,6 +79,7 @@ pub fn names(kind: &LayerKind) -> Names {
         K::LayerNorm(_) => norm::LAYER_NORM,
         K::LstmProjected(_) => recurrent::LSTM_PROJECTED,
         K::GruProjected(_) => recurrent::GRU_PROJECTED,
+        K::Transformer(t) => t.names(),
         K::Unsupported { .. } => Names {
             kind: "Unsupported",
             stem: "layer",
@@ -146,6 +148,7 @@ pub fn describe(kind: &LayerKind) -> String {
         K::LayerNorm(n) => n.describe(),
         K::LstmProjected(p) => p.describe(false),
         K::GruProjected(p) => p.describe(true),
+        K::Transformer(t) => t.describe(),
         K::Unsupported { reason } => format!("unsupported: {reason}"),
     }
 }
@@ -199,6 +202,7 @@ pub(crate) fn output(
         K::GlobalAvgPool1d | K::GlobalMaxPool1d => pool::global_1d_output(ins, ctx),
         K::LayerNorm(n) => n.output(ins, ctx),
         K::LstmProjected(p) | K::GruProjected(p) => p.output(ins, ctx),
+        K::Transformer(t) => t.output(ins, ctx),
         K::Unsupported { .. } => Ok(None),
     }
 }
@@ -221,6 +225,7 @@ pub fn tensors_mut(kind: &mut LayerKind) -> Vec<&mut Tensor> {
         K::LayerNorm(n) => n.tensors_mut(),
         K::MaxPool1d(_) | K::AvgPool1d(_) | K::GlobalAvgPool1d | K::GlobalMaxPool1d => Vec::new(),
         K::LstmProjected(p) | K::GruProjected(p) => p.tensors_mut(),
+        K::Transformer(t) => t.tensors_mut(),
         K::Lrn(_)
         | K::Activation(_)
         | K::MaxPool2d(_)
@@ -260,6 +265,7 @@ pub fn learnables(kind: &LayerKind) -> usize {
         K::LayerNorm(n) => n.learnables(),
         K::MaxPool1d(_) | K::AvgPool1d(_) | K::GlobalAvgPool1d | K::GlobalMaxPool1d => 0,
         K::LstmProjected(p) | K::GruProjected(p) => p.learnables(),
+        K::Transformer(t) => t.learnables(),
         K::ImageInput { .. }
         | K::FeatureInput { .. }
         | K::SequenceInput { .. }
@@ -303,6 +309,7 @@ pub fn is_trained(kind: &LayerKind) -> bool {
         K::LayerNorm(n) => n.is_trained(),
         K::MaxPool1d(_) | K::AvgPool1d(_) | K::GlobalAvgPool1d | K::GlobalMaxPool1d => true,
         K::LstmProjected(p) | K::GruProjected(p) => p.is_trained(),
+        K::Transformer(t) => t.is_trained(),
         K::Lrn(_)
         | K::Activation(_)
         | K::MaxPool2d(_)
