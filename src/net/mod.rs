@@ -361,6 +361,7 @@ pub(crate) fn finish(
         classes,
         detector: None,
         notes: Vec::new(),
+        same_padding: Vec::new(),
     };
     shape::infer(&mut net, &declared)?;
     Ok(net)
