@@ -672,9 +672,9 @@ fn resize_matches_hand_computed_matlab_results() {
     let up = imresize(&[0.0, 255.0], 1, [1, 2], [1, 4], false);
     for (a, b) in up
         .iter()
-        .zip([-23.90625f32, 51.796875, 203.203125, 278.90625])
+        .zip([-23.90625f64, 51.796875, 203.203125, 278.90625])
     {
-        assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        assert!((*a as f64 - b).abs() < 1e-4, "{a} vs {b}");
     }
     // imresize(uint8([10 20 30 40]), [1 2]) (shrinking: kernel widened twice): weights
     // (0.546875, 0.3984375, 0.1015625, -0.046875) → 14.609375 → 15, and 35.390625 → 35.

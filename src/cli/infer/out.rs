@@ -249,7 +249,7 @@ pub fn text(r: &Value) -> String {
                     .collect()
             })
             .unwrap_or_default();
-        cls.sort_by(|a, b| b.1.cmp(&a.1));
+        cls.sort_by_key(|c| std::cmp::Reverse(c.1));
         let total: u64 = cls.iter().map(|c| c.1).sum::<u64>().max(1);
         let cols: Vec<String> = cls
             .iter()
