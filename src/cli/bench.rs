@@ -3,7 +3,6 @@
 use super::{BackendArg, JsonArg, NetArgs, input_shape};
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use matcnn::data;
 use matcnn::model::device_for;
 use serde_json::json;
 
@@ -80,8 +79,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let t_input = std::time::Instant::now();
     let data = match input {
         Some(spec) => {
-            let want = if spatial { [0, 0, c] } else { shape };
-            let b = data::load_array(spec, want, spatial)
+            let b = super::predict::read_input(&loaded.net, spec, shape, spatial)
                 .with_context(|| format!("reading --input {spec}"))?;
             [h, w] = [b.shape[2], b.shape[3]];
             Some(b.data)

@@ -66,8 +66,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
     }
     let (shape, spatial) = input_shape(net)?;
     // Images of any size are read; the network then says whether it takes that size.
-    let want = if spatial { [0, 0, shape[2]] } else { shape };
-    let batch = data::load_array(input, want, spatial)?;
+    let batch = read_input(net, input, shape, spatial)?;
     if spatial {
         set_input_size(&mut loaded.net, batch.shape[2], batch.shape[3])?;
     }
@@ -87,6 +86,24 @@ pub fn run(args: PredictArgs) -> Result<()> {
     data::write_atomic(output, &bytes, &inputs, force)?;
     eprintln!("wrote {} ({desc})", output.display());
     Ok(())
+}
+
+/// Reads `predict`'s (or `bench`'s) input: images of any size (the network then says whether it
+/// takes it), or, when that read fails for a network of fixed size, the error naming its size.
+pub fn read_input(
+    net: &Network,
+    input: &str,
+    shape: [usize; 3],
+    spatial: bool,
+) -> Result<data::Batch> {
+    if !spatial {
+        return Ok(data::load_array(input, shape, spatial)?);
+    }
+    match data::load_array(input, [0, 0, shape[2]], spatial) {
+        Ok(b) => Ok(b),
+        Err(e) if net.open_size() => Err(e.into()),
+        Err(_) => Ok(data::load_array(input, shape, spatial)?),
+    }
 }
 
 /// Prepares `net` for `h x w` inputs ([`Network::set_input_size`]), with the CLI's wording.
