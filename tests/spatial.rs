@@ -178,6 +178,20 @@ fn dncnn_denoises_through_infer() {
         assert!(!o.status.success());
         assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
     }
+    // An 8-bit image gives an 8-bit PNG.
+    let out = dir.join("eight");
+    let o = matcnn(&[
+        "infer",
+        "--model",
+        &fixture("dncnn-matconvnet/sigma=25.mat"),
+        "--output",
+        out.to_str().unwrap(),
+        &fixture("dncnn-matconvnet/01.png"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let written = image::open(out.join("01_output.png")).unwrap();
+    assert!(matches!(written, image::DynamicImage::ImageLuma8(_)));
+    assert_eq!((written.width(), written.height()), (w as u32, h as u32));
 }
 
 #[test]
@@ -686,4 +700,51 @@ fn resize_matches_hand_computed_matlab_results() {
     // Two dimensions: separable, each pass rounded; a constant image stays constant.
     let flat = imresize(&vec![77.0; 6 * 9], 1, [6, 9], [4, 5], true);
     assert!(flat.iter().all(|&v| v == 77.0));
+}
+
+#[test]
+fn infer_resizes_as_matlab_imresize() {
+    // A 7x10 8-bit gray image resized to 4x13: MATLAB shrinks the rows first (scale 4/7 <
+    // 13/10), rounding each pass to uint8. Reference: the direct weights above.
+    let dir = tmpdir("imresize");
+    let (h, w, oh, ow) = (7usize, 10usize, 4usize, 13usize);
+    let px = |x: usize, y: usize| ((x * 53 + y * 97 + x * y * 13) % 256) as u8;
+    let img: ImageBuffer<Luma<u8>, Vec<u8>> = ImageBuffer::from_fn(w as u32, h as u32, |x, y| {
+        Luma([px(x as usize, y as usize)])
+    });
+    let png = dir.join("a.png");
+    img.save(&png).unwrap();
+    let ours =
+        matcnn::data::load_image_with(&png, oh, ow, 1, matcnn::data::ResizeMethod::Matlab).unwrap();
+    let q = |v: f64| v.round().clamp(0.0, 255.0);
+    let rows = direct_weights(h, oh);
+    let cols = direct_weights(w, ow);
+    let mut mid = vec![0.0; oh * w];
+    for y in 0..oh {
+        for x in 0..w {
+            mid[y * w + x] = q((0..h).map(|j| rows[y][j] * px(x, j) as f64).sum());
+        }
+    }
+    for y in 0..oh {
+        for x in 0..ow {
+            let want = q((0..w).map(|j| cols[x][j] * mid[y * w + j]).sum());
+            assert_eq!(ours[y * ow + x] as f64, want, "({y}, {x})");
+        }
+    }
+    // --resize bilinear is kept: both run on the demo network.
+    let big: ImageBuffer<Luma<u8>, Vec<u8>> = ImageBuffer::from_fn(60, 45, |x, y| {
+        Luma([if (x / 6 + y / 6) % 2 == 0 { 255 } else { 0 }])
+    });
+    let big_png = dir.join("big.png");
+    big.save(&big_png).unwrap();
+    for method in ["matlab", "bilinear"] {
+        let o = matcnn(&[
+            "infer",
+            "--resize",
+            method,
+            "--json",
+            big_png.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{method}: {}", stderr(&o));
+    }
 }
