@@ -260,7 +260,9 @@ pub fn text(r: &Value) -> String {
     } else {
         format!(
             "{image}\t{size}x{}\tvalues {:.4}..{:.4}\t{files}",
-            r["channels"], r["min"], r["max"]
+            r["channels"],
+            r["min"].as_f64().unwrap_or(f64::NAN),
+            r["max"].as_f64().unwrap_or(f64::NAN)
         )
     }
 }
