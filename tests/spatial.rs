@@ -748,3 +748,33 @@ fn infer_resizes_as_matlab_imresize() {
         assert!(o.status.success(), "{method}: {}", stderr(&o));
     }
 }
+
+#[test]
+fn which_fixture_networks_take_any_size() {
+    let load =
+        |rel: &str| matcnn::source::load_network(Some(Path::new(&fixture(rel))), None).unwrap();
+    for rel in [
+        "dncnn-matconvnet/sigma=25.mat",
+        "dncnn-matconvnet/DnCNN-epoch-50.mat",
+        "zstoebs-vae-segnet/decoder.mat",
+    ] {
+        assert!(load(rel).open_size(), "{rel}");
+    }
+    for (rel, why) in [
+        ("mw-workshop-mnist/MNIST_Network.mat", "fc"),
+        ("mimo-detect/trainedNet_test.mat", "per pixel"),
+        ("pac48-dlnet/dlnet.mat", "flatten"),
+    ] {
+        let mut net = load(rel);
+        assert!(!net.open_size(), "{rel}");
+        let (h, w) = net.declared_input_size().unwrap();
+        let e = net.set_input_size(h + 2, w + 3).unwrap_err().to_string();
+        assert!(
+            e.to_lowercase().contains(why) && e.contains(&format!("{h}x{w}")),
+            "{rel}: {e}"
+        );
+        assert!(e.contains(&format!("{}x{}", h + 2, w + 3)), "{rel}: {e}");
+        // The declared size itself is fine.
+        net.set_input_size(h, w).unwrap();
+    }
+}
