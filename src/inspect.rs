@@ -404,6 +404,7 @@ mod tests {
             classes: vec![],
             detector: None,
             notes: Vec::new(),
+            same_padding: Vec::new(),
         }
     }
 

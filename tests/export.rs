@@ -790,6 +790,7 @@ fn synthetic_image_network(crop: bool) -> Network {
         classes: (0..5).map(|c| format!("c{c}")).collect(),
         detector: None,
         notes: Vec::new(),
+        same_padding: Vec::new(),
     }
 }
 
@@ -849,6 +850,7 @@ fn synthetic_feature_network() -> Network {
         classes: vec![],
         detector: None,
         notes: Vec::new(),
+        same_padding: Vec::new(),
     }
 }
 

@@ -52,6 +52,7 @@ fn net(layers: Vec<Layer>) -> Network {
         classes: vec![],
         detector: None,
         notes: Vec::new(),
+        same_padding: Vec::new(),
     }
 }
 

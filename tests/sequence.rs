@@ -355,6 +355,7 @@ fn tiny_net(s: &Spec, seed: u64) -> Network {
         classes: vec![],
         detector: None,
         notes: Vec::new(),
+        same_padding: Vec::new(),
     }
 }
 

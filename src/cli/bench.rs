@@ -3,7 +3,6 @@
 use super::{BackendArg, JsonArg, NetArgs, input_shape};
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use matcnn::data;
 use matcnn::model::device_for;
 use serde_json::json;
 
@@ -24,6 +23,10 @@ pub struct BenchArgs {
     /// Input observations from FILE.npy or FILE.mat:VAR (as `predict`); default: seeded noise.
     #[arg(long)]
     input: Option<String>,
+    /// Input height x width (e.g. 256x256) for networks that take any size (MatConvNet
+    /// networks, fully convolutional networks); default: the declared size, else 224x224.
+    #[arg(long, value_parser = parse_size)]
+    size: Option<[usize; 2]>,
     #[command(flatten)]
     device: BackendArg,
     /// Sequence networks: time steps of each generated input sequence.
@@ -39,6 +42,21 @@ pub struct BenchArgs {
     out: JsonArg,
 }
 
+/// The input size `bench` times networks of open size at, unless `--size` says otherwise.
+pub const DEFAULT_OPEN_SIZE: [usize; 2] = [224, 224];
+
+/// `HxW` (or `H,W`) → `[H, W]`.
+pub fn parse_size(s: &str) -> Result<[usize; 2], String> {
+    let parts: Vec<&str> = s.split(['x', 'X', ',']).collect();
+    match parts.as_slice() {
+        [a, b] => match (a.trim().parse::<usize>(), b.trim().parse::<usize>()) {
+            (Ok(h), Ok(w)) if h > 0 && w > 0 => Ok([h, w]),
+            _ => Err(format!("expected HxW with positive integers, found '{s}'")),
+        },
+        _ => Err(format!("expected HxW (e.g. 256x256), found '{s}'")),
+    }
+}
+
 pub fn run(args: BenchArgs) -> Result<()> {
     let BenchArgs {
         net: net_args,
@@ -46,6 +64,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         repeat,
         warmup,
         input,
+        size,
         device: BackendArg { backend },
         load_only,
         profile,
@@ -59,23 +78,40 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
     let mut loaded = net_args.load()?;
     let read_import_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let model = loaded
-        .build_for_inference(&device)
-        .with_context(|| format!("building {}", loaded.label))?;
-    let load_ms = t0.elapsed().as_secs_f64() * 1e3;
     let (shape, spatial) = match sequence_shape(&loaded.net, steps, input)? {
         Some(s) => (s, false),
         None => input_shape(&loaded.net)?,
     };
-    let [h, w, c] = shape;
+    let [mut h, mut w, c] = shape;
+    let t_input = std::time::Instant::now();
     let data = match input {
-        Some(spec) => Some(
-            data::load_array(spec, shape, spatial)
-                .with_context(|| format!("reading --input {spec}"))?
-                .data,
-        ),
+        Some(spec) => {
+            let b = super::predict::read_input(&loaded.net, spec, shape, spatial)
+                .with_context(|| format!("reading --input {spec}"))?;
+            [h, w] = [b.shape[2], b.shape[3]];
+            Some(b.data)
+        }
         None => None,
     };
+    if spatial {
+        if let Some(s) = size {
+            if data.is_some() && [h, w] != s {
+                bail!("--size {}x{} disagrees with --input ({h}x{w})", s[0], s[1]);
+            }
+            [h, w] = s;
+        } else if h == 0 || w == 0 {
+            [h, w] = DEFAULT_OPEN_SIZE;
+        }
+        super::predict::set_input_size(&mut loaded.net, h, w)?;
+    } else if size.is_some() {
+        bail!("--size: the network takes feature vectors or sequences, not images");
+    }
+    // Reading --input is not loading.
+    let input_ms = t_input.elapsed().as_secs_f64() * 1e3;
+    let model = loaded
+        .build_for_inference(&device)
+        .with_context(|| format!("building {}", loaded.label))?;
+    let load_ms = t0.elapsed().as_secs_f64() * 1e3 - input_ms;
     if batches.contains(&0) {
         bail!("--batch: expected positive batch sizes");
     }

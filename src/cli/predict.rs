@@ -5,7 +5,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use matcnn::data;
 use matcnn::model::{Backend, device_for};
-use matcnn::net::LayerKind;
+use matcnn::net::{LayerKind, Network};
 use matcnn::source::Loaded;
 use std::path::{Path, PathBuf};
 
@@ -17,10 +17,13 @@ pub struct PredictArgs {
     /// The input: FILE.mat:VAR (H x W x C x N images or C x N features, as MATLAB stores
     /// them; for sequence networks a cell array of C x T sequences or one C x T matrix, for
     /// image-sequence networks a cell array of H x W x C x T arrays) or FILE.npy ([N, C, H, W]
-    /// images, [N, C] features, [N, C, T] sequences, [N, T, C, H, W] image sequences).
+    /// images, [N, C] features, [N, C, T] sequences, [N, T, C, H, W] image sequences). Networks
+    /// without a fully connected or flatten layer over space take images of any height and width.
     #[arg(long)]
     input: String,
-    /// Where to write the outputs: OUT.npy (float32 [N, K]) or OUT.mat (single N x K, variable Y).
+    /// Where to write the outputs: OUT.npy (float32 [N, K]) or OUT.mat (single N x K, variable Y);
+    /// image outputs (segmentation scores, denoised images) OUT.npy [N, C, H, W] or OUT.mat
+    /// H x W x C x N, as MATLAB's `predict` returns them.
     /// Sequence networks with OutputMode 'sequence': OUT.npy [N, T, K] (equal lengths) or
     /// OUT.mat with Y (total time steps x K, sequence after sequence) and SequenceLengths.
     #[arg(long)]
@@ -63,27 +66,81 @@ pub fn run(args: PredictArgs) -> Result<()> {
         );
     }
     let (shape, spatial) = input_shape(net)?;
-    let batch = data::load_array(input, shape, spatial)?;
+    // Images of any size are read; the network then says whether it takes that size.
+    let batch = read_input(net, input, shape, spatial)?;
+    if spatial {
+        set_input_size(&mut loaded.net, batch.shape[2], batch.shape[3])?;
+    }
     let device = device_for(backend)?;
     let model = loaded.build_for_inference(&device)?;
     let pb = progress_bar(batch.shape[0], "observations");
-    let (out, k) = model.predict(&batch.data, batch.shape, batch_size, &device, |done| {
+    let (out, chw) = model.predict_spatial(&batch.data, batch.shape, batch_size, &device, |done| {
         pb.set_position(done as u64)
     });
     pb.finish_and_clear();
     let n = batch.shape[0];
-    let bytes = if ext == "npy" {
-        data::npy_bytes(&out, &[n, k])
-    } else {
-        data::mat_bytes("Y", &out, n, k)
-    };
+    let (bytes, desc) = output_bytes(&out, n, chw, &ext)?;
     let mut inputs: Vec<PathBuf> = net_args.model.iter().cloned().collect();
     inputs.push(PathBuf::from(
         data::split_mat_spec(input).map(|(f, _)| f).unwrap_or(input),
     ));
     data::write_atomic(output, &bytes, &inputs, force)?;
-    eprintln!("wrote {} ({n} x {k})", output.display());
+    eprintln!("wrote {} ({desc})", output.display());
     Ok(())
+}
+
+/// Reads `predict`'s (or `bench`'s) input: images of any size (the network then says whether it
+/// takes it), or, when that read fails for a network of fixed size, the error naming its size.
+pub fn read_input(
+    net: &Network,
+    input: &str,
+    shape: [usize; 3],
+    spatial: bool,
+) -> Result<data::Batch> {
+    if !spatial {
+        return Ok(data::load_array(input, shape, spatial)?);
+    }
+    match data::load_array(input, [0, 0, shape[2]], spatial) {
+        Ok(b) => Ok(b),
+        Err(e) if net.open_size() => Err(e.into()),
+        Err(_) => Ok(data::load_array(input, shape, spatial)?),
+    }
+}
+
+/// Prepares `net` for `h x w` inputs ([`Network::set_input_size`]), with the CLI's wording.
+pub fn set_input_size(net: &mut Network, h: usize, w: usize) -> Result<()> {
+    net.set_input_size(h, w)
+        .with_context(|| format!("the network cannot take {h}x{w} images"))
+}
+
+/// The bytes of `predict`'s output file and its size in words. `out` is row-major
+/// `[N, C, H, W]`: vector outputs (`H = W = 1`) are written `[N, C]` (`.npy`) or N x C (`.mat`,
+/// variable `Y`); image outputs `[N, C, H, W]` (`.npy`) or H x W x C x N (`.mat`), as MATLAB's
+/// `predict` returns them.
+pub fn output_bytes(
+    out: &[f32],
+    n: usize,
+    [c, h, w]: [usize; 3],
+    ext: &str,
+) -> Result<(Vec<u8>, String)> {
+    if h * w == 1 {
+        let b = if ext == "npy" {
+            data::npy_bytes(out, &[n, c])
+        } else {
+            data::mat_bytes("Y", out, n, c)
+        };
+        return Ok((b, format!("{n} x {c}")));
+    }
+    let b = if ext == "npy" {
+        data::npy_bytes(out, &[n, c, h, w])
+    } else {
+        // Row-major [N, C, H, W] is column-major [W, H, C, N]; MATLAB's H x W x C x N in
+        // column-major order is row-major [N, C, W, H].
+        let (y, _) = matcnn::mat::permute_col_major(out, &[w, h, c, n], &[3, 2, 0, 1])
+            .map_err(|e| anyhow::anyhow!(e))?;
+        data::mat_file_bytes(&[("Y", &[h, w, c, n], &y)])
+    };
+    Ok((b, format!("{n} x {c} x {h} x {w}")))
 }
 
 /// `predict` for sequence networks. Output: for OutputMode 'last', `[N, K]` (one row per

@@ -11,6 +11,9 @@ use thiserror::Error;
 mod image_seq;
 pub use image_seq::load_image_sequences;
 
+pub mod resize;
+pub use resize::{ResizeMethod, resize};
+
 #[derive(Debug, Error)]
 pub enum DataError {
     #[error("{path}: {msg}")]
@@ -114,6 +117,101 @@ pub fn load_image(path: &Path, h: usize, w: usize, channels: usize) -> Result<Ve
     }
 }
 
+/// An image as read from its file: `[C, H, W]` f32 values on MATLAB's uint8 scale (0..255,
+/// 16-bit images divided by 257), converted to the requested channels.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub data: Vec<f32>,
+    pub channels: usize,
+    pub h: usize,
+    pub w: usize,
+    /// Whether the file holds 16 bits per sample (else 8).
+    pub sixteen_bit: bool,
+}
+
+/// Reads an image at its own size as `channels` (1 or 3) planes: RGB → gray with MATLAB's
+/// `rgb2gray` weights (rounded like `rgb2gray` on `uint8` for 8-bit files), gray → RGB by
+/// replication, alpha dropped.
+pub fn read_image(path: &Path, channels: usize) -> Result<Image, DataError> {
+    let err = |msg: String| DataError::Image {
+        path: path.display().to_string(),
+        msg,
+    };
+    let io = |e: std::io::Error| DataError::Io {
+        path: path.display().to_string(),
+        source: e,
+    };
+    let img = image::ImageReader::open(path)
+        .map_err(io)?
+        .with_guessed_format()
+        .map_err(io)?
+        .decode()
+        .map_err(|e| err(format!("not a readable image: {e}")))?;
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    if w == 0 || h == 0 {
+        return Err(err("the image is empty".into()));
+    }
+    let sixteen_bit = img.color().bytes_per_pixel() / img.color().channel_count() >= 2;
+    let has_color = img.color().has_color();
+    let rgb = img.to_rgb32f();
+    let px = rgb.as_raw();
+    let mut data = vec![0.0f32; channels * h * w];
+    match channels {
+        1 => {
+            for (i, p) in px.chunks_exact(3).enumerate() {
+                data[i] = if has_color {
+                    let v = 255.0 * (0.298936 * p[0] + 0.587043 * p[1] + 0.114021 * p[2]);
+                    if sixteen_bit { v } else { v.round() }
+                } else {
+                    255.0 * p[0]
+                };
+            }
+        }
+        3 => {
+            for (i, p) in px.chunks_exact(3).enumerate() {
+                for c in 0..3 {
+                    data[c * h * w + i] = 255.0 * p[c];
+                }
+            }
+        }
+        c => {
+            return Err(err(format!(
+                "the network takes {c}-channel images; only 1- and 3-channel networks read image files"
+            )));
+        }
+    }
+    Ok(Image {
+        data,
+        channels,
+        h,
+        w,
+        sixteen_bit,
+    })
+}
+
+/// As [`load_image`], resizing with `method` ([`ResizeMethod::Matlab`]: MATLAB's `imresize`,
+/// rounded to `uint8` for 8-bit files as MATLAB's `imresize` of a `uint8` image).
+pub fn load_image_with(
+    path: &Path,
+    h: usize,
+    w: usize,
+    channels: usize,
+    method: ResizeMethod,
+) -> Result<Vec<f32>, DataError> {
+    if method == ResizeMethod::Bilinear {
+        return load_image(path, h, w, channels);
+    }
+    let img = read_image(path, channels)?;
+    Ok(resize(
+        &img.data,
+        channels,
+        [img.h, img.w],
+        [h, w],
+        method,
+        !img.sixteen_bit,
+    ))
+}
+
 /// Lists the images of a directory (sorted), or the given files.
 pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, DataError> {
     let mut out = Vec::new();
@@ -178,6 +276,8 @@ pub fn load_array(spec: &str, input: [usize; 3], spatial: bool) -> Result<Batch,
                 dims.get(1).copied().unwrap_or(1),
                 dims.get(2).copied().unwrap_or(1),
             );
+            // A height or width of 0: the network takes any size (see `Network::open_size`).
+            let (h, w) = (if h == 0 { ah } else { h }, if w == 0 { aw } else { w });
             if (ah, aw, ac) != (h, w, c) || dims.len() > 4 {
                 return Err(err(format!(
                     "array of size {} does not match the network input {h}x{w}x{c}(xN)",
@@ -208,6 +308,11 @@ pub fn load_array(spec: &str, input: [usize; 3], spatial: bool) -> Result<Batch,
             msg,
         };
         let (shape, data) = read_npy(spec)?;
+        let any = |want: usize, got: usize| if want == 0 { got } else { want };
+        let (h, w) = match shape.as_slice() {
+            [_, _, hh, ww] | [_, hh, ww] if spatial => (any(h, *hh), any(w, *ww)),
+            _ => (h, w),
+        };
         let shape4 = match (spatial, shape.as_slice()) {
             (true, [n, ch, hh, ww]) if [*hh, *ww, *ch] == [h, w, c] => [*n, c, h, w],
             (true, [n, hh, ww]) if c == 1 && [*hh, *ww] == [h, w] => [*n, 1, h, w],

@@ -202,6 +202,7 @@ mod tests {
             classes: vec![],
             detector: None,
             notes: Vec::new(),
+            same_padding: Vec::new(),
         };
         assert_eq!(
             identifiers(&net),

@@ -379,6 +379,41 @@ impl MatNet {
     }
 }
 
+impl MatNet {
+    /// As [`predict`](Self::predict), keeping the output's shape: returns a row-major
+    /// `[N, C, H, W]` buffer and `[C, H, W]` (image-to-image networks give `H, W > 1`).
+    pub fn predict_spatial(
+        &self,
+        data: &[f32],
+        shape: [usize; 4],
+        batch_size: usize,
+        device: &Device,
+        mut progress: impl FnMut(usize),
+    ) -> (Vec<f32>, [usize; 3]) {
+        let [n, c, h, w] = shape;
+        let per = c * h * w;
+        let batch_size = batch_size.max(1);
+        let mut out = Vec::new();
+        let mut chw = [0, 1, 1];
+        for start in (0..n).step_by(batch_size) {
+            let end = (start + batch_size).min(n);
+            let x = Tensor::<4>::from_data(
+                TensorData::new(
+                    data[start * per..end * per].to_vec(),
+                    [end - start, c, h, w],
+                ),
+                device,
+            );
+            let y = self.forward(x);
+            let [_, oc, oh, ow] = y.dims();
+            chw = [oc, oh, ow];
+            out.extend(tensor_values(y));
+            progress(end);
+        }
+        (out, chw)
+    }
+}
+
 /// One observation of a sequence network: a row-major `[C, T]` buffer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sequence {

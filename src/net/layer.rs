@@ -295,6 +295,10 @@ pub struct Network {
     /// because it only computes a training loss). Shown by `inspect`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Names of the layers whose padding (cropping) is MATLAB's 'same', resolved to explicit
+    /// pads for the declared input size; [`Network::set_input_size`] resolves them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub same_padding: Vec<String>,
 }
 
 /// Metadata of an object detector that holds a network.

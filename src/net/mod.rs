@@ -233,6 +233,7 @@ pub(crate) fn finish(
         classes,
         detector: None,
         notes: Vec::new(),
+        same_padding: Vec::new(),
     };
     shape::infer(&mut net, &declared)?;
     Ok(net)

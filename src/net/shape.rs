@@ -15,7 +15,7 @@
 //! with the inferred shapes; a disagreement is an error naming the layer.
 
 use super::error::{Ctx, NetError};
-use super::layer::{Network, Padding, PaddingMode, Shape};
+use super::layer::{LayerKind, Network, Padding, PaddingMode, Shape};
 use super::layers::pads_text;
 
 /// Sizes the file declares for one layer, beyond those kept in its [`LayerKind`].
@@ -198,7 +198,11 @@ pub fn infer(net: &mut Network, declared: &[Declared]) -> Result<(), NetError> {
         let layer = &mut net.layers[i];
         let ctx = Ctx::new(&net.variable, &layer.name, &layer.class);
         let decl = declared.get(i).unwrap_or(&default);
+        let was_same = has_same_padding(&layer.kind);
         let out = super::layers::output(&mut layer.kind, &ins, decl, &ctx)?;
+        if was_same && !has_same_padding(&layer.kind) && !net.same_padding.contains(&layer.name) {
+            net.same_padding.push(layer.name.clone());
+        }
         if let (Some(o), Some(want)) = (out, &decl.output_size) {
             let got = if want.len() == 1 {
                 vec![o.numel()]
@@ -221,6 +225,140 @@ pub fn infer(net: &mut Network, declared: &[Declared]) -> Result<(), NetError> {
         layer.output = out;
     }
     Ok(())
+}
+
+/// Whether a layer's padding (a transposed convolution's cropping) is 'same' and unresolved.
+fn has_same_padding(kind: &LayerKind) -> bool {
+    match kind {
+        LayerKind::Conv2d(c) => c.padding == PaddingMode::Same,
+        LayerKind::ConvTranspose2d(c) => c.cropping == PaddingMode::Same,
+        LayerKind::MaxPool2d(p) | LayerKind::AvgPool2d(p) => p.padding == PaddingMode::Same,
+        _ => false,
+    }
+}
+
+/// Sets a layer's resolved 'same' padding back to 'same', for [`Network::set_input_size`].
+fn reset_same_padding(kind: &mut LayerKind) {
+    match kind {
+        LayerKind::Conv2d(c) => c.padding = PaddingMode::Same,
+        LayerKind::ConvTranspose2d(c) => c.cropping = PaddingMode::Same,
+        LayerKind::MaxPool2d(p) | LayerKind::AvgPool2d(p) => p.padding = PaddingMode::Same,
+        _ => {}
+    }
+}
+
+/// Why an image network only takes the input size it declares (`None`: it takes any size).
+/// A fully connected or flatten layer fixes the size when its input at the declared size is
+/// more than 1x1 (one after a global pooling does not), and so does a per-pixel normalization
+/// mean; a spatial input size of 0 (MatConvNet) is open unless such a layer follows.
+pub fn size_fixed_by(net: &Network) -> Option<String> {
+    let input = net.input()?;
+    let LayerKind::ImageInput {
+        size,
+        normalization,
+    } = &input.kind
+    else {
+        return Some(format!("'{}' does not take images", input.name));
+    };
+    use super::layers::io::Normalization as N;
+    let tensors: Vec<&super::layer::Tensor> = match normalization {
+        N::None => vec![],
+        N::ZeroCenter { mean } => vec![mean],
+        N::ZScore { mean, std } => vec![mean, std],
+        N::RescaleSymmetric { min, max } | N::RescaleZeroOne { min, max } => vec![min, max],
+    };
+    let per_pixel = tensors
+        .iter()
+        .any(|t| t.shape.iter().product::<usize>() > size.c.max(1));
+    if per_pixel {
+        return Some(format!(
+            "the {} normalization of '{}' has a value per pixel",
+            normalization.name(),
+            input.name
+        ));
+    }
+    net.layers.iter().find_map(|l| {
+        let fixing = matches!(l.kind, LayerKind::FullyConnected(_) | LayerKind::Flatten);
+        let inp = l.inputs.first().and_then(|&j| net.layers.get(j)?.output);
+        match inp {
+            Some(s) if fixing && s.spatial && (s.h != 1 || s.w != 1) => Some(format!(
+                "layer '{}' ({}) takes a {} input",
+                l.name,
+                l.class,
+                describe(&Some(s))
+            )),
+            None if fixing => Some(format!(
+                "layer '{}' ({}) has an unknown input",
+                l.name, l.class
+            )),
+            _ => None,
+        }
+    })
+}
+
+impl Network {
+    /// Whether the network takes images of any height and width (see [`size_fixed_by`]).
+    pub fn open_size(&self) -> bool {
+        size_fixed_by(self).is_none()
+    }
+
+    /// The input size an image network declares, `(H, W)`; 0 means any size.
+    pub fn declared_input_size(&self) -> Option<(usize, usize)> {
+        match &self.input()?.kind {
+            LayerKind::ImageInput { size, .. } => Some((size.h, size.w)),
+            _ => None,
+        }
+    }
+
+    /// Prepares the description for `h x w` inputs: for a network of open size, sets the input
+    /// layer's size, resolves 'same' padding again for it and infers every shape; a network
+    /// that fixes its size accepts only the size it declares (the error names both sizes).
+    pub fn set_input_size(&mut self, h: usize, w: usize) -> Result<(), NetError> {
+        let ctx = match self.input() {
+            Some(l) => Ctx::new(&self.variable, &l.name, &l.class),
+            None => Ctx::new(&self.variable, "", ""),
+        };
+        let Some((dh, dw)) = self.declared_input_size() else {
+            return Err(ctx.shape(
+                "input size",
+                "a network with an image input",
+                format!("{h}x{w} images"),
+            ));
+        };
+        if (dh, dw) == (h, w) {
+            return Ok(());
+        }
+        if let Some(why) = size_fixed_by(self) {
+            return Err(ctx.shape(
+                "input size",
+                format!("{dh}x{dw} ({why})"),
+                format!("{h}x{w}"),
+            ));
+        }
+        if h == 0 || w == 0 {
+            return Err(ctx.shape("input size", "a non-empty image", format!("{h}x{w}")));
+        }
+        let same = self.same_padding.clone();
+        for l in &mut self.layers {
+            match &mut l.kind {
+                LayerKind::ImageInput { size, .. } => {
+                    size.h = h;
+                    size.w = w;
+                }
+                k if same.contains(&l.name) => reset_same_padding(k),
+                _ => {}
+            }
+        }
+        infer(self, &[])?;
+        if let Some(why) = size_fixed_by(self) {
+            return Err(ctx.shape(
+                "input size",
+                format!("{dh}x{dw} ({why} at {h}x{w})"),
+                format!("{h}x{w}"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The shapes of a layer's `n` inputs (port order): `None` when one is unknown or none is
@@ -350,6 +488,7 @@ mod tests {
             classes: vec![],
             detector: None,
             notes: Vec::new(),
+            same_padding: Vec::new(),
         }
     }
 

@@ -146,6 +146,7 @@ fn graph(input: K, layers: Vec<(&str, K, Option<Vec<usize>>)>) -> Network {
         classes,
         detector: None,
         notes: Vec::new(),
+        same_padding: Vec::new(),
     }
 }
 

@@ -261,7 +261,9 @@ pub(in crate::net) fn from_dlt(short: &str, f: &Fields, _declared: &mut Declared
                 Err(reason) => return unsupported(reason),
             }
         }
-        "ClassificationOutputLayer" | "PixelClassificationLayer" => {
+        "ClassificationOutputLayer"
+        | "PixelClassificationLayer"
+        | "DicePixelClassificationLayer" => {
             let classes = ["Categories", "Classes", "ClassNames"]
                 .iter()
                 .find_map(|n| f.get(n))
