@@ -528,6 +528,9 @@ fn every_layer_kind_matches_the_reference_at_every_stage() {
         "RegressionOutput",
         "Lstm",
         "Gru",
+        "MaxUnpool2d",
+        "Yolov2Transform",
+        "Yolov2Output",
     ] {
         assert!(kinds.contains(k), "no conformance row has a {k} layer");
     }
@@ -563,6 +566,9 @@ fn kind_name(k: &LayerKind) -> String {
         K::RegressionOutput => "RegressionOutput",
         K::Lstm(_) => "Lstm",
         K::Gru(_) => "Gru",
+        K::MaxUnpool2d(_) => "MaxUnpool2d",
+        K::Yolov2Transform { .. } => "Yolov2Transform",
+        K::Yolov2Output { .. } => "Yolov2Output",
         K::Unsupported { .. } => "Unsupported",
     }
     .to_string()

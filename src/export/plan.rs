@@ -63,6 +63,8 @@ fn unsupported_reason(l: &Layer, first_input: bool) -> Option<String> {
             .then(|| format!("concatenation along dimension {dim} is not supported")),
         LayerKind::Resize2d { .. } => Some("resize2d is not supported by the exporters yet".into()),
         LayerKind::Lstm(r) | LayerKind::Gru(r) => recurrent_reason(r),
+        LayerKind::MaxUnpool2d(u) => super::unpool_reason(u),
+        LayerKind::Yolov2Transform { .. } | LayerKind::Yolov2Output { .. } => None,
         LayerKind::FullyConnected(_)
         | LayerKind::BatchNorm(_)
         | LayerKind::GroupNorm(_)
@@ -153,6 +155,7 @@ impl<'a> Plan<'a> {
                 }
                 LayerKind::Dropout { .. }
                 | LayerKind::ClassificationOutput { .. }
+                | LayerKind::Yolov2Output { .. }
                 | LayerKind::RegressionOutput => {
                     value[i] = value[l.inputs[0]];
                     rank[i] = in_rank(0);
@@ -350,6 +353,9 @@ impl<'a> Plan<'a> {
                 | LayerKind::Resize2d { .. }
                 | LayerKind::ClassificationOutput { .. }
                 | LayerKind::RegressionOutput
+                | LayerKind::MaxUnpool2d(_)
+                | LayerKind::Yolov2Transform { .. }
+                | LayerKind::Yolov2Output { .. }
                 | LayerKind::Unsupported { .. } => {}
             }
         }

@@ -11,7 +11,9 @@ use crate::mat::value::{Object, StructArray, Value};
 use super::error::{Ctx, NetError};
 use super::fields::Fields;
 use super::layer::*;
-use super::layers::{Imported, activation, combine, conv, io, norm, pool, recurrent, reshape};
+use super::layers::{
+    Imported, activation, combine, conv, detect, io, norm, pool, recurrent, reshape,
+};
 use super::shape::Declared;
 
 pub use super::layers::io::class_names;
@@ -204,6 +206,7 @@ fn graph(
         p.sort();
         l.inputs = p.into_iter().map(|(_, s)| s).collect();
     }
+    pool::resolve_unpooling(variable, super::source_name(kind), &mut layers)?;
     super::finish(variable, kind, layers, declared, outputs)
 }
 
@@ -306,7 +309,7 @@ fn function_layer_reason(f: &Fields) -> String {
 }
 
 /// The families' importers of built-in layer classes, each answering for its own classes.
-const FAMILIES: [fn(&str, &Fields, &mut Declared) -> Imported; 8] = [
+const FAMILIES: [fn(&str, &Fields, &mut Declared) -> Imported; 9] = [
     io::from_dlt,
     conv::from_dlt,
     norm::from_dlt,
@@ -315,6 +318,7 @@ const FAMILIES: [fn(&str, &Fields, &mut Declared) -> Imported; 8] = [
     combine::from_dlt,
     reshape::from_dlt,
     recurrent::from_dlt,
+    detect::from_dlt,
 ];
 
 /// Maps a built-in layer (class `nnet.cnn.layer.<short>`).

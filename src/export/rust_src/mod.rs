@@ -232,7 +232,10 @@ fn model_rs(plan: &Plan) -> Result<String, ExportError> {
             LayerKind::Concat { .. } => combine::concat(&mut cx),
             LayerKind::Flatten => reshape::flatten(&mut cx),
             LayerKind::Dropout { probability } => reshape::dropout(&mut cx, *probability),
+            LayerKind::Yolov2Output { .. } => Stmt::Let(cx.arg(0, false)),
             other @ (LayerKind::SequenceInput { .. }
+            | LayerKind::MaxUnpool2d(_)
+            | LayerKind::Yolov2Transform { .. }
             | LayerKind::Resize2d { .. }
             | LayerKind::Lstm(_)
             | LayerKind::Gru(_)

@@ -11,10 +11,12 @@
 //! | 11, 12 global poolings | `pool.rs` |
 //! | 13-17 addition, multiplication, concatenations; 19 addition + ReLU | `combine.rs` |
 //! | 18 flatten | `reshape.rs` |
+//! | 40 YOLO v2 transform | `detect.rs` |
 
 mod activation;
 mod combine;
 mod conv;
+mod detect;
 mod io;
 mod norm;
 mod pool;
@@ -65,6 +67,8 @@ pub enum Op {
     Dropout(Dropout),
     Func(Func),
     Rnn(Rnn),
+    /// Max unpooling with the max pooling layer's window (inputs: x, the pooling layer's input).
+    MaxUnpool(MaxPool2d),
 }
 
 /// Func code of the identity (the other codes are in the family files, see the module's
@@ -100,6 +104,9 @@ impl Op {
             LayerKind::RegressionOutput => io::output(),
             LayerKind::Lstm(r) => recurrent::lstm(l, r, device),
             LayerKind::Gru(r) => recurrent::gru(l, r, device),
+            LayerKind::MaxUnpool2d(u) => pool::max_unpool2d(l, u),
+            LayerKind::Yolov2Transform { anchors } => detect::yolov2_transform(*anchors),
+            LayerKind::Yolov2Output { .. } => io::output(),
             LayerKind::Unsupported { reason } => Err(err(l, reason.clone())),
         }
     }
@@ -121,6 +128,10 @@ impl Op {
             Op::Dropout(d) => d.forward(x),
             Op::Rnn(r) => r.forward(x),
             Op::Func(f) => f.forward(x, rest),
+            Op::MaxUnpool(p) => {
+                let pooled_input = rest.next().expect("max unpooling has two inputs");
+                pool::max_unpool_forward(p, x, pooled_input)
+            }
         }
     }
 }
@@ -164,6 +175,7 @@ impl Func {
                 combine::forward(self, x, rest)
             }
             FLATTEN => reshape::flatten_forward(x),
+            c if detect::CODES.contains(&c) => detect::forward(self, x),
             _ => x,
         }
     }

@@ -10,6 +10,7 @@
 pub mod activation;
 pub mod combine;
 pub mod conv;
+pub mod detect;
 pub mod io;
 pub mod norm;
 pub mod pool;
@@ -67,6 +68,9 @@ pub fn names(kind: &LayerKind) -> Names {
         K::RegressionOutput => io::REGRESSION_OUTPUT,
         K::Lstm(r) => recurrent::lstm_names(r),
         K::Gru(_) => recurrent::GRU,
+        K::MaxUnpool2d(_) => pool::MAX_UNPOOL_2D,
+        K::Yolov2Transform { .. } => detect::YOLOV2_TRANSFORM,
+        K::Yolov2Output { .. } => detect::YOLOV2_OUTPUT,
         K::Unsupported { .. } => Names {
             kind: "Unsupported",
             stem: "layer",
@@ -118,6 +122,12 @@ pub fn describe(kind: &LayerKind) -> String {
         K::RegressionOutput => "mean-squared-error".into(),
         K::Lstm(r) => r.describe(false),
         K::Gru(r) => r.describe(true),
+        K::MaxUnpool2d(u) => u.describe(),
+        K::Yolov2Transform { anchors } => detect::describe_transform(*anchors),
+        K::Yolov2Output {
+            anchor_boxes,
+            classes,
+        } => detect::describe_output(anchor_boxes, classes),
         K::Unsupported { reason } => format!("unsupported: {reason}"),
     }
 }
@@ -160,6 +170,9 @@ pub(crate) fn output(
         K::ClassificationOutput { classes } => io::classification_output(classes, ins, ctx),
         K::RegressionOutput => same(ins, ctx),
         K::Lstm(r) | K::Gru(r) => r.output(ins, ctx),
+        K::MaxUnpool2d(u) => u.output(ins, ctx),
+        K::Yolov2Transform { anchors } => detect::transform_output(*anchors, ins, ctx),
+        K::Yolov2Output { .. } => same(ins, ctx),
         K::Unsupported { .. } => Ok(None),
     }
 }
@@ -193,6 +206,9 @@ pub fn tensors_mut(kind: &mut LayerKind) -> Vec<&mut Tensor> {
         | K::Softmax
         | K::ClassificationOutput { .. }
         | K::RegressionOutput
+        | K::MaxUnpool2d(_)
+        | K::Yolov2Transform { .. }
+        | K::Yolov2Output { .. }
         | K::Unsupported { .. } => Vec::new(),
     }
 }
@@ -228,6 +244,9 @@ pub fn learnables(kind: &LayerKind) -> usize {
         | K::Softmax
         | K::ClassificationOutput { .. }
         | K::RegressionOutput
+        | K::MaxUnpool2d(_)
+        | K::Yolov2Transform { .. }
+        | K::Yolov2Output { .. }
         | K::Unsupported { .. } => 0,
     }
 }
@@ -261,6 +280,9 @@ pub fn is_trained(kind: &LayerKind) -> bool {
         | K::Softmax
         | K::ClassificationOutput { .. }
         | K::RegressionOutput
+        | K::MaxUnpool2d(_)
+        | K::Yolov2Transform { .. }
+        | K::Yolov2Output { .. }
         | K::Unsupported { .. } => true,
     }
 }
