@@ -67,17 +67,27 @@ fn transform_equals_a_hand_computation() {
     let dev = Device::flex();
     let m = MatNet::from_network(&net, &dev).unwrap();
     let t = Tensor::<4>::from_data(TensorData::new(x, [1, 14, 1, 1]), &dev);
-    let y: Vec<f32> = m.forward(t).into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+    let y: Vec<f32> = m
+        .forward(t)
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
     for k in 0..7 {
         assert!((y[k * 2] - want0[k]).abs() < 1e-6, "anchor 0, {k}: {y:?}");
-        assert!((y[k * 2 + 1] - want1[k]).abs() < 1e-6, "anchor 1, {k}: {y:?}");
+        assert!(
+            (y[k * 2 + 1] - want1[k]).abs() < 1e-6,
+            "anchor 1, {k}: {y:?}"
+        );
     }
     // 13 channels cannot hold 2 anchors: shape inference names the layer.
     net.layers[0].kind = LayerKind::ImageInput {
         size: Shape::image(1, 1, 13),
         normalization: Normalization::None,
     };
-    let e = matcnn::net::shape::infer(&mut net, &[]).unwrap_err().to_string();
+    let e = matcnn::net::shape::infer(&mut net, &[])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("'t'") && e.contains("13 channels"), "{e}");
 }
 
@@ -140,28 +150,20 @@ fn decoding_and_suppression_equal_hand_computed_boxes() {
         assert!((s - want).abs() < 1e-6, "{scores:?}");
     }
     // A wrong channel count is an error, not a panic.
-    assert!(decoder.decode(&t[..24], [6, 2, 2], [128, 96]).is_err());
+    assert!(decoder.decode(&t[..24], [7, 2, 2], [128, 96]).is_err());
+    assert!(decoder.decode(&t[..20], [5, 2, 2], [128, 96]).is_err());
 }
 
 #[test]
 fn suppression_is_per_class_and_greedy() {
-    let d = |class, score, bbox| Detection {
-        class,
-        score,
-        bbox,
-    };
+    let d = |class, score, bbox| Detection { class, score, bbox };
     let a = [10.0, 10.0, 20.0, 20.0];
     // Same box, two classes: both kept. A chain a > b > c where b overlaps a and c, but c
     // does not overlap a: b goes, c stays (greedy, strongest first).
     let b = [14.0, 10.0, 20.0, 20.0]; // IoU with a: 320 / 480 = 0.667
     let c = [20.0, 10.0, 20.0, 20.0]; // IoU with b: 280 / 520 = 0.538, with a: 200 / 600 = 0.333
     let kept = select_strongest(
-        vec![
-            d(0, 0.6, c),
-            d(0, 0.9, a),
-            d(1, 0.8, a),
-            d(0, 0.7, b),
-        ],
+        vec![d(0, 0.6, c), d(0, 0.9, a), d(1, 0.8, a), d(0, 0.7, b)],
         0.5,
     );
     let got: Vec<(usize, f32)> = kept.iter().map(|k| (k.class, k.score)).collect();
@@ -228,8 +230,14 @@ fn detect_runs_on_the_drone_detector_through_the_cli() {
             .iter()
             .map(|x| x.as_f64().unwrap())
             .collect();
-        assert!(b[0] >= 1.0 && b[1] >= 1.0 && b[2] >= 1.0 && b[3] >= 1.0, "{d}");
-        assert!(b[0] + b[2] - 1.0 <= 200.0 && b[1] + b[3] - 1.0 <= 150.0, "{d}");
+        assert!(
+            b[0] >= 1.0 && b[1] >= 1.0 && b[2] >= 1.0 && b[3] >= 1.0,
+            "{d}"
+        );
+        assert!(
+            b[0] + b[2] - 1.0 <= 200.0 && b[1] + b[3] - 1.0 <= 150.0,
+            "{d}"
+        );
     }
     let png = out.join("scene_detections.png");
     let annotated = image::open(&png).unwrap().to_rgb8();
@@ -279,7 +287,7 @@ fn detect_refuses_a_non_image_and_writes_nothing() {
 
 #[test]
 fn detector_network_onnx_export_equals_matcnn() {
-    let file = matcnn::mat::MatFile::read(&detector()).unwrap();
+    let file = matcnn::mat::MatFile::read(detector()).unwrap();
     let net = matcnn::net::import(&file, None).unwrap();
     let [h, w] = matcnn::detect::training_size(&net).unwrap();
     let c = match &net.input().unwrap().kind {
@@ -292,7 +300,12 @@ fn detector_network_onnx_export_equals_matcnn() {
     let dev = Device::flex();
     let m = MatNet::from_network(&net, &dev).unwrap();
     let t = Tensor::<4>::from_data(TensorData::new(x.clone(), [1, c, h, w]), &dev);
-    let y: Vec<f32> = m.forward(t).into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+    let y: Vec<f32> = m
+        .forward(t)
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
     let Some(py) = common::python() else { return };
     let dir = common::scratch("detect", "onnx");
     let onnx = matcnn::export::onnx(&net, &Default::default()).unwrap();

@@ -25,7 +25,11 @@ fn layer(name: &str, kind: LayerKind, inputs: Vec<usize>) -> Layer {
 fn forward(m: &MatNet, x: Vec<f32>, shape: [usize; 4]) -> Vec<f32> {
     let dev = Device::flex();
     let t = Tensor::<4>::from_data(TensorData::new(x, shape), &dev);
-    m.forward(t).into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+    m.forward(t)
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap()
 }
 
 #[test]
@@ -95,7 +99,7 @@ fn segnet() -> std::path::PathBuf {
 
 #[test]
 fn segnet_imports_with_its_unpooling_connected() {
-    let file = MatFile::read(&segnet()).unwrap();
+    let file = MatFile::read(segnet()).unwrap();
     let net = matcnn::net::import(&file, None).unwrap();
     let i = net
         .layers

@@ -81,7 +81,12 @@ pub fn text(img: &mut RgbImage, x: i64, y: i64, s: &str, bg: [u8; 3]) {
         for (row, bits) in glyph(c).iter().enumerate() {
             for col in 0..5 {
                 if bits & (0x10 >> col) != 0 {
-                    put(img, x + 1 + i as i64 * 6 + col, y + 1 + row as i64, [0, 0, 0]);
+                    put(
+                        img,
+                        x + 1 + i as i64 * 6 + col,
+                        y + 1 + row as i64,
+                        [0, 0, 0],
+                    );
                 }
             }
         }

@@ -6,11 +6,7 @@ use crate::net::layers::detect::BOX_PREDICTIONS;
 
 /// `[N, A*(5+K), H, W]` → Reshape `[N, 5+K, A, H*W]` → Sigmoid on predictions 0..3, Exp on 3..5,
 /// Softmax over 5.. (axis 1) → Concat → Reshape back to the input's shape.
-pub(super) fn yolov2_transform(
-    g: &mut Graph,
-    cx: &Ctx,
-    anchors: usize,
-) -> Result<(), ExportError> {
+pub(super) fn yolov2_transform(g: &mut Graph, cx: &Ctx, anchors: usize) -> Result<(), ExportError> {
     let (name, out) = (cx.name, cx.out.as_str());
     let c = cx.l.output.map_or(0, |s| s.c);
     let a = anchors.max(1);

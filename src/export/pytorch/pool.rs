@@ -91,11 +91,6 @@ pub(super) fn max_unpool2d(cx: &mut Cx, u: &Unpool2d) -> Emit {
         tuple2(p.stride),
         fpad(pads(&p.padding))
     );
-    let call = format!(
-        "self.{}({}, {})",
-        cx.id,
-        cx.arg(0, true),
-        cx.arg(1, true)
-    );
+    let call = format!("self.{}({}, {})", cx.id, cx.arg(0, true), cx.arg(1, true));
     Emit::Module { decl, call }
 }

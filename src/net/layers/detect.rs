@@ -19,7 +19,6 @@ use crate::net::shape::{self, Declared};
 
 use super::{Imported, Names, plural};
 
-
 pub const YOLOV2_TRANSFORM: Names = Names {
     kind: "Yolov2Transform",
     stem: "yolov2Transform",
