@@ -24,11 +24,21 @@
 //! * `unsupported` (array of `{name, class, reason}`);
 //! * `input` (`null` or `{name, kind, size, normalization}`, `normalization` being `none`,
 //!   `zerocenter`, `zscore`, `rescale-symmetric` or `rescale-zero-one`);
-//! * `outputs` (array of layer names).
+//! * `outputs` (array of layer names);
+//! * `detector` (`null`, or for a network held by an object detector `{class, model_name,
+//!   class_names, anchor_boxes, training_image_size}`: `model_name` a string or `null`,
+//!   `anchor_boxes` an array of `[height, width]` rows as the detector stores them,
+//!   `training_image_size` `[height, width]` or `null`);
+//! * `notes` (array of strings: what import changed or left out, e.g. a user-defined output layer
+//!   dropped because it only computes a training loss);
+//! * `networks` (added by `matcnn inspect` for a `.mat`: every network found in the file, each
+//!   `{path, kind, source, holder, picked}`, see [`networks_json`]).
 
 use serde_json::{Value as Json, json};
 
-use crate::net::{Layer, LayerKind, Network, Normalization, Shape, layers, source_name};
+use crate::net::{
+    Candidate, Detector, Layer, LayerKind, Network, Normalization, Shape, layers, source_name,
+};
 
 fn class_short(class: &str) -> &str {
     class.rsplit('.').next().unwrap_or(class)
@@ -176,6 +186,9 @@ pub fn text(net: &Network) -> String {
         );
     }
     out += &format!("Learnables: {}\n", net.learnables());
+    if let Some(d) = &net.detector {
+        out += &detector_text(d);
+    }
     let unsupported = net.unsupported();
     if unsupported.is_empty() {
         out += "Unsupported layers: none\n";
@@ -187,7 +200,78 @@ pub fn text(net: &Network) -> String {
             }
         }
     }
+    if !net.notes.is_empty() {
+        out += &format!("Notes ({}):\n", net.notes.len());
+        for n in &net.notes {
+            out += &format!("  {n}\n");
+        }
+    }
     out
+}
+
+fn detector_text(d: &Detector) -> String {
+    let mut out = format!("Detector: {}", d.class);
+    if let Some(m) = &d.model_name {
+        out += &format!(" '{m}'");
+    }
+    out.push('\n');
+    out += &format!(
+        "  classes ({}): {}\n",
+        d.class_names.len(),
+        class_list(&d.class_names)
+    );
+    if !d.anchor_boxes.is_empty() {
+        let rows: Vec<String> = d
+            .anchor_boxes
+            .iter()
+            .map(|[h, w]| format!("[{h} {w}]"))
+            .collect();
+        out += &format!(
+            "  anchor boxes ({}, [height width]): {}\n",
+            rows.len(),
+            rows.join(" ")
+        );
+    }
+    if let Some([h, w]) = d.training_image_size {
+        out += &format!("  training image size: {h}x{w}\n");
+    }
+    out
+}
+
+/// The networks found in a file, as text: one line each, the imported one marked `*`. Empty
+/// when there is only one.
+pub fn networks_text(found: &[Candidate], picked: &str) -> String {
+    if found.len() < 2 {
+        return String::new();
+    }
+    let mut out = format!("Networks in the file ({}):\n", found.len());
+    for c in found {
+        let mark = if c.path == picked { "*" } else { " " };
+        out += &format!("  {mark} {c}\n");
+    }
+    out += &format!("Showing '{picked}' (choose another with --var PATH).\n\n");
+    out
+}
+
+/// The networks found in a file, as JSON: `[{path, kind, source, holder, picked}]`, `kind`
+/// being e.g. `DAGNetwork in yolov2ObjectDetector`, `source` the container (as in the report's
+/// `source`), `holder` the class of the nearest object holding it or `null`, `picked` true for
+/// the network shown.
+pub fn networks_json(found: &[Candidate], picked: &str) -> Json {
+    Json::Array(
+        found
+            .iter()
+            .map(|c| {
+                json!({
+                    "path": c.path,
+                    "kind": c.kind(),
+                    "source": source_name(c.source),
+                    "holder": c.holder,
+                    "picked": c.path == picked,
+                })
+            })
+            .collect(),
+    )
 }
 
 /// The report as JSON (schema in the module documentation).
@@ -243,6 +327,14 @@ pub fn json(net: &Network) -> Json {
         "unsupported": unsupported,
         "input": input,
         "outputs": net.outputs.iter().filter_map(|&o| net.layers.get(o)).map(|l| l.name.clone()).collect::<Vec<_>>(),
+        "detector": net.detector.as_ref().map(|d| json!({
+            "class": d.class,
+            "model_name": d.model_name,
+            "class_names": d.class_names,
+            "anchor_boxes": d.anchor_boxes,
+            "training_image_size": d.training_image_size,
+        })),
+        "notes": net.notes,
     })
 }
 

@@ -23,8 +23,9 @@ pub struct NetArgs {
     /// The network: a .mat file (default: the built-in MNIST demo network).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// The variable holding the network, when the file has several.
-    #[arg(long)]
+    /// Where the network is, when the file has several: a variable or a path into one, as
+    /// `inspect` lists them (`model.model`, `detector.Network`, `s(2).net`, `nets{3}`).
+    #[arg(long, value_name = "PATH")]
     pub var: Option<String>,
 }
 

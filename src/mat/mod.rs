@@ -70,9 +70,16 @@ impl MatFile {
     /// Reads only the variables called `names` (and what MATLAB objects in them need) from a
     /// v5/v7 file: the others are skipped after reading their names, without inflating or
     /// decoding their data. v7.3 files are read whole. A missing name is not an error here:
-    /// [`get`](Self::get) reports it.
+    /// [`get`](Self::get) reports it. A name may be a path into a variable (`model.model`,
+    /// `s(2).net`, `c{1}`): the variable before the first `.`, `(` or `{` is read.
     pub fn read_vars(path: impl AsRef<Path>, names: &[&str]) -> Result<MatFile> {
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let names: Vec<String> = names
+            .iter()
+            .map(|n| {
+                let end = n.find(['.', '(', '{']).unwrap_or(n.len());
+                n[..end].to_string()
+            })
+            .collect();
         Self::read_with(path.as_ref(), Some(&names))
     }
 

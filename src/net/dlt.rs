@@ -20,10 +20,14 @@ pub use super::layers::io::class_names;
 
 const LAYER_PACKAGE: &str = "nnet.cnn.layer.";
 
+/// Computer Vision Toolbox layers of 2017-era detectors (`vision.cnn.layer.RPNReshape`, ...).
+const VISION_PACKAGE: &str = "vision.cnn.layer.";
+
 fn is_layer_object(o: &Object) -> bool {
-    // Built-in layers live in nnet.cnn.layer; user-defined ones derive from nnet.layer.Layer and
-    // carry its private properties.
+    // Built-in layers live in nnet.cnn.layer (and vision.cnn.layer); user-defined ones derive
+    // from nnet.layer.Layer and carry its private properties.
     o.class.starts_with(LAYER_PACKAGE)
+        || o.class.starts_with(VISION_PACKAGE)
         || o.props
             .iter()
             .any(|(n, _)| n.starts_with("nnet.layer.Layer.") || n.starts_with("nnet.cnn.layer."))
@@ -103,7 +107,7 @@ pub fn import(variable: &str, v: &Value, kind: SourceKind) -> Result<Network, Ne
 }
 
 /// A series of layers: each takes the previous one's output.
-fn chain(mut layers: Vec<Layer>) -> Vec<Layer> {
+pub(crate) fn chain(mut layers: Vec<Layer>) -> Vec<Layer> {
     for (i, l) in layers.iter_mut().enumerate() {
         l.inputs = if i == 0 || is_input(&l.kind) {
             vec![]
@@ -211,7 +215,7 @@ fn graph(
 }
 
 /// Reads a `Layers` object array.
-fn read_layers(variable: &str, v: &Value) -> Result<(Vec<Layer>, Vec<Declared>), NetError> {
+pub(crate) fn read_layers(variable: &str, v: &Value) -> Result<(Vec<Layer>, Vec<Declared>), NetError> {
     let arr = v.as_object_array().ok_or_else(|| {
         Ctx::new(variable, "(container)", "").property(
             "Layers",
@@ -235,11 +239,17 @@ pub fn read_layer(variable: &str, o: &Object) -> Result<(Layer, Declared), NetEr
         .prop("any")
         .and_then(|v| v.as_struct())
         .filter(|s| s.len() == 1);
-    let name = any
-        .and_then(|s| s.field("Name"))
-        .or_else(|| o.prop("Name"))
-        .and_then(|v| v.as_string())
-        .unwrap_or_default();
+    // Layers that wrap an internal one (vision.cnn.layer.*, 2017) keep the name there.
+    let private = o.prop("PrivateLayer").and_then(|v| v.as_object());
+    let name = [
+        any.and_then(|s| s.field("Name")),
+        o.prop("Name"),
+        private.and_then(|p| p.prop("Name")),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|v| v.as_string().filter(|s| !s.is_empty()))
+    .unwrap_or_default();
     let ctx = Ctx::new(variable, &name, &o.class);
     let mut f = Fields::new(ctx);
     if let Some(s) = any {
@@ -249,6 +259,9 @@ pub fn read_layer(variable: &str, o: &Object) -> Result<(Layer, Declared), NetEr
     let mut declared = Declared::default();
     let kind = match o.class.strip_prefix(LAYER_PACKAGE) {
         Some(short) => builtin(short, &f, &mut declared)?,
+        None if o.class.starts_with(VISION_PACKAGE) => LayerKind::Unsupported {
+            reason: vision_reason(&o.class),
+        },
         None => LayerKind::Unsupported {
             reason: format!(
                 "user-defined layer class '{}' (no code is stored in the .mat)",
@@ -266,6 +279,18 @@ pub fn read_layer(variable: &str, o: &Object) -> Result<(Layer, Declared), NetEr
         },
         declared,
     ))
+}
+
+/// Why a Computer Vision Toolbox layer of a 2017-era detector is unsupported.
+fn vision_reason(class: &str) -> String {
+    let what = match class.strip_prefix(VISION_PACKAGE).unwrap_or(class) {
+        "ROIMaxPooling2DLayer" => "region-of-interest max pooling of Faster R-CNN",
+        "RPNReshape" => "region proposal network reshape of Faster R-CNN",
+        "RPNClassificationLayer" => "region proposal classification output of Faster R-CNN",
+        "BoundingBoxRegressionOutputLayer" => "box regression output of Faster R-CNN",
+        _ => "Computer Vision Toolbox layer",
+    };
+    format!("{class} ({what}) is not supported by matcnn")
 }
 
 /// Text of the function a FunctionLayer applies, as MATLAB stored it.

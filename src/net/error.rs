@@ -53,6 +53,37 @@ pub enum NetError {
     /// Moving the weights out of the decoded file failed (an internal inconsistency).
     #[error("variable '{variable}': taking the weights from the file: {message}")]
     Weights { variable: String, message: String },
+
+    /// A `--var` path that cannot be parsed.
+    #[error("'{path}' is not a path to a network ({message}); write it as var.prop, var(2).field or var{{3}}")]
+    BadPath { path: String, message: String },
+
+    /// A `--var` path naming a part that does not exist.
+    #[error("nothing at '{path}': '{at}' ({class}) has {}; networks in the file: {}", list_or(.available, "no parts"), list(.networks))]
+    NoSuchPath {
+        path: String,
+        /// The longest part of the path that exists.
+        at: String,
+        class: String,
+        available: Vec<String>,
+        networks: Vec<String>,
+    },
+
+    /// A `--var` path naming a value that neither is nor holds a network.
+    #[error("'{path}' is a {class} and holds no network; networks in the file: {}", list(.networks))]
+    NoNetworkAt {
+        path: String,
+        class: String,
+        networks: Vec<String>,
+    },
+}
+
+fn list_or(items: &[String], none: &str) -> String {
+    if items.is_empty() {
+        none.into()
+    } else {
+        items.join(", ")
+    }
 }
 
 fn list(items: &[String]) -> String {

@@ -241,6 +241,9 @@ pub enum SourceKind {
     LayerArray,
     MatConvNetSimpleNN,
     MatConvNetDagNN,
+    /// A struct of a layer chain (`Layers`) and a box regression chain (`RegLayers`) branching
+    /// off layer `BranchLayerIdx`: the networks of a 2017 `fasterRCNNObjectDetector`.
+    BranchedLayers,
 }
 
 /// A whole network, layers in topological order.

@@ -5,6 +5,7 @@
 //! hyperparameters and canonical weights ([`layout`]), orders the layers topologically, and runs
 //! shape inference ([`shape`]), which sets every layer's `output` and resolves 'same' padding.
 
+pub mod container;
 pub mod dlt;
 pub mod error;
 mod fields;
@@ -18,94 +19,29 @@ pub use error::NetError;
 pub use layer::*;
 
 use crate::mat::MatFile;
-use crate::mat::value::Value;
 
 use shape::Declared;
 
-/// How deep [`find_networks`] looks for a network held in another object's properties or in a
-/// struct's fields.
-const MAX_NESTING: usize = 3;
+pub use container::{Candidate, candidates, choose, path_variable};
 
-/// The kind of network a value holds, if any.
-fn classify(v: &Value) -> Option<SourceKind> {
-    dlt::classify(v).or_else(|| matconvnet::classify(v))
-}
-
-/// A network nested in an object's properties or a 1x1 struct's fields: `(path suffix, kind)`.
-fn find_nested(v: &Value, path: &str, depth: usize, out: &mut Vec<(String, SourceKind)>) {
-    if depth == 0 {
-        return;
-    }
-    let children: Vec<(&str, &Value)> = match v {
-        Value::Object(o) if o.elements.len() == 1 => o.elements[0]
-            .props
-            .iter()
-            .map(|(n, v)| (n.as_str(), v))
-            .collect(),
-        Value::Struct(s) if s.len() == 1 => s
-            .fields
-            .iter()
-            .zip(&s.elements[0])
-            .map(|(n, v)| (n.as_str(), v))
-            .collect(),
-        _ => return,
-    };
-    for (name, child) in children {
-        // Built-in layers and networks keep their own parts under `any`: not a nested network.
-        if name == "any" {
-            continue;
-        }
-        let p = format!("{path}.{name}");
-        match classify(child) {
-            Some(k) => out.push((p, k)),
-            None => find_nested(child, &p, depth - 1, out),
-        }
-    }
-}
-
-/// Every network in the file: top-level variables, and networks held in a property of another
-/// object or a field of a struct (named `var.prop.prop`), with the container kind of each.
+/// Every network in the file: top-level variables, and networks held anywhere inside objects,
+/// structs and cells (named by their path, `var.prop(2).field{3}`), with the container kind of
+/// each. [`candidates`] says more (what holds each one, which one [`import`] prefers).
 pub fn find_networks(file: &MatFile) -> Vec<(String, SourceKind)> {
-    let mut out = Vec::new();
-    for var in &file.variables {
-        match classify(&var.value) {
-            Some(k) => out.push((var.name.clone(), k)),
-            None => find_nested(&var.value, &var.name, MAX_NESTING, &mut out),
-        }
-    }
-    out
+    candidates(file)
+        .into_iter()
+        .map(|c| (c.path, c.source))
+        .collect()
 }
 
-/// The value at `path` (`var` or `var.prop.field`).
-fn resolve_path<'a>(file: &'a MatFile, path: &str) -> Result<&'a Value, NetError> {
-    let mut parts = path.split('.');
-    let first = parts.next().unwrap_or_default();
-    let not_found = || NetError::NoSuchVariable {
-        variable: path.into(),
-        available: file.variables.iter().map(|v| v.name.clone()).collect(),
-    };
-    let mut v = &file
-        .variables
-        .iter()
-        .find(|v| v.name == first)
-        .ok_or_else(not_found)?
-        .value;
-    for part in parts {
-        v = match v {
-            Value::Object(o) if o.elements.len() == 1 => o.elements[0].prop(part),
-            Value::Struct(s) if s.len() == 1 => s.field(part),
-            _ => None,
-        }
-        .ok_or_else(not_found)?;
-    }
-    Ok(v)
-}
-
-/// Imports the network held in variable `var` (or a property path `var.prop`), or, without `var`,
-/// the file's one network. Containers (SeriesNetwork, DAGNetwork, dlnetwork, LayerGraph,
-/// MatConvNet) take precedence over bare layer arrays, so a workspace that saved both `layers`
-/// and the trained `net` imports `net`. Several candidates of the same rank are an error listing
-/// them; so is a file without any network.
+/// Imports the network at `var`: a variable or a path into one (`model.model`,
+/// `detector.Network`, `s(2).net`, `nets{3}`; see [`container`]), or a value holding one
+/// network of the best rank. Without `var`, the file's preferred network: trained containers
+/// (SeriesNetwork, DAGNetwork, dlnetwork, MatConvNet, a detector's network) over untrained
+/// LayerGraphs over bare layer arrays, so a workspace that saved both `layers` and the trained
+/// `net` imports `net`. Several candidates of the best rank are an error listing them; so is a
+/// file without any network. A network inside an object detector gets the detector's metadata
+/// ([`Network::detector`]).
 pub fn import(file: &MatFile, var: Option<&str>) -> Result<Network, NetError> {
     import_with(file, var)
 }
@@ -126,72 +62,7 @@ pub fn import_owned(file: MatFile, var: Option<&str>) -> Result<Network, NetErro
 }
 
 fn import_with(file: &MatFile, var: Option<&str>) -> Result<Network, NetError> {
-    let (path, value, kind) = match var {
-        Some(name) => {
-            let value = resolve_path(file, name)?;
-            match classify(value) {
-                Some(k) => (name.to_string(), value, k),
-                None => {
-                    let mut nested = Vec::new();
-                    find_nested(value, name, MAX_NESTING, &mut nested);
-                    match nested.as_slice() {
-                        [(p, k)] => (p.clone(), resolve_path(file, p)?, *k),
-                        [] => {
-                            return Err(NetError::NotANetwork {
-                                variable: name.into(),
-                                class: value.class_name(),
-                            });
-                        }
-                        many => {
-                            return Err(NetError::SeveralNetworks {
-                                candidates: many
-                                    .iter()
-                                    .map(|(p, k)| format!("{p} ({})", source_name(*k)))
-                                    .collect(),
-                            });
-                        }
-                    }
-                }
-            }
-        }
-        None => {
-            let found = find_networks(file);
-            let containers: Vec<&(String, SourceKind)> = found
-                .iter()
-                .filter(|(_, k)| *k != SourceKind::LayerArray)
-                .collect();
-            let pick = match (containers.as_slice(), found.as_slice()) {
-                ([one], _) => (*one).clone(),
-                ([], [one]) => one.clone(),
-                (_, []) => {
-                    return Err(NetError::NoNetwork {
-                        variables: file.variables.iter().map(|v| v.name.clone()).collect(),
-                    });
-                }
-                (_, all) => {
-                    let shown: Vec<&(String, SourceKind)> = if containers.is_empty() {
-                        all.iter().collect()
-                    } else {
-                        containers.clone()
-                    };
-                    return Err(NetError::SeveralNetworks {
-                        candidates: shown
-                            .iter()
-                            .map(|(p, k)| format!("{p} ({})", source_name(*k)))
-                            .collect(),
-                    });
-                }
-            };
-            let value = resolve_path(file, &pick.0)?;
-            (pick.0, value, pick.1)
-        }
-    };
-    match kind {
-        SourceKind::MatConvNetSimpleNN | SourceKind::MatConvNetDagNN => {
-            matconvnet::import(&path, value, kind)
-        }
-        _ => dlt::import(&path, value, kind),
-    }
+    container::import(file, var)
 }
 
 /// The MATLAB name of a container kind.
@@ -204,6 +75,7 @@ pub fn source_name(kind: SourceKind) -> &'static str {
         SourceKind::LayerArray => "Layer array",
         SourceKind::MatConvNetSimpleNN => "MatConvNet SimpleNN",
         SourceKind::MatConvNetDagNN => "MatConvNet DagNN",
+        SourceKind::BranchedLayers => "Layer array with a regression branch",
     }
 }
 
