@@ -325,8 +325,34 @@ fn detector_network_onnx_export_equals_matcnn() {
     let row = out.lines().find_map(|l| l.strip_prefix("ROW ")).unwrap();
     let v: serde_json::Value = serde_json::from_str(row).unwrap();
     assert_eq!(v["onnx"]["status"], "pass", "{row}");
-    // The PyTorch export comes with detect.py.
+    // The PyTorch export comes with detect.py, whose numpy decoding and suppression give the
+    // library's detections on this output (threshold 0: every box goes through the suppression;
+    // original image 150 x 200).
     let files = matcnn::export::pytorch(&net, &Default::default()).unwrap();
-    assert!(files.iter().any(|(n, _)| n == "detect.py"));
+    let (_, py_src) = files.iter().find(|(n, _)| n == "detect.py").unwrap();
+    std::fs::write(dir.join("detect.py"), py_src).unwrap();
+    let decoder = Decoder::for_network(&net, 0.0).unwrap();
+    let grid = [y.len() / (16 * 16), 16, 16];
+    let want = decoder.detect(&y, grid, [150, 200]).unwrap();
+    assert!(!want.is_empty());
+    let script = format!(
+        "import sys, json, numpy as np; sys.path.insert(0, {dir:?}); import detect\n\
+         t = np.load({y:?}).reshape({grid:?})\n\
+         print(json.dumps([[list(b), s, l] for b, s, l in detect.decode(t, (150, 200), 0.0)]))",
+        dir = dir.display().to_string(),
+        y = reference.display().to_string(),
+        grid = (grid[0], grid[1], grid[2]),
+    );
+    let o = std::process::Command::new(&py)
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got: Vec<(Vec<f64>, f64, usize)> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(got.len(), want.len());
+    for ((b, s, l), d) in got.iter().zip(&want) {
+        assert_eq!((b.as_slice(), *l), (&d.bbox[..], d.class));
+        assert!((s - d.score as f64).abs() < 1e-5);
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -181,15 +181,17 @@ impl Decoder {
                     if score.is_nan() || score < self.threshold {
                         continue;
                     }
-                    let cx = (at(1, j, r, col) as f64 + col as f64) * dx;
-                    let cy = (at(2, j, r, col) as f64 + r as f64) * dy;
-                    let bw = at(3, j, r, col) as f64 * anchor[1];
-                    let bh = at(4, j, r, col) as f64 * anchor[0];
+                    // In single precision, as MATLAB computes it from the single activations
+                    // (anchors divided by the downsampling factor, then multiplied back).
+                    let cx = (at(1, j, r, col) + col as f32) * dx as f32;
+                    let cy = (at(2, j, r, col) + r as f32) * dy as f32;
+                    let bw = at(3, j, r, col) * (anchor[1] / dx) as f32 * dx as f32;
+                    let bh = at(4, j, r, col) * (anchor[0] / dy) as f32 * dy as f32;
                     let corners = [
-                        (cx - bw / 2.0).max(1.0),
-                        (cy - bh / 2.0).max(1.0),
-                        (cx + bw / 2.0).min(pw),
-                        (cy + bh / 2.0).min(ph),
+                        f64::from(cx - bw / 2.0).max(1.0),
+                        f64::from(cy - bh / 2.0).max(1.0),
+                        f64::from(cx + bw / 2.0).min(pw),
+                        f64::from(cy + bh / 2.0).min(ph),
                     ];
                     let bbox = scale_box(corners, sx, sy);
                     if bbox[3] >= 1.0 && bbox[2] >= 1.0 && bbox[3] <= h && bbox[2] <= w {

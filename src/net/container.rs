@@ -146,7 +146,9 @@ impl<'a> Node<'a> {
             return Some(Node::Value(any));
         }
         let single = match self {
-            Node::Value(v) => !matches!(v, Value::Cell(_)) && v.dims().iter().product::<usize>() == 1,
+            Node::Value(v) => {
+                !matches!(v, Value::Cell(_)) && v.dims().iter().product::<usize>() == 1
+            }
             _ => true,
         };
         if *step == Step::Paren(1) && single {
@@ -313,7 +315,10 @@ fn node_ptr(n: Node) -> *const u8 {
     match n {
         Node::Value(v) => v as *const Value as *const u8,
         Node::Object(o) => o as *const Object as *const u8,
-        Node::Elem(s, i) => s.elements.get(i).map_or(std::ptr::null(), |e| e.as_ptr() as *const u8),
+        Node::Elem(s, i) => s
+            .elements
+            .get(i)
+            .map_or(std::ptr::null(), |e| e.as_ptr() as *const u8),
     }
 }
 

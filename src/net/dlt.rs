@@ -215,7 +215,10 @@ fn graph(
 }
 
 /// Reads a `Layers` object array.
-pub(crate) fn read_layers(variable: &str, v: &Value) -> Result<(Vec<Layer>, Vec<Declared>), NetError> {
+pub(crate) fn read_layers(
+    variable: &str,
+    v: &Value,
+) -> Result<(Vec<Layer>, Vec<Declared>), NetError> {
     let arr = v.as_object_array().ok_or_else(|| {
         Ctx::new(variable, "(container)", "").property(
             "Layers",

@@ -55,7 +55,9 @@ pub enum NetError {
     Weights { variable: String, message: String },
 
     /// A `--var` path that cannot be parsed.
-    #[error("'{path}' is not a path to a network ({message}); write it as var.prop, var(2).field or var{{3}}")]
+    #[error(
+        "'{path}' is not a path to a network ({message}); write it as var.prop, var(2).field or var{{3}}"
+    )]
     BadPath { path: String, message: String },
 
     /// A `--var` path naming a part that does not exist.

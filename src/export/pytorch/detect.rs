@@ -87,6 +87,8 @@ def decode(t, image_hw, threshold=0.5):
     t = t.reshape(k, a, gh, gw)
     ph, pw = TRAINING_SIZE
     dy, dx = ph / gh, pw / gw
+    f32 = np.float32
+    threshold = f32(threshold)
     boxes = []
     for r in range(gh):
         for col in range(gw):
@@ -94,13 +96,17 @@ def decode(t, image_hw, threshold=0.5):
                 iou, sx, sy, ew, eh = t[:5, j, r, col]
                 probs = t[5:, j, r, col]
                 label = int(np.argmax(probs))
-                score = float(iou * probs[label])
-                if score < threshold:
+                score = iou * probs[label]
+                if not score >= threshold:
                     continue
-                cx, cy = (sx + col) * dx, (sy + r) * dy
-                bw, bh = ew * ANCHORS[j][1], eh * ANCHORS[j][0]
-                x1, y1 = max(cx - bw / 2, 1), max(cy - bh / 2, 1)
-                x2, y2 = min(cx + bw / 2, pw), min(cy + bh / 2, ph)
+                score = float(score)
+                # single precision, as MATLAB computes it from the network's single output
+                cx, cy = (sx + f32(col)) * f32(dx), (sy + f32(r)) * f32(dy)
+                bw = ew * f32(ANCHORS[j][1] / dx) * f32(dx)
+                bh = eh * f32(ANCHORS[j][0] / dy) * f32(dy)
+                half_w, half_h = bw / f32(2), bh / f32(2)
+                x1, y1 = max(float(cx - half_w), 1.0), max(float(cy - half_h), 1.0)
+                x2, y2 = min(float(cx + half_w), pw), min(float(cy + half_h), ph)
                 boxes.append((scale_box((x1, y1, x2, y2), image_hw), score, label))
     h, w = image_hw
     boxes = [b for b in boxes if 1 <= b[0][3] <= h and 1 <= b[0][2] <= w]
