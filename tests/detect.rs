@@ -328,6 +328,10 @@ fn detector_network_onnx_export_equals_matcnn() {
     // The PyTorch export comes with detect.py, whose numpy decoding and suppression give the
     // library's detections on this output (threshold 0: every box goes through the suppression;
     // original image 150 x 200).
+    let rs = matcnn::export::rust_source(&net, &Default::default()).unwrap();
+    let src = String::from_utf8(rs[0].1.clone()).unwrap();
+    assert!(src.contains("yolov2_transform("));
+    syn::parse_file(&src).unwrap();
     let files = matcnn::export::pytorch(&net, &Default::default()).unwrap();
     let (_, py_src) = files.iter().find(|(n, _)| n == "detect.py").unwrap();
     std::fs::write(dir.join("detect.py"), py_src).unwrap();

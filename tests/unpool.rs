@@ -162,6 +162,11 @@ fn segnet_runs_through_predict_and_its_onnx_export_equals_matcnn() {
     let Some(py) = common::python() else { return };
     let file = MatFile::read(&model).unwrap();
     let net = matcnn::net::import(&file, None).unwrap();
+    // The Rust source export (a helper that recomputes the indices and scatters) parses.
+    let rs = export::rust_source(&net, &ExportOptions::default()).unwrap();
+    let src = String::from_utf8(rs[0].1.clone()).unwrap();
+    assert!(src.contains("max_unpool("));
+    syn::parse_file(&src).unwrap();
     let onnx = export::onnx(&net, &ExportOptions::default()).unwrap();
     let onnx_path = dir.join("segnet.onnx");
     std::fs::write(&onnx_path, onnx).unwrap();

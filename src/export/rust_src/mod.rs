@@ -6,6 +6,7 @@
 mod activation;
 mod combine;
 mod conv;
+mod detect;
 mod io;
 mod norm;
 mod pool;
@@ -233,9 +234,9 @@ fn model_rs(plan: &Plan) -> Result<String, ExportError> {
             LayerKind::Flatten => reshape::flatten(&mut cx),
             LayerKind::Dropout { probability } => reshape::dropout(&mut cx, *probability),
             LayerKind::Yolov2Output { .. } => Stmt::Let(cx.arg(0, false)),
+            LayerKind::MaxUnpool2d(u) => pool::max_unpool2d(&mut cx, u),
+            LayerKind::Yolov2Transform { anchors } => detect::yolov2_transform(&mut cx, *anchors),
             other @ (LayerKind::SequenceInput { .. }
-            | LayerKind::MaxUnpool2d(_)
-            | LayerKind::Yolov2Transform { .. }
             | LayerKind::Resize2d { .. }
             | LayerKind::Lstm(_)
             | LayerKind::Gru(_)
