@@ -256,9 +256,7 @@ fn parse_path(path: &str) -> Result<(String, Vec<Step>), NetError> {
 
 /// The variable part of a path (`model` of `model.model`, `s` of `s(2).net`).
 pub fn path_variable(path: &str) -> &str {
-    let end = path
-        .find(|c: char| c == '.' || c == '(' || c == '{')
-        .unwrap_or(path.len());
+    let end = path.find(['.', '(', '{']).unwrap_or(path.len());
     &path[..end]
 }
 
