@@ -249,8 +249,11 @@ fn detect_runs_on_the_drone_detector_through_the_cli() {
     let r = common::matcnn(&["detect", "--model", m, "--output", o, i]);
     assert!(!r.status.success());
     assert_eq!(std::fs::read(&png).unwrap(), before);
-    // Text output at the default threshold.
+    // Text output at the default threshold; a directory of images.
     common::matcnn_ok(&["detect", "--model", m, i]);
+    let r = common::matcnn_ok(&["detect", "--model", m, "--json", dir.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&r)).unwrap();
+    assert_eq!(v["results"].as_array().unwrap().len(), 1, "{v}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
