@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod cpu;
 pub mod data;
+pub mod detect;
 pub mod dump;
 pub mod export;
 pub mod inspect;

@@ -26,6 +26,7 @@ enum Command {
     Bench(cli::bench::BenchArgs),
     Finetune(cli::finetune::FinetuneArgs),
     Infer(cli::infer::InferArgs),
+    Detect(cli::detect::DetectArgs),
 }
 
 /// glibc's allocator hands every allocation above its mmap threshold (dynamic, at most 32 MiB)
@@ -59,6 +60,7 @@ fn main() {
         Command::Bench(args) => cli::bench::run(args),
         Command::Finetune(args) => cli::finetune::run(args),
         Command::Infer(args) => cli::infer::run(args),
+        Command::Detect(args) => cli::detect::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

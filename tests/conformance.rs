@@ -540,6 +540,9 @@ fn every_layer_kind_matches_the_reference_at_every_stage() {
         "LstmProjected",
         "GruProjected",
         "Transformer",
+        "MaxUnpool2d",
+        "Yolov2Transform",
+        "Yolov2Output",
     ] {
         assert!(kinds.contains(k), "no conformance row has a {k} layer");
     }
@@ -587,6 +590,9 @@ fn kind_name(k: &LayerKind) -> String {
         K::LstmProjected(_) => "LstmProjected",
         K::GruProjected(_) => "GruProjected",
         K::Transformer(_) => "Transformer",
+        K::MaxUnpool2d(_) => "MaxUnpool2d",
+        K::Yolov2Transform { .. } => "Yolov2Transform",
+        K::Yolov2Output { .. } => "Yolov2Output",
         K::Unsupported { .. } => "Unsupported",
     }
     .to_string()

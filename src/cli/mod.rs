@@ -2,6 +2,7 @@
 //! argument groups flattened into several subcommands, the input-shape check and progress bars.
 
 pub mod bench;
+pub mod detect;
 pub mod dump;
 pub mod export;
 pub mod finetune;

@@ -195,6 +195,8 @@ pub(crate) fn needs_rank4(kind: &LayerKind) -> bool {
         | LayerKind::AvgPool2d(_)
         | LayerKind::GlobalAvgPool
         | LayerKind::GlobalMaxPool
+        | LayerKind::MaxUnpool2d(_)
+        | LayerKind::Yolov2Transform { .. }
         | LayerKind::Flatten => true,
         LayerKind::ImageInput { .. }
         | LayerKind::FeatureInput { .. }
@@ -224,8 +226,28 @@ pub(crate) fn needs_rank4(kind: &LayerKind) -> bool {
         | LayerKind::LayerNorm(_)
         | LayerKind::LstmProjected(_)
         | LayerKind::GruProjected(_)
+        | LayerKind::Yolov2Output { .. }
         | LayerKind::Unsupported { .. } => false,
         LayerKind::Transformer(_) => false,
+    }
+}
+
+/// Why a max unpooling layer cannot be exported, if it cannot: unconnected, unresolved 'same'
+/// padding, or overlapping windows (matcnn adds the values that land on one element; ONNX's
+/// MaxUnpool and PyTorch's max_unpool2d overwrite).
+pub(crate) fn unpool_reason(u: &layer::Unpool2d) -> Option<String> {
+    let p = &u.window;
+    if u.pool.is_empty() {
+        Some("its 'indices' and 'size' inputs are not connected to a max pooling layer".into())
+    } else if matches!(p.padding, PaddingMode::Same) {
+        Some("'same' padding could not be resolved (unknown input size)".into())
+    } else if p.stride[0] < p.size[0] || p.stride[1] < p.size[1] {
+        Some(format!(
+            "unpooling of overlapping windows (pool {:?}, stride {:?}) is not supported by the exporters",
+            p.size, p.stride
+        ))
+    } else {
+        None
     }
 }
 

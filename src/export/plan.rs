@@ -73,6 +73,8 @@ fn unsupported_reason(l: &Layer, first_input: bool) -> Option<String> {
         | LayerKind::LayerNorm(_) => None,
         LayerKind::LstmProjected(p) | LayerKind::GruProjected(p) => recurrent_reason(&p.rnn),
         LayerKind::Transformer(_) => None,
+        LayerKind::MaxUnpool2d(u) => super::unpool_reason(u),
+        LayerKind::Yolov2Transform { .. } | LayerKind::Yolov2Output { .. } => None,
         LayerKind::FullyConnected(_)
         | LayerKind::BatchNorm(_)
         | LayerKind::GroupNorm(_)
@@ -170,6 +172,7 @@ impl<'a> Plan<'a> {
                 }
                 LayerKind::Dropout { .. }
                 | LayerKind::ClassificationOutput { .. }
+                | LayerKind::Yolov2Output { .. }
                 | LayerKind::RegressionOutput => {
                     value[i] = value[l.inputs[0]];
                     rank[i] = in_rank(0);
@@ -450,6 +453,9 @@ impl<'a> Plan<'a> {
                 | LayerKind::RegressionOutput
                 | LayerKind::SequenceFolding
                 | LayerKind::SequenceUnfolding
+                | LayerKind::MaxUnpool2d(_)
+                | LayerKind::Yolov2Transform { .. }
+                | LayerKind::Yolov2Output { .. }
                 | LayerKind::Unsupported { .. } => {}
             }
         }

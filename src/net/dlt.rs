@@ -12,7 +12,9 @@ use super::error::{Ctx, NetError};
 use super::fields::Fields;
 use super::layer::*;
 use super::layers::transformer;
-use super::layers::{Imported, activation, combine, conv, io, norm, pool, recurrent, reshape};
+use super::layers::{
+    Imported, activation, combine, conv, detect, io, norm, pool, recurrent, reshape,
+};
 use super::shape::Declared;
 
 pub use super::layers::io::class_names;
@@ -211,6 +213,7 @@ fn graph(
         p.sort();
         l.inputs = p.into_iter().map(|(_, s)| s).collect();
     }
+    pool::resolve_unpooling(variable, super::source_name(kind), &mut layers)?;
     finish_dropping(variable, kind, layers, declared, outputs, stored)
 }
 
@@ -458,7 +461,7 @@ fn function_layer_reason(f: &Fields) -> String {
 }
 
 /// The families' importers of built-in layer classes, each answering for its own classes.
-const FAMILIES: [fn(&str, &Fields, &mut Declared) -> Imported; 9] = [
+const FAMILIES: [fn(&str, &Fields, &mut Declared) -> Imported; 10] = [
     io::from_dlt,
     conv::from_dlt,
     norm::from_dlt,
@@ -468,6 +471,7 @@ const FAMILIES: [fn(&str, &Fields, &mut Declared) -> Imported; 9] = [
     reshape::from_dlt,
     recurrent::from_dlt,
     transformer::from_dlt,
+    detect::from_dlt,
 ];
 
 /// Maps a built-in layer (class `nnet.cnn.layer.<short>`).

@@ -32,7 +32,7 @@ pub use super::layers::io::Normalization;
 pub use super::layers::norm::LayerNorm;
 pub use super::layers::norm::{BatchNorm, GroupNorm, Lrn};
 pub use super::layers::pool::Pool1d;
-pub use super::layers::pool::Pool2d;
+pub use super::layers::pool::{Pool2d, Unpool2d};
 pub use super::layers::recurrent::Projected;
 pub use super::layers::recurrent::Recurrent;
 pub use super::layers::transformer::Transformer;
@@ -243,6 +243,18 @@ pub enum LayerKind {
     GruProjected(Projected),
     /// Transformer layers (position embeddings, self-attention, 1-D indexing, word embedding).
     Transformer(Transformer),
+    /// Max unpooling: inputs `[x, the max pooling layer's input]` (see [`Unpool2d`]).
+    MaxUnpool2d(Unpool2d),
+    /// YOLO v2 transform with `anchors` anchor boxes (`net::layers::detect`).
+    Yolov2Transform {
+        anchors: usize,
+    },
+    /// YOLO v2 output (loss) layer: its input passes through at inference. `anchor_boxes`:
+    /// `[height, width]` rows in pixels of the network input.
+    Yolov2Output {
+        anchor_boxes: Vec<[f64; 2]>,
+        classes: Vec<String>,
+    },
     /// A layer matcnn cannot convert: kept so that `inspect` shows the whole network.
     Unsupported {
         reason: String,

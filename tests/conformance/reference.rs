@@ -254,6 +254,9 @@ pub fn layer(kind: &LayerKind, ins: &[&Act]) -> Act {
         LayerKind::SequenceFolding | LayerKind::SequenceUnfolding => {
             panic!("image sequences run through reference::image_sequences")
         }
+        LayerKind::MaxUnpool2d(u) => max_unpool(&u.window, x, ins[1]),
+        LayerKind::Yolov2Transform { anchors } => yolov2_transform(*anchors, x),
+        LayerKind::Yolov2Output { .. } => x.clone(),
         LayerKind::Unsupported { reason } => panic!("unsupported layer: {reason}"),
     }
 }
@@ -1087,4 +1090,68 @@ fn transformer(t: &matcnn::net::layer::Transformer, x: &Act) -> Act {
             y
         }
     }
+}
+
+// --- yolo ---
+
+/// MATLAB's max unpooling by hand: for each window of the max pooling of `p` (the pooling layer's
+/// input; padded positions never win), the position of its first maximum in row-major window
+/// order gets x's value for that window (values of windows that pick the same element add up);
+/// everything else is 0. The output has p's size and x's channels.
+fn max_unpool(window: &Pool2d, x: &Act, p: &Act) -> Act {
+    let pd = pads(&window.padding, p, window.size, window.stride, [1, 1]);
+    let [kh, kw] = window.size;
+    let [sh, sw] = window.stride;
+    let oh = out_len(p.h, pd.top, pd.bottom, kh, sh, 1);
+    let ow = out_len(p.w, pd.left, pd.right, kw, sw, 1);
+    assert_eq!((oh, ow, p.c), (x.h, x.w, x.c), "unpooling input size");
+    let mut y = Act::new(x.c, p.h, p.w, false);
+    for c in 0..x.c {
+        for i in 0..oh {
+            for j in 0..ow {
+                let mut best: Option<(f64, usize, usize)> = None;
+                for a in 0..kh {
+                    for b in 0..kw {
+                        let hh = (i * sh + a) as isize - pd.top as isize;
+                        let ww = (j * sw + b) as isize - pd.left as isize;
+                        if let Some(v) = p.get(c, hh, ww)
+                            && best.is_none_or(|(m, _, _)| v > m)
+                        {
+                            best = Some((v, hh as usize, ww as usize));
+                        }
+                    }
+                }
+                let (_, bh, bw) = best.expect("every window holds an input element");
+                let ix = y.idx(c, bh, bw);
+                y.v[ix] += x.at(c, i, j);
+            }
+        }
+    }
+    y
+}
+
+/// MATLAB's YOLOv2TransformHostStrategy by hand: channel `k * A + a` is prediction k of anchor a;
+/// sigmoid for k < 3, exp for k = 3, 4, softmax over k >= 5 for each anchor and position.
+pub fn yolov2_transform(anchors: usize, x: &Act) -> Act {
+    let k = x.c / anchors;
+    let mut y = Act::like(x);
+    for h in 0..x.h {
+        for w in 0..x.w {
+            for a in 0..anchors {
+                let ch = |kk: usize| kk * anchors + a;
+                for kk in 0..5 {
+                    let v = x.at(ch(kk), h, w);
+                    y.v[x.idx(ch(kk), h, w)] = if kk < 3 { sigmoid(v) } else { v.exp() };
+                }
+                let m = (5..k)
+                    .map(|kk| x.at(ch(kk), h, w))
+                    .fold(f64::NEG_INFINITY, f64::max);
+                let z: f64 = (5..k).map(|kk| (x.at(ch(kk), h, w) - m).exp()).sum();
+                for kk in 5..k {
+                    y.v[x.idx(ch(kk), h, w)] = (x.at(ch(kk), h, w) - m).exp() / z;
+                }
+            }
+        }
+    }
+    y
 }

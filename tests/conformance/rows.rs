@@ -1065,6 +1065,63 @@ fn table() -> Vec<Row> {
             }));
             chain(sequence(1, Normalization::None), vec![e])
         }),
+        // --- yolo ---
+        // Max unpooling: a clipped ReLU makes ties (0 and 0.5) inside the windows; padding on
+        // top and left; 8x6 leaves the last row and column outside every window.
+        row(
+            "maxunpool-ties-padding-odd",
+            img(8, 6, 2),
+            si(8, 6, 2),
+            || {
+                let window = pool([2, 2], [2, 2], pad(1, 0, 1, 0), false);
+                let unpool = L::Unpool2d {
+                    pool: "pool".into(),
+                    window: window.clone(),
+                };
+                graph(
+                    image(8, 6, 2),
+                    vec![
+                        ("clip", act(A::ClippedRelu { ceiling: 0.5 }), None),
+                        ("pool", K::MaxPool2d(window), None),
+                        ("mid", act(A::Tanh), None),
+                        ("unpool", K::MaxUnpool2d(unpool), Some(vec![3, 1])),
+                    ],
+                )
+            },
+        ),
+        row("maxunpool-3x3", img(7, 7, 3), si(7, 7, 3), || {
+            let window = pool([3, 3], [3, 3], pad(0, 0, 0, 0), false);
+            let unpool = L::Unpool2d {
+                pool: "pool".into(),
+                window: window.clone(),
+            };
+            graph(
+                image(7, 7, 3),
+                vec![
+                    ("pool", K::MaxPool2d(window), None),
+                    ("mid", act(A::Sigmoid), None),
+                    ("unpool", K::MaxUnpool2d(unpool), Some(vec![2, 0])),
+                ],
+            )
+        }),
+        // YOLO v2: 2 anchors x (5 + 2 classes) channels.
+        row(
+            "yolov2-transform-output",
+            img(3, 4, 14),
+            si(3, 4, 14),
+            || {
+                chain(
+                    image(3, 4, 14),
+                    vec![
+                        K::Yolov2Transform { anchors: 2 },
+                        K::Yolov2Output {
+                            anchor_boxes: vec![[8.0, 16.0], [24.0, 12.0]],
+                            classes: vec!["car".into(), "bird".into()],
+                        },
+                    ],
+                )
+            },
+        ),
     ]
 }
 

@@ -12,6 +12,7 @@
 mod activation;
 mod combine;
 mod conv;
+mod detect;
 mod graph;
 mod io;
 mod norm;
@@ -201,11 +202,14 @@ fn layer(g: &mut Graph, plan: &Plan, names: &Names, i: usize) -> Result<(), Expo
         LayerKind::LayerNorm(n) => norm::layer_norm(g, &cx, n),
         LayerKind::LstmProjected(p) | LayerKind::GruProjected(p) => recurrent::projected(g, &cx, p),
         LayerKind::Transformer(t) => transformer::transformer(g, &cx, t),
+        LayerKind::MaxUnpool2d(u) => pool::max_unpool2d(g, &cx, u),
+        LayerKind::Yolov2Transform { anchors } => detect::yolov2_transform(g, &cx, *anchors),
         // Compute nothing (never emitted) or rejected by the plan.
         LayerKind::Dropout { .. }
         | LayerKind::Resize2d { .. }
         | LayerKind::ClassificationOutput { .. }
         | LayerKind::RegressionOutput
+        | LayerKind::Yolov2Output { .. }
         | LayerKind::Unsupported { .. } => Err(layer_err(
             cx.l,
             format!("{:?} cannot be exported to ONNX", cx.l.kind),

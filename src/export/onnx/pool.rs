@@ -2,7 +2,7 @@
 
 use super::graph::{Ctx, Graph, a_int, a_ints, a_str, ints, onnx_pads};
 use crate::export::{ExportError, layer_err, pads};
-use crate::net::layer::{LayerKind, Pool1d, Pool2d};
+use crate::net::layer::{LayerKind, Pool1d, Pool2d, Unpool2d};
 
 /// Max or average pooling.
 pub(super) fn pool2d(g: &mut Graph, cx: &Ctx, p: &Pool2d) -> Result<(), ExportError> {
@@ -90,5 +90,51 @@ pub(super) fn global_pool1d(g: &mut Graph, cx: &Ctx, op: &str) -> Result<(), Exp
     let pooled = format!("{name}/pooled");
     g.node(op, &format!("{name}/pool"), &[&x], &pooled, vec![]);
     g.node("Flatten", name, &[&pooled], out, vec![a_int("axis", 1)]);
+    Ok(())
+}
+
+// --- max unpooling ---
+
+/// Max unpooling: a MaxPool node with its `Indices` output on the max pooling layer's input
+/// (the indices the pooling layer computed; ONNX's indices, like matcnn's, are the first maximum
+/// of each window in row-major order, flattened over N, C, H, W without the padding), then
+/// `MaxUnpool` with the pooling input's shape as `output_shape`.
+pub(super) fn max_unpool2d(g: &mut Graph, cx: &Ctx, u: &Unpool2d) -> Result<(), ExportError> {
+    let (l, name, out) = (cx.l, cx.name, cx.out.as_str());
+    let p = &u.window;
+    let pd = pads(&p.padding);
+    if pd.top >= p.size[0]
+        || pd.bottom >= p.size[0]
+        || pd.left >= p.size[1]
+        || pd.right >= p.size[1]
+    {
+        return Err(layer_err(
+            l,
+            format!(
+                "padding {:?} is not smaller than the pool size {:?}",
+                pd, p.size
+            ),
+        ));
+    }
+    let x = cx.arg(g, 0, true);
+    let pooled_input = cx.arg(g, 1, true);
+    let window = || {
+        vec![
+            a_ints("kernel_shape", &ints(p.size)),
+            a_ints("strides", &ints(p.stride)),
+            a_ints("pads", &onnx_pads(pd)),
+        ]
+    };
+    let indices = format!("{name}/indices");
+    let mut pool = onnx_ir::NodeProto::default();
+    pool.op_type = "MaxPool".into();
+    pool.name = format!("{name}/maxpool");
+    pool.input = vec![pooled_input.clone()];
+    pool.output = vec![format!("{name}/pooled"), indices.clone()];
+    pool.attribute = window();
+    g.nodes.push(pool);
+    let shape = format!("{name}/size");
+    g.node("Shape", &shape, &[&pooled_input], &shape, vec![]);
+    g.node("MaxUnpool", name, &[&x, &indices, &shape], out, window());
     Ok(())
 }

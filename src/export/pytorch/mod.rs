@@ -5,6 +5,7 @@
 mod activation;
 mod combine;
 mod conv;
+mod detect;
 mod io;
 mod norm;
 mod pool;
@@ -21,11 +22,15 @@ pub fn export(net: &Network, opts: &ExportOptions) -> Result<Vec<(String, Vec<u8
     let plan = Plan::new(net, opts)?;
     let tensors = plan.state_dict()?;
     let source = model_py(&plan)?;
-    Ok(vec![
+    let mut files = vec![
         ("model.py".into(), source.into_bytes()),
         ("weights.safetensors".into(), safetensors(&plan, &tensors)?),
         ("model.pt".into(), pickle::torch_file("model", &tensors)?),
-    ])
+    ];
+    if let Some(py) = detect::detect_py(&plan) {
+        files.push(("detect.py".into(), py.into_bytes()));
+    }
+    Ok(files)
 }
 
 /// The state dict as safetensors, with the network's description in the metadata.
@@ -194,6 +199,9 @@ fn model_py(plan: &Plan) -> Result<String, ExportError> {
             LayerKind::LstmProjected(p) => recurrent::projected(&mut cx, p, true)?,
             LayerKind::GruProjected(p) => recurrent::projected(&mut cx, p, false)?,
             LayerKind::Transformer(t) => transformer::transformer(&mut cx, t)?,
+            LayerKind::MaxUnpool2d(u) => pool::max_unpool2d(&mut cx, u),
+            LayerKind::Yolov2Transform { anchors } => detect::yolov2_transform(&mut cx, *anchors),
+            LayerKind::Yolov2Output { .. } => io::output(&cx, cls),
             other @ (LayerKind::Resize2d { .. } | LayerKind::Unsupported { .. }) => {
                 return Err(super::layer_err(
                     l,

@@ -3,7 +3,7 @@
 use super::conv::SAME_PAD_1D;
 use super::{Cx, Emit, fpad, symmetric, tuple2};
 use crate::export::pads;
-use crate::net::layer::{Pool1d, Pool2d};
+use crate::net::layer::{Pool1d, Pool2d, Unpool2d};
 
 const AVG_EXCLUDE: &str = r#"
 def avg_pool_exclude_padding(pool, x, pad):
@@ -112,4 +112,40 @@ pub(super) fn global_pool1d(cx: &Cx, module: &str) -> Emit {
         decl: format!("nn.{module}(1)"),
         call: format!("{}.flatten(1)", cx.call(&cx.arg(0, false))),
     }
+}
+
+// --- max unpooling ---
+
+const MAX_UNPOOL: &str = r#"
+class MaxUnpoolOf(nn.Module):
+    """MATLAB's maxUnpooling2dLayer: each value of x goes where the maximum of its window was in
+    the max pooling layer's input `pooled_input` (nn.MaxPool2d(return_indices=True) recomputes the
+    pooling layer's indices), zeros elsewhere. pad is F.pad's (left, right, top, bottom)."""
+
+    def __init__(self, kernel_size, stride, pad):
+        super().__init__()
+        self.pad = pad
+        self.pool = nn.MaxPool2d(kernel_size, stride, return_indices=True)
+        self.unpool = nn.MaxUnpool2d(kernel_size, stride)
+
+    def forward(self, x, pooled_input):
+        left, right, top, bottom = self.pad
+        padded = F.pad(pooled_input, self.pad, value=float("-inf"))
+        _, indices = self.pool(padded)
+        y = self.unpool(x, indices, output_size=padded.shape[-2:])
+        return y[..., top : y.shape[-2] - bottom, left : y.shape[-1] - right]
+"#;
+
+/// MaxUnpoolOf (the helper above) on `[x, the pooling layer's input]`.
+pub(super) fn max_unpool2d(cx: &mut Cx, u: &Unpool2d) -> Emit {
+    cx.need(MAX_UNPOOL);
+    let p = &u.window;
+    let decl = format!(
+        "MaxUnpoolOf({}, {}, {})",
+        tuple2(p.size),
+        tuple2(p.stride),
+        fpad(pads(&p.padding))
+    );
+    let call = format!("self.{}({}, {})", cx.id, cx.arg(0, true), cx.arg(1, true));
+    Emit::Module { decl, call }
 }

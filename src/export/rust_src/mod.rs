@@ -6,6 +6,7 @@
 mod activation;
 mod combine;
 mod conv;
+mod detect;
 mod io;
 mod norm;
 mod pool;
@@ -238,6 +239,9 @@ fn model_rs(plan: &Plan) -> Result<String, ExportError> {
             LayerKind::LstmProjected(_) => return Err(recurrent::refuse_projected(l)),
             LayerKind::GruProjected(_) => return Err(recurrent::refuse_projected(l)),
             LayerKind::Transformer(t) => return Err(transformer::refuse(l, t)),
+            LayerKind::Yolov2Output { .. } => Stmt::Let(cx.arg(0, false)),
+            LayerKind::MaxUnpool2d(u) => pool::max_unpool2d(&mut cx, u),
+            LayerKind::Yolov2Transform { anchors } => detect::yolov2_transform(&mut cx, *anchors),
             other @ (LayerKind::SequenceInput { .. }
             | LayerKind::Resize2d { .. }
             | LayerKind::Lstm(_)

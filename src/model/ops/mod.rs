@@ -11,10 +11,12 @@
 //! | 11, 12 global poolings | `pool.rs` |
 //! | 13-17 addition, multiplication, concatenations; 19 addition + ReLU | `combine.rs` |
 //! | 18 flatten | `reshape.rs` |
+//! | 40 YOLO v2 transform | `detect.rs` |
 
 mod activation;
 mod combine;
 mod conv;
+mod detect;
 mod io;
 mod norm;
 mod pool;
@@ -77,6 +79,8 @@ pub enum Op {
     LayerNorm(norm::LayerNorm),
     RnnProjected(recurrent::RnnProjected),
     Transformer(TransformerOp),
+    /// Max unpooling with the max pooling layer's window (inputs: x, the pooling layer's input).
+    MaxUnpool(MaxPool2d),
 }
 
 /// Func code of the identity (the other codes are in the family files, see the module's
@@ -130,6 +134,9 @@ impl Op {
             LayerKind::LstmProjected(p) => recurrent::lstm_projected(l, p, device),
             LayerKind::GruProjected(p) => recurrent::gru_projected(l, p, device),
             LayerKind::Transformer(t) => transformer::build(l, t, device),
+            LayerKind::MaxUnpool2d(u) => pool::max_unpool2d(l, u),
+            LayerKind::Yolov2Transform { anchors } => detect::yolov2_transform(*anchors),
+            LayerKind::Yolov2Output { .. } => io::output(),
             LayerKind::Unsupported { reason } => Err(err(l, reason.clone())),
         }
     }
@@ -185,6 +192,10 @@ impl Op {
             Op::AvgPool(_) => Some(t),
             Op::Dropout(_) => Some(t),
             Op::LayerNorm(_) => Some(t),
+            Op::MaxUnpool(p) => {
+                let pooled_input = rest.next().expect("max unpooling has two inputs");
+                pool::max_unpool_forward(p, x, pooled_input)
+            }
         }
     }
 }
@@ -236,6 +247,7 @@ impl Func {
                 combine::forward(self, x, rest)
             }
             FLATTEN => reshape::flatten_forward(x),
+            c if detect::CODES.contains(&c) => detect::forward(self, x),
             _ => x,
         }
     }

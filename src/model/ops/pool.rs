@@ -2,9 +2,9 @@
 
 use super::{Func, Op, burn_padding, func, pads};
 use crate::model::ModelError;
-use crate::net::layer::{Layer, Padding1d, Pool1d as Pool1dDesc, Pool2d};
+use crate::net::layer::{Layer, Padding1d, Pool1d as Pool1dDesc, Pool2d, Unpool2d};
 use burn::module::Module;
-use burn::nn::pool::{AvgPool2dConfig, MaxPool2dConfig};
+use burn::nn::pool::{AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::prelude::*;
 use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
 
@@ -115,4 +115,70 @@ pub(super) fn pool1d(p: &Pool1dDesc, max: bool) -> Result<Op, ModelError> {
         pads,
         count_include_pad: p.count_include_pad,
     }))
+}
+
+// --- max unpooling ---
+
+/// Max unpooling: the op holds the max pooling layer's window (`Op::MaxUnpool`).
+pub(super) fn max_unpool2d(l: &Layer, u: &Unpool2d) -> Result<Op, ModelError> {
+    if u.pool.is_empty() {
+        return Err(super::err(
+            l,
+            "its 'indices' and 'size' inputs are not connected to a max pooling layer",
+        ));
+    }
+    let pad = pads(l, &u.window.padding)?;
+    Ok(Op::MaxUnpool(
+        MaxPool2dConfig::new(u.window.size)
+            .with_strides(u.window.stride)
+            .with_padding(burn_padding(pad))
+            .init(),
+    ))
+}
+
+/// Unpools `x` `[N, C, h, w]` into zeros the size of `pooled_input` `[N, C', H, W]` (the max
+/// pooling layer's input): each value goes where the maximum of its window was. The indices are
+/// the max pooling's (recomputed from its input with `pool`'s window): the first maximum of each
+/// window in row-major order (the same as ONNX's and PyTorch's MaxPool), which is also MATLAB's
+/// column-major first maximum whenever the tie includes the window's first element (all-zero
+/// windows after a ReLU) **[UNVERIFIED]** for other ties. Values of overlapping windows that pick
+/// the same element add up **[UNVERIFIED]**: MATLAB does not document that case.
+pub(super) fn max_unpool_forward(
+    pool: &MaxPool2d,
+    x: Tensor<4>,
+    pooled_input: Tensor<4>,
+) -> Tensor<4> {
+    use burn::tensor::IndexingUpdateOp;
+    use burn::tensor::module::max_pool2d_with_indices;
+    use burn::tensor::ops::MaxPoolOptions;
+    let [_, _, h, w] = pooled_input.dims();
+    let [n, c, ph, pw] = x.dims();
+    // Built with explicit padding (`max_unpool2d`).
+    let (pad_h, pad_w) = match pool.padding {
+        burn::nn::PaddingConfig2d::Explicit(top, left, bottom, right) => {
+            ((top, bottom), (left, right))
+        }
+        _ => ((0, 0), (0, 0)),
+    };
+    let (_, indices) = max_pool2d_with_indices(
+        pooled_input,
+        MaxPoolOptions::new(pool.kernel_size)
+            .with_stride(pool.stride)
+            .with_padding_pairs([pad_h, pad_w])
+            .with_dilation(pool.dilation),
+    );
+    let [_, ic, ih, iw] = indices.dims();
+    // x and the pooled input's own pooling have the same size (shape inference checks it); x
+    // may have other channels only when the indices cannot be used, which shape inference refuses.
+    debug_assert_eq!([ic, ih, iw], [c, ph, pw]);
+    let device = x.device();
+    let zeros = Tensor::<3>::zeros([n, c, h * w], &device);
+    zeros
+        .scatter(
+            2,
+            indices.reshape([n, ic, ih * iw]),
+            x.reshape([n, c, ph * pw]),
+            IndexingUpdateOp::Add,
+        )
+        .reshape([n, c, h, w])
 }

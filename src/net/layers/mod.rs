@@ -10,6 +10,7 @@
 pub mod activation;
 pub mod combine;
 pub mod conv;
+pub mod detect;
 pub mod io;
 pub mod norm;
 pub mod pool;
@@ -80,6 +81,9 @@ pub fn names(kind: &LayerKind) -> Names {
         K::LstmProjected(_) => recurrent::LSTM_PROJECTED,
         K::GruProjected(_) => recurrent::GRU_PROJECTED,
         K::Transformer(t) => t.names(),
+        K::MaxUnpool2d(_) => pool::MAX_UNPOOL_2D,
+        K::Yolov2Transform { .. } => detect::YOLOV2_TRANSFORM,
+        K::Yolov2Output { .. } => detect::YOLOV2_OUTPUT,
         K::Unsupported { .. } => Names {
             kind: "Unsupported",
             stem: "layer",
@@ -149,6 +153,12 @@ pub fn describe(kind: &LayerKind) -> String {
         K::LstmProjected(p) => p.describe(false),
         K::GruProjected(p) => p.describe(true),
         K::Transformer(t) => t.describe(),
+        K::MaxUnpool2d(u) => u.describe(),
+        K::Yolov2Transform { anchors } => detect::describe_transform(*anchors),
+        K::Yolov2Output {
+            anchor_boxes,
+            classes,
+        } => detect::describe_output(anchor_boxes, classes),
         K::Unsupported { reason } => format!("unsupported: {reason}"),
     }
 }
@@ -203,6 +213,9 @@ pub(crate) fn output(
         K::LayerNorm(n) => n.output(ins, ctx),
         K::LstmProjected(p) | K::GruProjected(p) => p.output(ins, ctx),
         K::Transformer(t) => t.output(ins, ctx),
+        K::MaxUnpool2d(u) => u.output(ins, ctx),
+        K::Yolov2Transform { anchors } => detect::transform_output(*anchors, ins, ctx),
+        K::Yolov2Output { .. } => same(ins, ctx),
         K::Unsupported { .. } => Ok(None),
     }
 }
@@ -244,6 +257,9 @@ pub fn tensors_mut(kind: &mut LayerKind) -> Vec<&mut Tensor> {
         | K::RegressionOutput
         | K::SequenceFolding
         | K::SequenceUnfolding
+        | K::MaxUnpool2d(_)
+        | K::Yolov2Transform { .. }
+        | K::Yolov2Output { .. }
         | K::Unsupported { .. } => Vec::new(),
     }
 }
@@ -287,6 +303,9 @@ pub fn learnables(kind: &LayerKind) -> usize {
         | K::RegressionOutput
         | K::SequenceFolding
         | K::SequenceUnfolding
+        | K::MaxUnpool2d(_)
+        | K::Yolov2Transform { .. }
+        | K::Yolov2Output { .. }
         | K::Unsupported { .. } => 0,
     }
 }
@@ -328,6 +347,9 @@ pub fn is_trained(kind: &LayerKind) -> bool {
         | K::RegressionOutput
         | K::SequenceFolding
         | K::SequenceUnfolding
+        | K::MaxUnpool2d(_)
+        | K::Yolov2Transform { .. }
+        | K::Yolov2Output { .. }
         | K::Unsupported { .. } => true,
     }
 }

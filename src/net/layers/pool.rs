@@ -97,6 +97,7 @@ pub(in crate::net) fn from_dlt(short: &str, f: &Fields, declared: &mut Declared)
         "MaxPooling1DLayer" | "AveragePooling1DLayer" => pool1d(short, f)?,
         "GlobalAveragePooling1DLayer" => LayerKind::GlobalAvgPool1d,
         "GlobalMaxPooling1DLayer" => LayerKind::GlobalMaxPool1d,
+        "MaxUnpooling2DLayer" => LayerKind::MaxUnpool2d(Unpool2d::unconnected()),
         _ => return Ok(None),
     }))
 }
@@ -216,4 +217,141 @@ fn pool1d(short: &str, f: &Fields) -> Result<LayerKind, NetError> {
     } else {
         LayerKind::AvgPool1d(p)
     })
+}
+
+// --- max unpooling ---
+
+/// Max unpooling (`MaxUnpooling2DLayer`).
+///
+/// MATLAB wires a max pooling layer's `indices` and `size` outputs (`HasUnpoolingOutputs`) into the
+/// unpooling layer's `indices` and `size` inputs by name in `Connections`. matcnn's layers have one
+/// output each, so import ([`resolve_unpooling`]) turns those two inputs into one: **the pooling
+/// layer's own input**. The unpooling layer keeps the pooling layer's name and window, and
+/// recomputes the indices from that input (max pooling is deterministic, so they are the indices
+/// the pooling layer computed) and takes the size from it. Its inputs are `[x, pooling input]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unpool2d {
+    /// The max pooling layer whose indices and size this layer uses (empty until connected).
+    pub pool: String,
+    /// That pooling layer's window.
+    pub window: Pool2d,
+}
+
+pub const MAX_UNPOOL_2D: Names = Names {
+    kind: "MaxUnpool2d",
+    stem: "maxunpool",
+};
+
+impl Unpool2d {
+    /// As read from the layer object, before its connections are known.
+    fn unconnected() -> Unpool2d {
+        Unpool2d {
+            pool: String::new(),
+            window: Pool2d {
+                size: [1, 1],
+                stride: [1, 1],
+                padding: PaddingMode::Manual(Default::default()),
+                count_include_pad: false,
+            },
+        }
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        if self.pool.is_empty() {
+            return "max unpooling (not connected to a max pooling layer)".into();
+        }
+        format!(
+            "max unpooling of '{}' ({}x{}, stride {}, padding {})",
+            self.pool,
+            self.window.size[0],
+            self.window.size[1],
+            pair_text(self.window.stride),
+            padding_text(&self.window.padding)
+        )
+    }
+
+    /// `ins`: `[x, the pooling layer's input]`. The output is the pooling input's size with x's
+    /// channels; x must have the pooled size.
+    pub(crate) fn output(
+        &mut self,
+        ins: &[Option<Shape>],
+        ctx: &Ctx,
+    ) -> Result<Option<Shape>, NetError> {
+        if self.pool.is_empty() {
+            return Ok(None);
+        }
+        let Some(s) = shape::known_inputs(ins, 2, ctx)? else {
+            return Ok(None);
+        };
+        let (x, p) = (s[0], s[1]);
+        let pooled = self
+            .window
+            .output(&[Some(p)], &Declared::default(), ctx)?
+            .unwrap_or(p);
+        let fits = |a: usize, b: usize| a == 0 || b == 0 || a == b;
+        if !fits(pooled.h, x.h) || !fits(pooled.w, x.w) || !fits(p.c, x.c) {
+            return Err(ctx.shape(
+                "input 'in'",
+                format!(
+                    "the output size of max pooling layer '{}' ({pooled})",
+                    self.pool
+                ),
+                x.to_string(),
+            ));
+        }
+        Ok(Some(Shape::image(p.h, p.w, x.c)))
+    }
+}
+
+/// Connects every max unpooling layer of a layer graph: its inputs `[in, indices, size]` (port
+/// order, `layers[i].inputs` indexing the stored order) become `[in, the pooling layer's input]`
+/// and it takes the pooling layer's name and window (see [`Unpool2d`]). `indices` and `size` must
+/// both come from one max pooling layer.
+pub(in crate::net) fn resolve_unpooling(
+    variable: &str,
+    container: &str,
+    layers: &mut [crate::net::layer::Layer],
+) -> Result<(), NetError> {
+    for i in 0..layers.len() {
+        if !matches!(layers[i].kind, LayerKind::MaxUnpool2d(_)) {
+            continue;
+        }
+        let err = |m: String| NetError::Graph {
+            variable: variable.into(),
+            container: container.into(),
+            message: format!("max unpooling layer '{}': {m}", layers[i].name),
+        };
+        let ins = layers[i].inputs.clone();
+        let [x, p, q] = ins[..] else {
+            return Err(err(format!(
+                "its inputs 'in', 'indices' and 'size' must all be connected ({} are)",
+                ins.len()
+            )));
+        };
+        if p != q {
+            return Err(err(format!(
+                "'indices' and 'size' come from two layers, '{}' and '{}'",
+                layers[p].name, layers[q].name
+            )));
+        }
+        let LayerKind::MaxPool2d(window) = &layers[p].kind else {
+            return Err(err(format!(
+                "'indices' comes from '{}' ({}), not a max pooling layer with HasUnpoolingOutputs",
+                layers[p].name, layers[p].class
+            )));
+        };
+        let [src] = layers[p].inputs[..] else {
+            return Err(err(format!(
+                "max pooling layer '{}' has no input",
+                layers[p].name
+            )));
+        };
+        let u = Unpool2d {
+            pool: layers[p].name.clone(),
+            window: window.clone(),
+        };
+        layers[i].kind = LayerKind::MaxUnpool2d(u);
+        layers[i].inputs = vec![x, src];
+    }
+    Ok(())
 }
