@@ -62,6 +62,7 @@ fn transform_equals_a_hand_computation() {
         classes: vec![],
         detector: None,
         notes: vec![],
+        same_padding: Vec::new(),
     };
     matcnn::net::shape::infer(&mut net, &[]).unwrap();
     let dev = Device::flex();

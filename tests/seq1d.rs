@@ -351,6 +351,7 @@ fn too_short_sequences_are_an_error() {
                 LayerKind::SequenceInput {
                     size: 2,
                     normalization: Normalization::None,
+                    frame: None,
                 },
                 vec![],
             ),
@@ -373,6 +374,7 @@ fn too_short_sequences_are_an_error() {
         classes: vec![],
         detector: None,
         notes: vec![],
+        same_padding: Vec::new(),
     };
     net::shape::infer(&mut net, &[]).unwrap();
     let dev = burn::prelude::Device::flex();
@@ -438,6 +440,7 @@ fn rust_source_export_of_layer_normalization() {
             classes: vec![],
             detector: None,
             notes: vec![],
+            same_padding: Vec::new(),
         };
         net::shape::infer(&mut n, &[]).unwrap();
         n
@@ -557,6 +560,7 @@ fn same_padding_with_stride_and_dilation_exports() {
                 kind: LayerKind::SequenceInput {
                     size: 2,
                     normalization: Normalization::None,
+                    frame: None,
                 },
                 inputs: vec![],
                 output: None,
@@ -582,6 +586,7 @@ fn same_padding_with_stride_and_dilation_exports() {
         classes: vec![],
         detector: None,
         notes: vec![],
+        same_padding: Vec::new(),
     };
     net::shape::infer(&mut net, &[]).unwrap();
     let opts = ExportOptions::default();

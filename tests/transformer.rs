@@ -481,6 +481,7 @@ fn token_net() -> Network {
                 LayerKind::SequenceInput {
                     size: 1,
                     normalization: Normalization::None,
+                    frame: None,
                 },
                 vec![],
             ),
@@ -510,6 +511,7 @@ fn token_net() -> Network {
         classes: vec![],
         detector: None,
         notes: vec![],
+        same_padding: Vec::new(),
     };
     matcnn::net::shape::infer(&mut net, &[]).unwrap();
     net

@@ -79,6 +79,7 @@ fn unpooling_equals_a_hand_computation() {
         classes: vec![],
         detector: None,
         notes: vec![],
+        same_padding: Vec::new(),
     };
     matcnn::net::shape::infer(&mut net, &[]).unwrap();
     assert_eq!(net.layers[2].output, Some(Shape::image(3, 5, 1)));

@@ -164,6 +164,10 @@ impl Op {
             Op::Conv1d(c) => c.forward(x),
             Op::Pool1d(p) => p.forward(x),
             Op::LayerNorm(n) => n.forward(x),
+            Op::MaxUnpool(p) => {
+                let pooled_input = rest.next().expect("max unpooling has two inputs");
+                pool::max_unpool_forward(p, x, pooled_input)
+            }
         }
     }
 }
@@ -192,10 +196,12 @@ impl Op {
             Op::AvgPool(_) => Some(t),
             Op::Dropout(_) => Some(t),
             Op::LayerNorm(_) => Some(t),
-            Op::MaxUnpool(p) => {
-                let pooled_input = rest.next().expect("max unpooling has two inputs");
-                pool::max_unpool_forward(p, x, pooled_input)
-            }
+            Op::RnnProjected(r) => Some(if r.rnn.return_sequence { t } else { 1 }),
+            // Only the 1-D window ops can refuse a length; the transformer ops keep (or index)
+            // the time steps, which the length check does not need exactly.
+            Op::Transformer(_) => Some(t),
+            Op::SeqReshape(_) => Some(t),
+            Op::MaxUnpool(_) => Some(t),
         }
     }
 }
