@@ -258,21 +258,23 @@ pub fn rescale(v: &mut [f32]) {
     }
 }
 
-/// An image file as the detector's input: `[C, h, w]` values resized to `h x w` and rescaled to
-/// [0, 1], and the original `[height, width]`.
-///
-/// The resize is `data::load_image`'s (bilinear) for now; MATLAB's `detect` uses `imresize`
-/// (bicubic, antialiased): this one function is where to switch to it.
+/// An image file as the detector's input: `[C, h, w]` values resized to `h x w` as MATLAB's
+/// `detect` does (`imresize`: bicubic, antialiased when shrinking, rounded to `uint8` for 8-bit
+/// files) and rescaled to [0, 1], and the original `[height, width]`.
 pub fn load_detector_image(
     path: &std::path::Path,
     size: [usize; 2],
     channels: usize,
 ) -> Result<(Vec<f32>, [usize; 2]), crate::data::DataError> {
-    let (w, h) = image::image_dimensions(path).map_err(|e| crate::data::DataError::Image {
-        path: path.display().to_string(),
-        msg: format!("not a readable image: {e}"),
-    })?;
-    let mut v = crate::data::load_image(path, size[0], size[1], channels)?;
+    let img = crate::data::read_image(path, channels)?;
+    let mut v = crate::data::resize(
+        &img.data,
+        channels,
+        [img.h, img.w],
+        size,
+        crate::data::ResizeMethod::Matlab,
+        !img.sixteen_bit,
+    );
     rescale(&mut v);
-    Ok((v, [h as usize, w as usize]))
+    Ok((v, [img.h, img.w]))
 }
