@@ -59,6 +59,8 @@ pub fn run(args: PredictArgs) -> Result<()> {
         );
     }
     let mut loaded = net_args.load()?;
+    matcnn::model::check_supported(&loaded.net)
+        .with_context(|| format!("building {}", loaded.label))?;
     let net = &loaded.net;
     if net.is_sequence() {
         return predict_sequences(

@@ -20,6 +20,26 @@ use burn::module::Module;
 use burn::prelude::*;
 use thiserror::Error;
 
+/// Refuses a network with layers matcnn cannot convert, naming each one (layer, class, why):
+/// the check a command makes before it reads any input, so a user first learns what cannot run.
+pub fn check_supported(net: &Network) -> Result<(), ModelError> {
+    let unsupported: Vec<_> = net
+        .layers
+        .iter()
+        .filter_map(|l| match &l.kind {
+            LayerKind::Unsupported { reason } => {
+                Some((l.name.clone(), l.class.clone(), reason.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    if unsupported.is_empty() {
+        Ok(())
+    } else {
+        Err(ModelError::Unsupported(unsupported))
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum ModelError {
     #[error("the network cannot be converted: {}", describe_unsupported(.0))]
