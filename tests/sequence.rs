@@ -585,79 +585,7 @@ fn pytorch_export_refuses_what_torch_cannot_compute() {
 // ---------------------------------------------------------------------------------------------
 // Bad sequence input: clear errors naming the file, the variable and the element, never a panic.
 
-/// A MATLAB value for the hand-written v5 files.
-enum M {
-    /// dims, column-major values
-    Double(Vec<usize>, Vec<f64>),
-    Char(String),
-    Cell(Vec<usize>, Vec<M>),
-}
-
-fn pad8(v: &mut Vec<u8>) {
-    while !v.len().is_multiple_of(8) {
-        v.push(0);
-    }
-}
-
-fn tag(v: &mut Vec<u8>, ty: u32, n: usize) {
-    v.extend_from_slice(&ty.to_le_bytes());
-    v.extend_from_slice(&(n as u32).to_le_bytes());
-}
-
-/// One miMATRIX element (uncompressed v5).
-fn element(name: &str, m: &M) -> Vec<u8> {
-    let (class, dims) = match m {
-        M::Double(d, _) => (6u32, d.clone()),
-        M::Char(s) => (4, vec![1, s.len()]),
-        M::Cell(d, _) => (1, d.clone()),
-    };
-    let mut b = Vec::new();
-    tag(&mut b, 6, 8);
-    b.extend_from_slice(&class.to_le_bytes());
-    b.extend_from_slice(&0u32.to_le_bytes());
-    tag(&mut b, 5, 4 * dims.len());
-    for d in &dims {
-        b.extend_from_slice(&(*d as i32).to_le_bytes());
-    }
-    pad8(&mut b);
-    tag(&mut b, 1, name.len());
-    b.extend_from_slice(name.as_bytes());
-    pad8(&mut b);
-    match m {
-        M::Double(_, v) => {
-            tag(&mut b, 9, 8 * v.len());
-            for x in v {
-                b.extend_from_slice(&x.to_le_bytes());
-            }
-        }
-        M::Char(s) => {
-            tag(&mut b, 4, 2 * s.len());
-            for ch in s.encode_utf16() {
-                b.extend_from_slice(&ch.to_le_bytes());
-            }
-        }
-        M::Cell(_, items) => {
-            for it in items {
-                b.extend(element("", it));
-            }
-        }
-    }
-    pad8(&mut b);
-    let mut out = Vec::new();
-    tag(&mut out, 14, b.len());
-    out.extend(b);
-    out
-}
-
-fn write_mat(path: &Path, name: &str, m: &M) {
-    let mut out = b"MATLAB 5.0 MAT-file, written by the matcnn tests".to_vec();
-    out.resize(116, b' ');
-    out.extend_from_slice(&[0u8; 8]);
-    out.extend_from_slice(&0x0100u16.to_le_bytes());
-    out.extend_from_slice(b"IM");
-    out.extend(element(name, m));
-    std::fs::write(path, out).unwrap();
-}
+use common::mat_writer::{M, write_mat};
 
 fn seq(c: usize, t: usize) -> M {
     M::Double(
@@ -696,7 +624,7 @@ fn bad_sequence_input_gives_clear_errors() {
     ];
     for (var, value, needles) in cases {
         let file = dir.join(format!("{var}.mat"));
-        write_mat(&file, var, &value);
+        write_mat(&file, &[(var, value)]);
         let spec = format!("{}:{var}", file.display());
         // The library: a typed error naming the file and the variable.
         let e = data::load_sequences(&spec, 10)
@@ -760,7 +688,7 @@ fn sequence_output_mode_through_the_cli() {
     let saved = dir.join("tiny");
     matcnn::model::saved::save(&net, &model, &saved, true).unwrap();
     let file = dir.join("seqs.mat");
-    write_mat(&file, "X", &M::Cell(vec![1, 2], vec![seq(3, 4), seq(3, 2)]));
+    write_mat(&file, &[("X", M::Cell(vec![1, 2], vec![seq(3, 4), seq(3, 2)]))]);
     let spec_x = format!("{}:X", file.display());
     let seqs = data::load_sequences(&spec_x, 3).unwrap();
     assert_eq!(seqs.iter().map(|s| s.steps).collect::<Vec<_>>(), vec![4, 2]);
