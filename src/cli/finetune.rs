@@ -28,6 +28,10 @@ pub struct FinetuneArgs {
     /// Learning rate (MATLAB's InitialLearnRate).
     #[arg(long, default_value_t = 0.01)]
     lr: f64,
+    /// Learn-rate factor of the layer replaced for new classes (weights and bias). MATLAB's
+    /// examples use 10 together with a small --lr such as 1e-4.
+    #[arg(long, default_value_t = matcnn::train::DEFAULT_NEW_LAYER_LR_FACTOR)]
+    new_layer_lr_factor: f64,
     #[arg(long, value_enum, default_value = "sgdm")]
     optimizer: matcnn::train::Optimizer,
     #[arg(long, default_value_t = 0.9)]
@@ -119,6 +123,7 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
         epochs,
         batch_size,
         lr,
+        new_layer_lr_factor,
         optimizer,
         momentum,
         l2,
@@ -176,6 +181,7 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
             val: val_path,
             val_split,
             output,
+            new_layer_lr_factor,
         };
         return run_sequence(&loaded, net, channels, opts, paths, backend, resume);
     }
@@ -236,9 +242,14 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
                 // A saved network: its weights live in the record; put them into the description.
                 loaded.build(&device)?.write_back(&mut net);
             }
-            if matcnn::train::adapt_classes(&mut net, &train.classes, opts.seed)? {
+            if matcnn::train::adapt_classes_with(
+                &mut net,
+                &train.classes,
+                opts.seed,
+                new_layer_lr_factor,
+            )? {
                 eprintln!(
-                    "new classes ({}): replaced the last fully connected layer",
+                    "new classes ({}): replaced the layer that produces the class scores",
                     train.classes.join(", ")
                 );
             }
@@ -250,6 +261,7 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
     if let Some(v) = val.as_mut() {
         v.align_classes(&net.classes)?;
     }
+    eprint!("{}", matcnn::train::describe_recipe(&net, opts));
     let (model, _) = matcnn::train::finetune(
         &net,
         model,
@@ -295,6 +307,7 @@ struct SequencePaths<'a> {
     val: Option<&'a Path>,
     val_split: Option<f64>,
     output: &'a Path,
+    new_layer_lr_factor: f64,
 }
 
 /// A sequence classification network: `--data FILE.mat` with `X` (a cell of C x T sequences)
@@ -370,7 +383,12 @@ fn run_sequence(
             if loaded.record.is_some() {
                 loaded.build(&device)?.write_back(&mut net);
             }
-            if matcnn::train::adapt_classes(&mut net, &train.classes, opts.seed)? {
+            if matcnn::train::adapt_classes_with(
+                &mut net,
+                &train.classes,
+                opts.seed,
+                paths.new_layer_lr_factor,
+            )? {
                 eprintln!(
                     "new classes ({}): replaced the last fully connected layer",
                     train.classes.join(", ")
