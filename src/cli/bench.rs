@@ -233,7 +233,8 @@ struct TrainBench<'a> {
 }
 
 /// `bench --train`: the median time of one training step per batch size, with the defaults of
-/// `finetune` (learning rate 0.01, L2 1e-4, momentum 0.9) and the chosen solver.
+/// MATLAB's trainingOptions (learning rate 0.01, L2 1e-4, momentum 0.9, batch normalization in
+/// training mode) and the chosen solver.
 fn run_train(
     net_args: &NetArgs,
     backend: Option<matcnn::model::Backend>,
@@ -261,8 +262,11 @@ fn run_train(
         loaded.build(&device)?.write_back(&mut net);
     }
     let classes = net.classes.len().max(1);
+    // The full step: batch normalization in training mode, every layer learning.
     let opts = matcnn::train::TrainOptions {
         optimizer: o.optimizer,
+        lr: 0.01,
+        freeze_bn: false,
         ..Default::default()
     };
     let threads = std::env::var("RAYON_NUM_THREADS")

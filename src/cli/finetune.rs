@@ -23,10 +23,10 @@ pub struct FinetuneArgs {
     val_split: Option<f64>,
     #[arg(long, default_value_t = 5)]
     epochs: usize,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = matcnn::train::DEFAULT_BATCH_SIZE)]
     batch_size: usize,
     /// Learning rate (MATLAB's InitialLearnRate).
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = matcnn::train::DEFAULT_LR)]
     lr: f64,
     /// Learn-rate factor of the layer replaced for new classes (weights and bias). MATLAB's
     /// examples use 10 together with a small --lr such as 1e-4.
@@ -42,9 +42,13 @@ pub struct FinetuneArgs {
     /// Freeze every layer up to and including this one.
     #[arg(long)]
     freeze_until: Option<String>,
-    /// Keep batch-normalization statistics and parameters as stored.
-    #[arg(long)]
+    /// Keep batch-normalization statistics and parameters as stored (the default).
+    #[arg(long, conflicts_with = "train_bn")]
     freeze_bn: bool,
+    /// Update batch-normalization statistics (MeanDecay) and train its scale and offset, as
+    /// MATLAB's trainNetwork does.
+    #[arg(long)]
+    train_bn: bool,
     /// Random horizontal flips.
     #[arg(long)]
     augment_flip: bool,
@@ -129,6 +133,7 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
         l2,
         freeze_until,
         freeze_bn,
+        train_bn,
         augment_flip,
         augment_translate,
         seed,
@@ -145,7 +150,7 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
         momentum,
         l2,
         freeze_until,
-        freeze_bn,
+        freeze_bn: freeze_bn || (matcnn::train::DEFAULT_FREEZE_BN && !train_bn),
         seed,
         flip: augment_flip,
         translate: augment_translate,
@@ -402,6 +407,7 @@ fn run_sequence(
     if let Some(v) = val.as_mut() {
         v.align_classes(&net.classes)?;
     }
+    eprint!("{}", matcnn::train::describe_recipe(&net, opts));
     let (model, _) = sequence::finetune_sequences(
         &net,
         model,
