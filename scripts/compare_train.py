@@ -64,7 +64,7 @@ def input_shape(mod):
     raise SystemExit("cannot read the input shape from model.py")
 
 
-def torch_step(export_dir, batch, repeat, warmup=2):
+def torch_step(export_dir, batch, repeat, warmup=5):
     model, classes, mod = torch_model(export_dir)
     c, h, w = input_shape(mod)
     rng = np.random.default_rng(batch)
@@ -82,6 +82,8 @@ def torch_step(export_dir, batch, repeat, warmup=2):
         opt.step()
         if i >= warmup:
             times.append((time.perf_counter() - t0) * 1e3)
+    if os.environ.get("COMPARE_TRAIN_DEBUG"):
+        print([round(t) for t in times], file=sys.stderr)
     return statistics.median(times)
 
 

@@ -76,6 +76,7 @@ fn squeezenet_dag_learns_new_classes_with_the_defaults() {
     assert!(losses.iter().all(|l| l.is_finite()), "{text}");
     assert!(losses[2] < losses[0] && losses[1] < losses[0], "{text}");
     assert!(losses[2] < 0.5, "{text}");
+    eprintln!("epoch losses: {losses:?}");
 
     // The result is a 3-class network that infer runs.
     let (net, _) = matcnn::model::saved::load_description(&out).unwrap();
@@ -84,7 +85,11 @@ fn squeezenet_dag_learns_new_classes_with_the_defaults() {
         "infer",
         "--model",
         out.to_str().unwrap(),
-        dir.join("data").join("rings").join("0.png").to_str().unwrap(),
+        dir.join("data")
+            .join("rings")
+            .join("0.png")
+            .to_str()
+            .unwrap(),
     ]);
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(

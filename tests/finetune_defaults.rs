@@ -22,7 +22,8 @@ fn digits() -> (Vec<Vec<u8>>, Vec<u8>) {
             let mut img = vec![0u8; 784];
             for r in 0..28 {
                 for c in 0..28 {
-                    img[r * 28 + c] = (v[r + 28 * c + 784 * n].clamp(0.0, 1.0) * 255.0).round() as u8;
+                    img[r * 28 + c] =
+                        (v[r + 28 * c + 784 * n].clamp(0.0, 1.0) * 255.0).round() as u8;
                 }
             }
             img
@@ -51,7 +52,11 @@ fn log(out: &Path) -> (f64, Vec<f64>) {
     let rows: Vec<Vec<f64>> = text
         .lines()
         .skip(1)
-        .map(|l| l.split(',').map(|v| v.parse().unwrap_or(f64::NAN)).collect())
+        .map(|l| {
+            l.split(',')
+                .map(|v| v.parse().unwrap_or(f64::NAN))
+                .collect()
+        })
         .collect();
     let last = rows.last().unwrap_or_else(|| panic!("empty log: {text}"));
     (last[4], rows.iter().map(|r| r[1]).collect())
@@ -86,7 +91,10 @@ fn defaults_reach_95_percent_on_a_new_two_class_task() {
         assert!(err.contains("frozen: batchnorm_1, batchnorm_2"), "{err}");
         let (acc, losses) = log(&out);
         // The start does not overshoot: the first epoch's loss stays near ln 2.
-        assert!(losses[0] < 1.0, "seed {seed}: first-epoch loss {losses:?}\n{err}");
+        assert!(
+            losses[0] < 1.0,
+            "seed {seed}: first-epoch loss {losses:?}\n{err}"
+        );
         eprintln!("seed {seed}: held-out accuracy {acc:.4}, losses {losses:?}");
         accs.push(acc);
     }

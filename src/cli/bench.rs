@@ -323,7 +323,9 @@ fn run_train(
             let total: f64 = layers.iter().map(|l| l.ms).sum();
             let mut slow: Vec<_> = layers.iter().collect();
             slow.sort_by(|a, b| b.ms.total_cmp(&a.ms));
-            println!("  slowest layers of the training forward pass (mean ms, share of {total:.2} ms):");
+            println!(
+                "  slowest layers of the training forward pass (mean ms, share of {total:.2} ms):"
+            );
             for l in slow.iter().take(10).filter(|l| l.ms > 0.0) {
                 println!(
                     "    {:<32} {:>9.3} ms {:>5.1}%",

@@ -400,7 +400,10 @@ pub fn describe_recipe(net: &Network, opts: &TrainOptions) -> String {
             continue;
         }
         let is_bn = matches!(l.kind, LayerKind::BatchNorm(_));
-        if until.is_some_and(|u| i <= u) || (opts.freeze_bn && is_bn) || factors.iter().all(|f| *f == 0.0) {
+        if until.is_some_and(|u| i <= u)
+            || (opts.freeze_bn && is_bn)
+            || factors.iter().all(|f| *f == 0.0)
+        {
             frozen.push(&l.name);
             continue;
         }
@@ -419,11 +422,18 @@ pub fn describe_recipe(net: &Network, opts: &TrainOptions) -> String {
         opts.batch_size, opts.epochs, opts.l2, opts.seed
     );
     for (lr, layers) in &groups {
-        s += &format!("  learning rate {lr} (weights/bias): {}\n", layers.join(", "));
+        s += &format!(
+            "  learning rate {lr} (weights/bias): {}\n",
+            layers.join(", ")
+        );
     }
     s += &format!(
         "  frozen: {}\n",
-        if frozen.is_empty() { "none".to_string() } else { frozen.join(", ") }
+        if frozen.is_empty() {
+            "none".to_string()
+        } else {
+            frozen.join(", ")
+        }
     );
     if opts.freeze_bn {
         s += "  batch normalization kept as stored (--train-bn updates it)\n";
