@@ -101,3 +101,58 @@ fn defaults_reach_95_percent_on_a_new_two_class_task() {
     let mean = accs.iter().sum::<f64>() / accs.len() as f64;
     assert!(mean >= 0.95, "mean held-out accuracy {mean:.4} ({accs:?})");
 }
+
+/// `bench --train`: the median time of a full training step per batch size, as JSON.
+#[test]
+fn bench_train_reports_step_times() {
+    let o = matcnn(&[
+        "bench",
+        "--train",
+        "--batch",
+        "4,8",
+        "--repeat",
+        "3",
+        "--warmup",
+        "1",
+        "--profile",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = v["train"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{v}");
+    for (row, batch) in rows.iter().zip([4.0, 8.0]) {
+        assert_eq!(row["batch"].as_f64(), Some(batch));
+        let ms = row["median_ms"].as_f64().unwrap();
+        let times: Vec<f64> = row["times_ms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_f64().unwrap())
+            .collect();
+        assert_eq!(times.len(), 3);
+        let mut sorted = times.clone();
+        sorted.sort_by(f64::total_cmp);
+        assert_eq!(ms, sorted[1], "the median of {times:?}");
+        let tp = row["throughput"].as_f64().unwrap();
+        assert!((tp - batch / (ms / 1e3)).abs() < 1e-6 * tp, "{row}");
+        let p = &row["phases_ms"];
+        let sum: f64 = ["forward_loss", "backward", "update"]
+            .iter()
+            .map(|k| p[k].as_f64().unwrap())
+            .sum();
+        assert!(
+            sum > 0.0 && sum <= times.iter().cloned().fold(0.0, f64::max) * 1.01,
+            "{row}"
+        );
+    }
+    // Without --train, bench still times the forward pass at its default batch sizes.
+    let o = matcnn(&["bench", "--repeat", "1", "--warmup", "0", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let batches: Vec<u64> = v["forward"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["batch"].as_u64().unwrap())
+        .collect();
+    assert_eq!(batches, [1, 32]);
+}
