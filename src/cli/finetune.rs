@@ -395,7 +395,7 @@ fn run_sequence(
                 paths.new_layer_lr_factor,
             )? {
                 eprintln!(
-                    "new classes ({}): replaced the last fully connected layer",
+                    "new classes ({}): replaced the layer that produces the class scores",
                     train.classes.join(", ")
                 );
             }
