@@ -2,7 +2,8 @@
 """The fine-tuning task of tests/finetune_defaults.rs in PyTorch, on matcnn's PyTorch export.
 
     finetune_pytorch.py EXPORT_DIR [--fixtures DIR] [--seeds 1,2,3] [--epochs 2]
-                        [--new-layer-lr-factor 1] [--threads 2]
+                        [--new-layer-lr-factor 1] [--threads 2] [--lr 0.01]
+                        [--batch-size 128] [--freeze-bn]
 
 EXPORT_DIR is `matcnn export --format pytorch --output EXPORT_DIR` of the demo network. The task:
 MNIST digits -> "digit < 5" / ">= 5"; the first 1,500 images of
@@ -63,7 +64,7 @@ def last_linear(model):
     return name
 
 
-def run(export_dir, train, test, seed, epochs, factor, batch=128, lr=0.01, l2=1e-4):
+def run(export_dir, train, test, seed, epochs, factor, batch=128, lr=0.01, l2=1e-4, freeze_bn=False):
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = build(export_dir)
@@ -75,8 +76,15 @@ def run(export_dir, train, test, seed, epochs, factor, batch=128, lr=0.01, l2=1e
     setattr(model, fc_name, new)
     if hasattr(model, "softmax"):
         model.softmax = nn.Identity()  # logits for the cross-entropy
+    if freeze_bn:
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                for p in m.parameters():
+                    p.requires_grad_(False)
     decay, no_decay, new_params = [], [], []
     for n, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
         if n.startswith(fc_name + "."):
             new_params.append((n, p))
         elif n.endswith("bias") and "batchnorm" not in n:
@@ -96,6 +104,10 @@ def run(export_dir, train, test, seed, epochs, factor, batch=128, lr=0.01, l2=1e
     losses = []
     for _ in range(epochs):
         model.train()
+        if freeze_bn:  # running statistics as stored
+            for m in model.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eval()
         tot = 0.0
         for i in range(0, len(order), batch):
             idx = order[i : i + batch]
@@ -120,17 +132,24 @@ def main():
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--new-layer-lr-factor", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--lr", type=float, default=0.01)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--freeze-bn", action="store_true", help="batch norm kept as stored")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     train, test = load_data(args.fixtures)
     accs = []
     for s in [int(v) for v in args.seeds.split(",")]:
-        acc, losses = run(args.export_dir, train, test, s, args.epochs, args.new_layer_lr_factor)
+        acc, losses = run(
+            args.export_dir, train, test, s, args.epochs, args.new_layer_lr_factor,
+            batch=args.batch_size, lr=args.lr, freeze_bn=args.freeze_bn,
+        )
         accs.append(acc)
         print(f"seed {s}: held-out accuracy {acc:.4f}, epoch losses {[round(v, 4) for v in losses]}")
     mean = sum(accs) / len(accs)
     print(f"mean {mean:.4f}")
-    print("RESULT " + json.dumps({"accuracies": accs, "mean": mean, "factor": args.new_layer_lr_factor}))
+    recipe = {"lr": args.lr, "batch": args.batch_size, "factor": args.new_layer_lr_factor, "freeze_bn": args.freeze_bn}
+    print("RESULT " + json.dumps({"accuracies": accs, "mean": mean, "recipe": recipe}))
     return 0 if math.isfinite(mean) else 1
 
 
