@@ -4,7 +4,8 @@
 //! What is honoured from the `.mat`: each parameter's `LearnRateFactor` (0 freezes it; other
 //! values multiply the learning rate of that parameter, for every solver, as MATLAB does) and `L2Factor` (its weight in the L2 penalty
 //! `l2/2 * factor * |w|^2`, as MATLAB's `L2Regularization`), batch-normalization statistics
-//! updated with the layer's `MeanDecay` (or frozen with `freeze_bn`), dropout active while
+//! updated with the layer's `MeanDecay` when `freeze_bn` is off (by default it is on: see
+//! [`DEFAULT_FREEZE_BN`]), dropout active while
 //! training, and the loss of the output layer (cross-entropy for classification, half mean
 //! squared error for regression).
 
