@@ -109,3 +109,98 @@ pub fn forward(
         layers,
     }
 }
+
+/// Timings of one training step at one batch size.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainTimes {
+    pub batch: usize,
+    /// Milliseconds per step (input upload, forward, loss, backward, update), one per repetition.
+    pub times_ms: Vec<f64>,
+    pub median_ms: f64,
+    /// Observations per second at the median.
+    pub throughput: f64,
+    /// With profiling: median milliseconds of the phases (forward and loss, backward, update).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phases_ms: Option<PhaseTimes>,
+    /// With profiling: each layer's mean milliseconds in the training forward pass.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<LayerTime>>,
+}
+
+/// The phases of a training step.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseTimes {
+    pub forward_loss: f64,
+    pub backward: f64,
+    pub update: f64,
+}
+
+/// Times `repeat` training steps of `trainer` (after `warmup` untimed ones) on `batch`
+/// observations of shape `[C, H, W]` of seeded noise in [0, 255], labels cycling over `classes`.
+/// `device` is the trainer's autodiff device.
+pub fn train(
+    trainer: &mut crate::train::Trainer,
+    shape: [usize; 3],
+    classes: usize,
+    batch: usize,
+    (repeat, warmup): (usize, usize),
+    device: &Device,
+    profile: bool,
+) -> TrainTimes {
+    let per: usize = shape.iter().product();
+    let mut rng = Rng::new(batch as u64);
+    let x: Vec<f32> = (0..batch * per)
+        .map(|_| (rng.uniform() * 255.0) as f32)
+        .collect();
+    let y: Vec<usize> = (0..batch).map(|i| i % classes.max(1)).collect();
+    let [c, h, w] = shape;
+    let input = || Tensor::<4>::from_data(TensorData::new(x.clone(), [batch, c, h, w]), device);
+    for _ in 0..warmup {
+        trainer.step(input(), &y);
+    }
+    let repeat = repeat.max(1);
+    let mut phases: [Vec<f64>; 3] = Default::default();
+    let times_ms: Vec<f64> = (0..repeat)
+        .map(|_| {
+            let t0 = Instant::now();
+            if profile {
+                let (_, p) = trainer.step_profiled(input(), &y);
+                for (v, t) in phases.iter_mut().zip(p) {
+                    v.push(t);
+                }
+            } else {
+                trainer.step(input(), &y);
+            }
+            t0.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    let layers = profile.then(|| {
+        let model = trainer.model();
+        let names = model.node_names();
+        let mut ms = vec![0f64; names.len()];
+        for _ in 0..repeat {
+            let _ = model.forward_timed(input(), &mut ms).into_data();
+        }
+        names
+            .iter()
+            .zip(&ms)
+            .map(|(n, t)| LayerTime {
+                layer: n.to_string(),
+                ms: t / repeat as f64,
+            })
+            .collect()
+    });
+    let median_ms = median(&times_ms);
+    TrainTimes {
+        batch,
+        throughput: batch as f64 / (median_ms / 1e3),
+        median_ms,
+        times_ms,
+        phases_ms: profile.then(|| PhaseTimes {
+            forward_loss: median(&phases[0]),
+            backward: median(&phases[1]),
+            update: median(&phases[2]),
+        }),
+        layers,
+    }
+}

@@ -11,9 +11,9 @@ use serde_json::json;
 pub struct BenchArgs {
     #[command(flatten)]
     net: NetArgs,
-    /// Batch sizes to time (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "1,32")]
-    batch: Vec<usize>,
+    /// Batch sizes to time (comma-separated; default 1,32, with --train 32,128).
+    #[arg(long, value_delimiter = ',')]
+    batch: Option<Vec<usize>>,
     /// Timed forward passes per batch size.
     #[arg(long, default_value_t = 10)]
     repeat: usize,
@@ -38,6 +38,12 @@ pub struct BenchArgs {
     /// Also time every layer and print the slowest (all of them with --json).
     #[arg(long)]
     profile: bool,
+    /// Time full training steps (forward, loss, backward, update) instead of the forward pass.
+    #[arg(long)]
+    train: bool,
+    /// Solver of the timed training steps (with --train).
+    #[arg(long, value_enum, default_value = "sgdm", requires = "train")]
+    optimizer: matcnn::train::Optimizer,
     #[command(flatten)]
     out: JsonArg,
 }
@@ -70,7 +76,23 @@ pub fn run(args: BenchArgs) -> Result<()> {
         profile,
         out: JsonArg { json },
         steps,
+        train,
+        optimizer,
     } = args;
+    if train {
+        let batch = batch.unwrap_or_else(|| vec![32, 128]);
+        let opts = TrainBench {
+            batch: &batch,
+            repeat,
+            warmup,
+            size,
+            optimizer,
+            profile,
+            json,
+        };
+        return run_train(&net_args, backend, opts);
+    }
+    let batch = batch.unwrap_or_else(|| vec![1, 32]);
     let batches: &[usize] = if load_only { &[] } else { &batch };
     let input = input.as_deref();
     let device = device_for(backend)?;
@@ -197,4 +219,122 @@ fn sequence_shape(
         bail!("--steps: expected a positive number of time steps");
     }
     Ok(Some([1, steps, *size]))
+}
+
+/// What `bench --train` times.
+struct TrainBench<'a> {
+    batch: &'a [usize],
+    repeat: usize,
+    warmup: usize,
+    size: Option<[usize; 2]>,
+    optimizer: matcnn::train::Optimizer,
+    profile: bool,
+    json: bool,
+}
+
+/// `bench --train`: the median time of one training step per batch size, with the defaults of
+/// MATLAB's trainingOptions (learning rate 0.01, L2 1e-4, momentum 0.9, batch normalization in
+/// training mode) and the chosen solver.
+fn run_train(
+    net_args: &NetArgs,
+    backend: Option<matcnn::model::Backend>,
+    o: TrainBench,
+) -> Result<()> {
+    if o.batch.contains(&0) {
+        bail!("--batch: expected positive batch sizes");
+    }
+    let device = device_for(backend)?;
+    let ad = device.clone().autodiff();
+    let loaded = net_args.load()?;
+    let mut net = loaded.net.clone();
+    let ([mut h, mut w, c], spatial) = input_shape(&net)?;
+    if !spatial {
+        bail!("bench --train takes image networks");
+    }
+    if let Some(s) = o.size {
+        [h, w] = s;
+        super::predict::set_input_size(&mut net, h, w)?;
+    } else if h == 0 || w == 0 {
+        [h, w] = DEFAULT_OPEN_SIZE;
+        super::predict::set_input_size(&mut net, h, w)?;
+    }
+    if loaded.record.is_some() {
+        loaded.build(&device)?.write_back(&mut net);
+    }
+    let classes = net.classes.len().max(1);
+    // The full step: batch normalization in training mode, every layer learning.
+    let opts = matcnn::train::TrainOptions {
+        optimizer: o.optimizer,
+        lr: 0.01,
+        freeze_bn: false,
+        ..Default::default()
+    };
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut results = Vec::new();
+    for &b in o.batch {
+        // A fresh network per batch size: every size starts from the same weights.
+        let model = matcnn::model::MatNet::from_network(&net, &ad)
+            .with_context(|| format!("building {}", loaded.label))?;
+        let mut trainer = matcnn::train::Trainer::new(&net, model, &opts)?;
+        results.push(matcnn::bench::train(
+            &mut trainer,
+            [c, h, w],
+            classes,
+            b,
+            (o.repeat, o.warmup),
+            &ad,
+            o.profile,
+        ));
+    }
+    if o.json {
+        let v = json!({
+            "model": loaded.label,
+            "backend": format!("{device:?}"),
+            "threads": threads,
+            "optimizer": format!("{:?}", o.optimizer).to_lowercase(),
+            "train": results,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!(
+        "{} on {device:?}, {threads} threads: training steps ({:?})",
+        loaded.label, o.optimizer
+    );
+    for r in &results {
+        println!(
+            "batch {:>4}: median {:>9.2} ms per step over {} steps, {:>9.1} observations/s",
+            r.batch,
+            r.median_ms,
+            r.times_ms.len(),
+            r.throughput
+        );
+        if let Some(p) = &r.phases_ms {
+            println!(
+                "  forward+loss {:.2} ms, backward {:.2} ms, update {:.2} ms",
+                p.forward_loss, p.backward, p.update
+            );
+        }
+        if let Some(layers) = &r.layers {
+            let total: f64 = layers.iter().map(|l| l.ms).sum();
+            let mut slow: Vec<_> = layers.iter().collect();
+            slow.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+            println!(
+                "  slowest layers of the training forward pass (mean ms, share of {total:.2} ms):"
+            );
+            for l in slow.iter().take(10).filter(|l| l.ms > 0.0) {
+                println!(
+                    "    {:<32} {:>9.3} ms {:>5.1}%",
+                    l.layer,
+                    l.ms,
+                    100.0 * l.ms / total.max(f64::MIN_POSITIVE)
+                );
+            }
+        }
+    }
+    Ok(())
 }

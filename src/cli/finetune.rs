@@ -23,11 +23,15 @@ pub struct FinetuneArgs {
     val_split: Option<f64>,
     #[arg(long, default_value_t = 5)]
     epochs: usize,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = matcnn::train::DEFAULT_BATCH_SIZE)]
     batch_size: usize,
     /// Learning rate (MATLAB's InitialLearnRate).
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = matcnn::train::DEFAULT_LR)]
     lr: f64,
+    /// Learn-rate factor of the layer replaced for new classes (weights and bias). MATLAB's
+    /// examples use 10 together with a small --lr such as 1e-4.
+    #[arg(long, default_value_t = matcnn::train::DEFAULT_NEW_LAYER_LR_FACTOR)]
+    new_layer_lr_factor: f64,
     #[arg(long, value_enum, default_value = "sgdm")]
     optimizer: matcnn::train::Optimizer,
     #[arg(long, default_value_t = 0.9)]
@@ -38,9 +42,13 @@ pub struct FinetuneArgs {
     /// Freeze every layer up to and including this one.
     #[arg(long)]
     freeze_until: Option<String>,
-    /// Keep batch-normalization statistics and parameters as stored.
-    #[arg(long)]
+    /// Keep batch-normalization statistics and parameters as stored (the default).
+    #[arg(long, conflicts_with = "train_bn")]
     freeze_bn: bool,
+    /// Update batch-normalization statistics (MeanDecay) and train its scale and offset, as
+    /// MATLAB's trainNetwork does.
+    #[arg(long)]
+    train_bn: bool,
     /// Random horizontal flips.
     #[arg(long)]
     augment_flip: bool,
@@ -119,11 +127,13 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
         epochs,
         batch_size,
         lr,
+        new_layer_lr_factor,
         optimizer,
         momentum,
         l2,
         freeze_until,
         freeze_bn,
+        train_bn,
         augment_flip,
         augment_translate,
         seed,
@@ -140,7 +150,7 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
         momentum,
         l2,
         freeze_until,
-        freeze_bn,
+        freeze_bn: freeze_bn || (matcnn::train::DEFAULT_FREEZE_BN && !train_bn),
         seed,
         flip: augment_flip,
         translate: augment_translate,
@@ -176,6 +186,7 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
             val: val_path,
             val_split,
             output,
+            new_layer_lr_factor,
         };
         return run_sequence(&loaded, net, channels, opts, paths, backend, resume);
     }
@@ -236,9 +247,14 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
                 // A saved network: its weights live in the record; put them into the description.
                 loaded.build(&device)?.write_back(&mut net);
             }
-            if matcnn::train::adapt_classes(&mut net, &train.classes, opts.seed)? {
+            if matcnn::train::adapt_classes_with(
+                &mut net,
+                &train.classes,
+                opts.seed,
+                new_layer_lr_factor,
+            )? {
                 eprintln!(
-                    "new classes ({}): replaced the last fully connected layer",
+                    "new classes ({}): replaced the layer that produces the class scores",
                     train.classes.join(", ")
                 );
             }
@@ -250,6 +266,7 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
     if let Some(v) = val.as_mut() {
         v.align_classes(&net.classes)?;
     }
+    eprint!("{}", matcnn::train::describe_recipe(&net, opts));
     let (model, _) = matcnn::train::finetune(
         &net,
         model,
@@ -295,6 +312,7 @@ struct SequencePaths<'a> {
     val: Option<&'a Path>,
     val_split: Option<f64>,
     output: &'a Path,
+    new_layer_lr_factor: f64,
 }
 
 /// A sequence classification network: `--data FILE.mat` with `X` (a cell of C x T sequences)
@@ -370,9 +388,14 @@ fn run_sequence(
             if loaded.record.is_some() {
                 loaded.build(&device)?.write_back(&mut net);
             }
-            if matcnn::train::adapt_classes(&mut net, &train.classes, opts.seed)? {
+            if matcnn::train::adapt_classes_with(
+                &mut net,
+                &train.classes,
+                opts.seed,
+                paths.new_layer_lr_factor,
+            )? {
                 eprintln!(
-                    "new classes ({}): replaced the last fully connected layer",
+                    "new classes ({}): replaced the layer that produces the class scores",
                     train.classes.join(", ")
                 );
             }
@@ -384,6 +407,7 @@ fn run_sequence(
     if let Some(v) = val.as_mut() {
         v.align_classes(&net.classes)?;
     }
+    eprint!("{}", matcnn::train::describe_recipe(&net, opts));
     let (model, _) = sequence::finetune_sequences(
         &net,
         model,

@@ -4,7 +4,8 @@
 //! What is honoured from the `.mat`: each parameter's `LearnRateFactor` (0 freezes it; other
 //! values multiply the learning rate of that parameter, for every solver, as MATLAB does) and `L2Factor` (its weight in the L2 penalty
 //! `l2/2 * factor * |w|^2`, as MATLAB's `L2Regularization`), batch-normalization statistics
-//! updated with the layer's `MeanDecay` (or frozen with `freeze_bn`), dropout active while
+//! updated with the layer's `MeanDecay` when `freeze_bn` is off (by default it is on: see
+//! [`DEFAULT_FREEZE_BN`]), dropout active while
 //! training, and the loss of the output layer (cross-entropy for classification, half mean
 //! squared error for regression).
 
@@ -81,13 +82,13 @@ impl Default for TrainOptions {
     fn default() -> Self {
         TrainOptions {
             epochs: 5,
-            batch_size: 128,
-            lr: 0.01,
+            batch_size: DEFAULT_BATCH_SIZE,
+            lr: DEFAULT_LR,
             optimizer: Optimizer::Sgdm,
             momentum: 0.9,
             l2: 1e-4,
             freeze_until: None,
-            freeze_bn: false,
+            freeze_bn: DEFAULT_FREEZE_BN,
             seed: 0,
             flip: false,
             translate: 0,
@@ -135,79 +136,136 @@ impl Rng {
     }
 }
 
-/// The index of the fully connected layer that produces the class scores.
-fn final_fc(net: &Network) -> Option<usize> {
+// The defaults of `finetune`, chosen by measurement (docs/training-performance.md): the demo
+// network fine-tuned to "digit < 5 / >= 5" from 1,500 digits in 2 epochs, and SqueezeNet
+// (gender-audio) on new classes. MATLAB's trainingOptions defaults (lr 0.01, batch 128, batch
+// norm updated) with a new layer at factor 10 overshoot (first-epoch loss 2-10, held-out 0.82-0.92)
+// and diverge on SqueezeNet, whose inputs are raw 0-255 pixels (loss NaN); at factor 1 they reach
+// 0.944 on the digits and still diverge on SqueezeNet.
+
+/// Default learning rate (MATLAB's InitialLearnRate).
+pub const DEFAULT_LR: f64 = 0.001;
+/// Default mini-batch size.
+pub const DEFAULT_BATCH_SIZE: usize = 32;
+/// Batch normalization kept as stored (statistics, scale and offset) unless asked otherwise:
+/// small fine-tuning sets estimate the statistics poorly.
+pub const DEFAULT_FREEZE_BN: bool = true;
+/// The default learn-rate factor of a replaced classifier layer (weights and bias): MATLAB's
+/// transfer-learning recipe, the new layer learning 10 times faster than the pretrained ones.
+pub const DEFAULT_NEW_LAYER_LR_FACTOR: f64 = 10.0;
+
+/// The index of the learnable layer that produces the class scores: a fully connected layer, or
+/// a convolution followed by global pooling (SqueezeNet style), reached from the output through
+/// single-input layers that keep the class channels (softmax, dropout, activations, pooling,
+/// flatten).
+fn final_classifier(net: &Network) -> Option<usize> {
     let mut k = *net.outputs.first()?;
+    let mut pooled = false;
     loop {
         let l = &net.layers[k];
+        if l.inputs.len() > 1 {
+            return None;
+        }
         match &l.kind {
             LayerKind::FullyConnected(_) => return Some(k),
+            LayerKind::Conv2d(c) if pooled && c.groups == 1 => return Some(k),
+            LayerKind::GlobalAvgPool | LayerKind::GlobalMaxPool => pooled = true,
             LayerKind::Softmax
             | LayerKind::ClassificationOutput { .. }
             | LayerKind::Dropout { .. }
-                if l.inputs.len() == 1 =>
-            {
-                k = l.inputs[0]
-            }
+            | LayerKind::Activation(_)
+            | LayerKind::Flatten => {}
             _ => return None,
         }
+        k = *l.inputs.first()?;
     }
 }
 
-/// Adapts a classification network to `classes`: when they differ from the network's, the last
-/// fully connected layer is replaced by a new one with one output per class (Glorot-uniform
-/// weights, zero bias, learn-rate factors 10: MATLAB's defaults and recipe) and the class names are replaced, as MATLAB's
-/// transfer-learning recipe does. Returns whether the layer was replaced.
+/// Adapts a classification network to `classes` with [`DEFAULT_NEW_LAYER_LR_FACTOR`]; see
+/// [`adapt_classes_with`].
 pub fn adapt_classes(net: &mut Network, classes: &[String], seed: u64) -> Result<bool, TrainError> {
+    adapt_classes_with(net, classes, seed, DEFAULT_NEW_LAYER_LR_FACTOR)
+}
+
+/// Adapts a classification network to `classes`: when they differ from the network's, the last
+/// learnable layer that produces the class scores (a fully connected layer, or the 1x1
+/// convolution before global pooling) is replaced by a new one with one output per class
+/// (Glorot-uniform weights, zero bias, weight and bias learn-rate factors `lr_factor`) and the
+/// class names are replaced, as MATLAB's transfer-learning recipe does. Returns whether the layer
+/// was replaced.
+pub fn adapt_classes_with(
+    net: &mut Network,
+    classes: &[String],
+    seed: u64,
+    lr_factor: f64,
+) -> Result<bool, TrainError> {
     if net.classes == classes {
         return Ok(false);
     }
-    let k = final_fc(net).ok_or_else(|| {
+    let k = final_classifier(net).ok_or_else(|| {
         TrainError::Setup(
-            "cannot find the fully connected layer that produces the class scores".into(),
+            "cannot find the layer that produces the class scores (a fully connected layer, \
+             or a convolution before global pooling)"
+                .into(),
         )
     })?;
-    let layer = &mut net.layers[k];
-    let LayerKind::FullyConnected(fc) = &layer.kind else {
-        unreachable!("final_fc returns a fully connected layer")
-    };
-    let inputs = fc
-        .weights
-        .as_ref()
-        .map(|w| w.value.shape[1])
-        .ok_or_else(|| {
-            TrainError::Setup(format!(
-                "layer '{}' has no weights to size the replacement from",
-                layer.name
-            ))
-        })?;
     let n = classes.len();
-    let limit = (6.0 / (inputs + n) as f64).sqrt();
+    let layer = &mut net.layers[k];
+    let no_weights = || {
+        TrainError::Setup(format!(
+            "layer '{}' has no weights to size the replacement from",
+            layer.name
+        ))
+    };
     let mut rng = Rng::new(seed.wrapping_add(0xfc));
-    let w: Vec<f32> = (0..n * inputs)
-        .map(|_| ((rng.uniform() * 2.0 - 1.0) * limit) as f32)
-        .collect();
-    let (wf, bf) = (
-        fc.weights.as_ref().map(|p| (p.lr_factor, p.l2_factor)),
-        fc.bias.as_ref().map(|p| (p.lr_factor, p.l2_factor)),
-    );
-    // MATLAB's transfer-learning recipe gives the new layer 10x learn-rate factors
-    // (fullyConnectedLayer(n, 'WeightLearnRateFactor', 10, 'BiasLearnRateFactor', 10)).
-    let (wlr, wl2) = (10.0, wf.map_or(1.0, |f| f.1));
-    let (blr, bl2) = (10.0, bf.map_or(0.0, |f| f.1));
-    layer.kind = LayerKind::FullyConnected(FullyConnected {
-        outputs: n,
-        weights: Some(NetParam {
-            value: NetTensor::new(vec![n, inputs], w),
-            lr_factor: wlr,
-            l2_factor: wl2,
-        }),
-        bias: Some(NetParam {
-            value: NetTensor::new(vec![n], vec![0.0; n]),
-            lr_factor: blr,
-            l2_factor: bl2,
-        }),
-    });
+    let mut glorot = |fan_in: usize, fan_out: usize, count: usize| -> Vec<f32> {
+        let limit = (6.0 / (fan_in + fan_out) as f64).sqrt();
+        (0..count)
+            .map(|_| ((rng.uniform() * 2.0 - 1.0) * limit) as f32)
+            .collect()
+    };
+    let lr = lr_factor as f32;
+    let new_param = |old: &Option<NetParam>, shape: Vec<usize>, value: Vec<f32>, l2: f32| {
+        Some(NetParam {
+            value: NetTensor::new(shape, value),
+            lr_factor: lr,
+            l2_factor: old.as_ref().map_or(l2, |p| p.l2_factor),
+        })
+    };
+    layer.kind = match &layer.kind {
+        LayerKind::FullyConnected(fc) => {
+            let inputs = fc
+                .weights
+                .as_ref()
+                .map(|w| w.value.shape[1])
+                .ok_or_else(no_weights)?;
+            let w = glorot(inputs, n, n * inputs);
+            LayerKind::FullyConnected(FullyConnected {
+                outputs: n,
+                weights: new_param(&fc.weights, vec![n, inputs], w, 1.0),
+                bias: new_param(&fc.bias, vec![n], vec![0.0; n], 0.0),
+            })
+        }
+        LayerKind::Conv2d(c) => {
+            let shape = c
+                .weights
+                .as_ref()
+                .map(|w| w.value.shape.clone())
+                .ok_or_else(no_weights)?;
+            let per = shape.iter().skip(1).product::<usize>();
+            let [kh, kw] = c.filter;
+            // MATLAB's Glorot for convolutions: fan-in kh*kw*Cin/groups, fan-out kh*kw*Cout.
+            let w = glorot(per, kh * kw * n, n * per);
+            let mut new_shape = shape;
+            new_shape[0] = n;
+            let mut conv = c.clone();
+            conv.filters = n;
+            conv.weights = new_param(&c.weights, new_shape, w, 1.0);
+            conv.bias = new_param(&c.bias, vec![n], vec![0.0; n], 0.0);
+            LayerKind::Conv2d(conv)
+        }
+        _ => unreachable!("final_classifier returns a fully connected or convolution layer"),
+    };
     layer.name = format!("{}_new", layer.name);
     // The class scores flow from the replaced layer to the output: n channels all along.
     let mut i = *net.outputs.first().unwrap_or(&k);
@@ -318,6 +376,82 @@ fn factors(model: &MatNet, net: &Network) -> Vec<Factor> {
         }
     }
     out
+}
+
+/// The effective recipe, as printed at the start of training: solver, learning rate per group of
+/// layers, batch size, L2, frozen layers.
+pub fn describe_recipe(net: &Network, opts: &TrainOptions) -> String {
+    let until = opts
+        .freeze_until
+        .as_ref()
+        .and_then(|n| net.layers.iter().position(|l| &l.name == n));
+    let solver = match opts.optimizer {
+        Optimizer::Sgdm => format!("sgdm (momentum {})", opts.momentum),
+        Optimizer::Adam => "adam".to_string(),
+        Optimizer::Rmsprop => "rmsprop".to_string(),
+    };
+    let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+    let mut frozen: Vec<&str> = Vec::new();
+    for (i, l) in net.layers.iter().enumerate() {
+        let factors: Vec<f32> = layer_params(&l.kind)
+            .iter()
+            .filter_map(|p| p.as_ref().map(|p| p.lr_factor))
+            .collect();
+        if factors.is_empty() {
+            continue;
+        }
+        let is_bn = matches!(l.kind, LayerKind::BatchNorm(_));
+        if until.is_some_and(|u| i <= u)
+            || (opts.freeze_bn && is_bn)
+            || factors.iter().all(|f| *f == 0.0)
+        {
+            frozen.push(&l.name);
+            continue;
+        }
+        let key = factors
+            .iter()
+            .map(|f| format!("{}", opts.lr * *f as f64))
+            .collect::<Vec<_>>()
+            .join("/");
+        match groups.iter_mut().find(|g| g.0 == key) {
+            Some(g) => g.1.push(&l.name),
+            None => groups.push((key, vec![&l.name])),
+        }
+    }
+    let mut s = format!(
+        "recipe: solver {solver}, batch size {}, epochs {}, L2 {}, seed {}\n",
+        opts.batch_size, opts.epochs, opts.l2, opts.seed
+    );
+    for (lr, layers) in &groups {
+        s += &format!(
+            "  learning rate {lr} (weights/bias): {}\n",
+            layers.join(", ")
+        );
+    }
+    s += &format!(
+        "  frozen: {}\n",
+        if frozen.is_empty() {
+            "none".to_string()
+        } else {
+            frozen.join(", ")
+        }
+    );
+    if opts.freeze_bn {
+        s += "  batch normalization kept as stored (--train-bn updates it)\n";
+    }
+    s
+}
+
+/// The learnable parameters of a layer kind that the recipe lists (weights, then bias).
+fn layer_params(kind: &LayerKind) -> Vec<&Option<NetParam>> {
+    match kind {
+        LayerKind::Conv2d(d) => vec![&d.weights, &d.bias],
+        LayerKind::FullyConnected(d) => vec![&d.weights, &d.bias],
+        LayerKind::BatchNorm(d) => vec![&d.scale, &d.offset],
+        LayerKind::Conv1d(d) => vec![&d.weights, &d.bias],
+        LayerKind::LayerNorm(d) => vec![&d.scale, &d.offset],
+        _ => vec![],
+    }
 }
 
 /// `sum over weights of l2/2 * L2Factor * |w|^2`.
@@ -567,6 +701,32 @@ impl<'a> Trainer<'a> {
         drop_frozen(&mut grads, &self.factors);
         self.model = Some(self.optim.step(self.lrs.clone(), model, grads));
         (loss.into_scalar::<f32>() as f64, correct)
+    }
+
+    /// As [`step`](Self::step), also returning the milliseconds of its phases:
+    /// `[forward and loss, backward, update]` (the CPU backends run ops when called; the loss is
+    /// read back before the backward pass starts).
+    pub fn step_profiled(&mut self, x: Tensor<4>, y: &[usize]) -> (f64, [f64; 3]) {
+        let model = self
+            .model
+            .take()
+            .expect("the trainer always holds its model");
+        let device = x.device();
+        let t0 = std::time::Instant::now();
+        let (loss, _) = batch_loss(&model, self.node, x, y, &device);
+        let total = match l2_penalty(&model, self.net, self.l2) {
+            Some(p) => loss.clone() + p,
+            None => loss.clone(),
+        };
+        let value = loss.into_scalar::<f32>() as f64;
+        let t1 = std::time::Instant::now();
+        let mut grads = GradientsParams::from_grads(total.backward(), &model);
+        drop_frozen(&mut grads, &self.factors);
+        let t2 = std::time::Instant::now();
+        self.model = Some(self.optim.step(self.lrs.clone(), model, grads));
+        let t3 = std::time::Instant::now();
+        let ms = |a: std::time::Instant, b: std::time::Instant| (b - a).as_secs_f64() * 1e3;
+        (value, [ms(t0, t1), ms(t1, t2), ms(t2, t3)])
     }
 
     /// The network as trained so far.
