@@ -688,7 +688,10 @@ fn sequence_output_mode_through_the_cli() {
     let saved = dir.join("tiny");
     matcnn::model::saved::save(&net, &model, &saved, true).unwrap();
     let file = dir.join("seqs.mat");
-    write_mat(&file, &[("X", M::Cell(vec![1, 2], vec![seq(3, 4), seq(3, 2)]))]);
+    write_mat(
+        &file,
+        &[("X", M::Cell(vec![1, 2], vec![seq(3, 4), seq(3, 2)]))],
+    );
     let spec_x = format!("{}:X", file.display());
     let seqs = data::load_sequences(&spec_x, 3).unwrap();
     assert_eq!(seqs.iter().map(|s| s.steps).collect::<Vec<_>>(), vec![4, 2]);
