@@ -62,21 +62,7 @@ pub fn load_image_sequences(spec: &str, frame: [usize; 3]) -> Result<Vec<Sequenc
                 steps: t,
             })
         };
-        match v {
-            Value::Cell(cell) => {
-                if cell.data.is_empty() {
-                    return Err(err(
-                        "the cell array is empty: no sequences to predict".into()
-                    ));
-                }
-                cell.data
-                    .iter()
-                    .enumerate()
-                    .map(|(i, e)| sequence(e, &format!("element {{{}}}", i + 1)))
-                    .collect()
-            }
-            other => Ok(vec![sequence(other, "the array")?]),
-        }
+        super::each_sequence(v, err, sequence)
     } else {
         let err = |msg: String| DataError::Array {
             path: spec.to_string(),

@@ -335,6 +335,30 @@ pub fn load_array(spec: &str, input: [usize; 3], spatial: bool) -> Result<Batch,
     }
 }
 
+/// `one` applied to each element of a MATLAB cell array of sequences (named `element {i}`,
+/// 1-based, in errors), or to a lone array (named `the array`).
+pub(crate) fn each_sequence<T>(
+    v: &Value,
+    err: impl Fn(String) -> DataError,
+    one: impl Fn(&Value, &str) -> Result<T, DataError>,
+) -> Result<Vec<T>, DataError> {
+    match v {
+        Value::Cell(cell) => {
+            if cell.data.is_empty() {
+                return Err(err(
+                    "the cell array is empty: no sequences to predict".into()
+                ));
+            }
+            cell.data
+                .iter()
+                .enumerate()
+                .map(|(i, e)| one(e, &format!("element {{{}}}", i + 1)))
+                .collect()
+        }
+        other => Ok(vec![one(other, "the array")?]),
+    }
+}
+
 /// Reads the input of a sequence network with `channels` features per time step, as row-major
 /// `[C, T]` sequences:
 ///
@@ -386,21 +410,7 @@ pub fn load_sequences(spec: &str, channels: usize) -> Result<Vec<Sequence>, Data
                 steps: t,
             })
         };
-        match v {
-            Value::Cell(cell) => {
-                if cell.data.is_empty() {
-                    return Err(err(
-                        "the cell array is empty: no sequences to predict".into()
-                    ));
-                }
-                cell.data
-                    .iter()
-                    .enumerate()
-                    .map(|(i, e)| matrix(e, &format!("element {{{}}}", i + 1)))
-                    .collect()
-            }
-            other => Ok(vec![matrix(other, "the array")?]),
-        }
+        each_sequence(v, err, matrix)
     } else {
         let err = |msg: String| DataError::Array {
             path: spec.to_string(),
