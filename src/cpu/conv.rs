@@ -246,6 +246,38 @@ impl FastConv {
             winograd: Arc::default(),
         })
     }
+
+    /// A convolution from its weights as `[Cout, Cin/groups * kh * kw]` rows (Burn's weight
+    /// order), for callers that hold them on the host (the training kernels, whose weights
+    /// change every step). `pad` is `[top, bottom, left, right]`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn from_rows(
+        weight: Vec<f32>,
+        bias: Option<Vec<f32>>,
+        cout: usize,
+        cin_g: usize,
+        k: [usize; 2],
+        stride: [usize; 2],
+        pad: [usize; 4],
+        dilation: [usize; 2],
+        groups: usize,
+    ) -> FastConv {
+        FastConv {
+            weight: Arc::new(Mutex::new(Weights::Rows(Arc::new(weight)))),
+            bias: bias.map(Arc::new),
+            cout,
+            cin_g,
+            k,
+            stride,
+            pad,
+            dilation,
+            groups,
+            relu: false,
+            pool: None,
+            #[cfg(target_arch = "x86_64")]
+            winograd: Arc::default(),
+        }
+    }
 }
 
 /// The sizes of one convolution call.
@@ -639,7 +671,7 @@ fn fully_connected(
 /// Columns `p0..p1` of the column matrix `[cin * kh * kw, oh * ow]` of one image's `[cin, h,
 /// w]` planes, into `col` (`[cin * kh * kw, p1 - p0]`).
 #[allow(clippy::too_many_arguments)]
-fn im2col(
+pub(super) fn im2col(
     x: &[f32],
     col: &mut [f32],
     h: usize,

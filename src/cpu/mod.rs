@@ -32,6 +32,7 @@ mod elementwise;
 mod linear;
 mod matmul;
 mod pool;
+pub mod train;
 #[cfg(target_arch = "x86_64")]
 mod winograd;
 

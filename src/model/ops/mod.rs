@@ -147,13 +147,17 @@ impl Op {
         let x = rest.next().expect("every node has at least one input");
         match self {
             Op::Input(n) => n.forward(x),
-            Op::Conv(c) => c.forward(x),
+            Op::Conv(c) => crate::cpu::train::conv2d(c, &x).unwrap_or_else(|| c.forward(x)),
             Op::ConvT(c) => c.forward(x),
             Op::Fc(f) => f.forward(x),
-            Op::BatchNorm(b) => b.forward(x),
+            Op::BatchNorm(b) => {
+                crate::cpu::train::batch_norm(b, &x).unwrap_or_else(|| b.forward(x))
+            }
             Op::GroupNorm(g) => g.forward(x),
             Op::Lrn(n) => n.forward(x),
-            Op::MaxPool(p) => crate::cpu::max_pool(x, p),
+            Op::MaxPool(p) => {
+                crate::cpu::train::max_pool2d(p, &x).unwrap_or_else(|| crate::cpu::max_pool(x, p))
+            }
             Op::AvgPool(p) => p.forward(x),
             Op::Dropout(d) => d.forward(x),
             Op::Rnn(r) => r.forward(x),

@@ -1,0 +1,154 @@
+//! Max pooling that keeps the position of each output's maximum; its backward pass adds each
+//! output's gradient onto that position.
+
+use super::{AdTensor, dense, flex, tracked, values, wrap};
+use crate::cpu::Pool;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::{Flex, TensorMetadata};
+use burn::nn::pool::MaxPool2d;
+use burn::prelude::*;
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// `p` applied to `x` on the autodiff Flex device with this module's backward pass; `None`
+/// on other devices and where [`Pool::of`] leaves the layer to Burn or the window does not fit.
+pub fn max_pool2d(p: &MaxPool2d, x: &Tensor<4>) -> Option<Tensor<4>> {
+    let q = Pool::of(p)?;
+    let xa = tracked(x)?;
+    let [_, _, h, w] = xa.primitive().shape().dims();
+    q.output([h, w])?;
+    Some(wrap(forward(xa, q)))
+}
+
+/// Sizes of the input, and the position of each output's maximum in its input plane.
+#[derive(Debug, Clone)]
+struct Argmax {
+    input: [usize; 4],
+    at: Arc<Vec<u32>>,
+}
+
+#[derive(Debug)]
+struct PoolBackward;
+
+impl Backward<Flex, 1> for PoolBackward {
+    type State = Argmax;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let dy = dense(grads.consume::<Flex>(&ops.node));
+        if let Some(node) = node_x {
+            let s = ops.state;
+            let dx = scatter(values(&dy), &s.at, s.input);
+            grads.register::<Flex>(node.id, flex(dx, &s.input));
+        }
+    }
+}
+
+fn forward(x: AdTensor, q: Pool) -> AdTensor {
+    let prep = PoolBackward
+        .prepare::<NoCheckpointing>([x.node()])
+        .compute_bound()
+        .stateful();
+    let xv = dense(x.into_primitive());
+    let input = xv.shape().dims::<4>();
+    let (y, at, out) = pool(values(&xv), input, &q);
+    let y = flex(y, &out);
+    match prep {
+        OpsKind::Tracked(prep) => prep.finish(
+            Argmax {
+                input,
+                at: Arc::new(at),
+            },
+            y,
+        ),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    }
+}
+
+/// The pooled values, the position of each in its input plane (the first maximum in row-major
+/// window order; padded positions never win) and the output's shape.
+pub(super) fn pool(
+    x: &[f32],
+    [n, c, h, w]: [usize; 4],
+    q: &Pool,
+) -> (Vec<f32>, Vec<u32>, [usize; 4]) {
+    let [oh, ow] = q.output([h, w]).expect("checked by the caller");
+    let ([kh, kw], [sh, sw], [t, _, l, _]) = (q.k, q.s, q.pad);
+    let (plane, oplane) = (h * w, oh * ow);
+    let mut y = vec![0f32; n * c * oplane];
+    let mut at = vec![0u32; n * c * oplane];
+    y.par_chunks_mut(oplane)
+        .zip(at.par_chunks_mut(oplane))
+        .zip(x.par_chunks(plane))
+        .for_each(|((yo, ao), xi)| {
+            if q.k == [2, 2] && q.s == [2, 2] && q.pad == [0; 4] {
+                for oy in 0..oh {
+                    let (r0, r1) = (&xi[2 * oy * w..][..w], &xi[(2 * oy + 1) * w..][..w]);
+                    for ox in 0..ow {
+                        let (a, b, cc, d) =
+                            (r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]);
+                        let i0 = (2 * oy * w + 2 * ox) as u32;
+                        let (mut m, mut i) = (a, i0);
+                        if b > m {
+                            (m, i) = (b, i0 + 1);
+                        }
+                        if cc > m {
+                            (m, i) = (cc, i0 + w as u32);
+                        }
+                        if d > m {
+                            (m, i) = (d, i0 + w as u32 + 1);
+                        }
+                        yo[oy * ow + ox] = m;
+                        ao[oy * ow + ox] = i;
+                    }
+                }
+                return;
+            }
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let (mut m, mut i) = (f32::NEG_INFINITY, u32::MAX);
+                    for ky in 0..kh {
+                        let iy = (oy * sh + ky) as isize - t as isize;
+                        if iy < 0 || iy >= h as isize {
+                            continue;
+                        }
+                        for kx in 0..kw {
+                            let ix = (ox * sw + kx) as isize - l as isize;
+                            if ix < 0 || ix >= w as isize {
+                                continue;
+                            }
+                            let at = iy as usize * w + ix as usize;
+                            let v = xi[at];
+                            if v > m || i == u32::MAX {
+                                (m, i) = (v, at as u32);
+                            }
+                        }
+                    }
+                    yo[oy * ow + ox] = m;
+                    ao[oy * ow + ox] = i;
+                }
+            }
+        });
+    (y, at, [n, c, oh, ow])
+}
+
+/// The input gradient: each output's gradient added at its maximum's position.
+pub(super) fn scatter(dy: &[f32], at: &[u32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
+    let plane = h * w;
+    let oplane = dy.len() / (n * c).max(1);
+    let mut dx = vec![0f32; n * c * plane];
+    dx.par_chunks_mut(plane)
+        .zip(dy.par_chunks(oplane.max(1)))
+        .zip(at.par_chunks(oplane.max(1)))
+        .for_each(|((d, g), a)| {
+            for (g, &i) in g.iter().zip(a) {
+                if let Some(v) = d.get_mut(i as usize) {
+                    *v += g;
+                }
+            }
+        });
+    dx
+}

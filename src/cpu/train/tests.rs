@@ -1,0 +1,428 @@
+//! Each training kernel against Burn's own op on the same autodiff device (output and every
+//! gradient), and against finite differences of its own forward pass.
+
+use super::{batch_norm, conv2d, max_pool2d};
+use crate::cpu::test_util::{Rng, max_diff};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::prelude::*;
+
+fn device() -> Device {
+    Device::flex().autodiff()
+}
+
+fn random(rng: &mut Rng, n: usize, scale: f64, offset: f64) -> Vec<f32> {
+    (0..n)
+        .map(|_| ((rng.uniform() - 0.5) * scale + offset) as f32)
+        .collect()
+}
+
+fn tensor<const D: usize>(v: Vec<f32>, shape: [usize; D]) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(v, shape), &device()).require_grad()
+}
+
+fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32")
+}
+
+/// `Σ y r` for a fixed random `r`: its gradient with respect to `y` is `r`.
+fn weighted_sum(y: Tensor<4>, seed: u64) -> Tensor<1> {
+    let mut rng = Rng::new(seed);
+    let dims = y.dims();
+    let r = Tensor::from_data(
+        TensorData::new(random(&mut rng, dims.iter().product(), 2.0, 0.0), dims),
+        &y.device(),
+    );
+    (y * r).sum()
+}
+
+/// Largest difference relative to the larger of 1 and the reference's largest magnitude.
+fn rel(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+    max_diff(a, b) / scale
+}
+
+struct ConvCase {
+    n: usize,
+    cin: usize,
+    hw: [usize; 2],
+    cout: usize,
+    k: [usize; 2],
+    stride: [usize; 2],
+    /// `(top, left, bottom, right)`, as Burn's `Explicit`.
+    pad: (usize, usize, usize, usize),
+    dilation: [usize; 2],
+    groups: usize,
+}
+
+fn conv_layer(c: &ConvCase, seed: u64) -> Conv2d {
+    let mut rng = Rng::new(seed);
+    let (t, l, b, r) = c.pad;
+    let mut layer = Conv2dConfig::new([c.cin, c.cout], c.k)
+        .with_stride(c.stride)
+        .with_dilation(c.dilation)
+        .with_groups(c.groups)
+        .with_padding(PaddingConfig2d::Explicit(t, l, b, r))
+        .init(&device());
+    let wlen = c.cout * c.cin / c.groups * c.k[0] * c.k[1];
+    layer.weight = burn::module::Param::from_tensor(tensor(
+        random(&mut rng, wlen, 1.0, 0.0),
+        [c.cout, c.cin / c.groups, c.k[0], c.k[1]],
+    ));
+    layer.bias = Some(burn::module::Param::from_tensor(tensor(
+        random(&mut rng, c.cout, 1.0, 0.0),
+        [c.cout],
+    )));
+    layer
+}
+
+const CONV_CASES: &[ConvCase] = &[
+    // The demo network's layers (3x3, 'same' as explicit 1).
+    ConvCase {
+        n: 3,
+        cin: 4,
+        hw: [9, 8],
+        cout: 5,
+        k: [3, 3],
+        stride: [1, 1],
+        pad: (1, 1, 1, 1),
+        dilation: [1, 1],
+        groups: 1,
+    },
+    // One input channel, no input gradient needed upstream (first layer).
+    ConvCase {
+        n: 2,
+        cin: 1,
+        hw: [12, 12],
+        cout: 16,
+        k: [3, 3],
+        stride: [1, 1],
+        pad: (1, 1, 1, 1),
+        dilation: [1, 1],
+        groups: 1,
+    },
+    // Stride 2 with asymmetric padding (input gradient by col2im).
+    ConvCase {
+        n: 2,
+        cin: 3,
+        hw: [11, 10],
+        cout: 4,
+        k: [3, 3],
+        stride: [2, 2],
+        pad: (1, 0, 0, 1),
+        dilation: [1, 1],
+        groups: 1,
+    },
+    // A 7x7 stride-2 first layer (ResNet style).
+    ConvCase {
+        n: 2,
+        cin: 3,
+        hw: [15, 15],
+        cout: 6,
+        k: [7, 7],
+        stride: [2, 2],
+        pad: (3, 3, 3, 3),
+        dilation: [1, 1],
+        groups: 1,
+    },
+    // Dilation, valid padding, non-square kernel.
+    ConvCase {
+        n: 2,
+        cin: 2,
+        hw: [10, 11],
+        cout: 3,
+        k: [3, 2],
+        stride: [1, 1],
+        pad: (0, 0, 0, 0),
+        dilation: [2, 3],
+        groups: 1,
+    },
+    // Groups (and the flipped-weight input gradient with groups), asymmetric 'same'.
+    ConvCase {
+        n: 2,
+        cin: 6,
+        hw: [8, 8],
+        cout: 4,
+        k: [2, 2],
+        stride: [1, 1],
+        pad: (0, 0, 1, 1),
+        dilation: [1, 1],
+        groups: 2,
+    },
+    // Pointwise (the input is its own column matrix): SqueezeNet's squeeze layers.
+    ConvCase {
+        n: 3,
+        cin: 8,
+        hw: [5, 6],
+        cout: 4,
+        k: [1, 1],
+        stride: [1, 1],
+        pad: (0, 0, 0, 0),
+        dilation: [1, 1],
+        groups: 1,
+    },
+    // Depthwise.
+    ConvCase {
+        n: 2,
+        cin: 4,
+        hw: [7, 7],
+        cout: 4,
+        k: [3, 3],
+        stride: [1, 1],
+        pad: (1, 1, 1, 1),
+        dilation: [1, 1],
+        groups: 4,
+    },
+];
+
+#[test]
+fn convolution_matches_burn_output_and_gradients() {
+    for (i, c) in CONV_CASES.iter().enumerate() {
+        let layer = conv_layer(c, 10 + i as u64);
+        let mut rng = Rng::new(100 + i as u64);
+        let xv = random(&mut rng, c.n * c.cin * c.hw[0] * c.hw[1], 4.0, 0.5);
+        let shape = [c.n, c.cin, c.hw[0], c.hw[1]];
+        let run = |ours: bool| {
+            let x = tensor(xv.clone(), shape);
+            let y = if ours {
+                conv2d(&layer, &x).expect("the kernel takes this case")
+            } else {
+                layer.forward(x.clone())
+            };
+            let grads = weighted_sum(y.clone(), 7).backward();
+            (
+                host(y),
+                host(x.grad(&grads).expect("x grad")),
+                host(layer.weight.val().grad(&grads).expect("w grad")),
+                host(
+                    layer
+                        .bias
+                        .as_ref()
+                        .expect("bias")
+                        .val()
+                        .grad(&grads)
+                        .expect("b grad"),
+                ),
+            )
+        };
+        let (ours, burn) = (run(true), run(false));
+        for (what, a, b) in [
+            ("output", &ours.0, &burn.0),
+            ("input gradient", &ours.1, &burn.1),
+            ("weight gradient", &ours.2, &burn.2),
+            ("bias gradient", &ours.3, &burn.3),
+        ] {
+            let d = rel(a, b);
+            assert!(d < 1e-5, "case {i}: {what} differs from Burn's by {d}");
+        }
+    }
+}
+
+#[test]
+fn convolution_gradients_match_finite_differences() {
+    // The weighted sum is linear in x and in w, so a difference quotient is exact up to
+    // rounding: checked at a few positions of each, in f64 sums of the f32 outputs.
+    for (i, c) in CONV_CASES.iter().enumerate() {
+        let layer = conv_layer(c, 20 + i as u64);
+        let mut rng = Rng::new(200 + i as u64);
+        let shape = [c.n, c.cin, c.hw[0], c.hw[1]];
+        let xv = random(&mut rng, shape.iter().product(), 2.0, 0.0);
+        let loss = |xv: &[f32], layer: &Conv2d| -> f64 {
+            let y = conv2d(layer, &tensor(xv.to_vec(), shape)).expect("kernel");
+            let mut r = Rng::new(7);
+            let dims = y.dims();
+            let rv = random(&mut r, dims.iter().product(), 2.0, 0.0);
+            host(y)
+                .iter()
+                .zip(&rv)
+                .map(|(a, b)| *a as f64 * *b as f64)
+                .sum()
+        };
+        let x = tensor(xv.clone(), shape);
+        let grads = weighted_sum(conv2d(&layer, &x).expect("kernel"), 7).backward();
+        let gx = host(x.grad(&grads).expect("x grad"));
+        let gw = host(layer.weight.val().grad(&grads).expect("w grad"));
+        let h = 0.5f32;
+        for at in [0, xv.len() / 3, xv.len() - 1] {
+            let (mut up, mut down) = (xv.clone(), xv.clone());
+            up[at] += h;
+            down[at] -= h;
+            let fd = (loss(&up, &layer) - loss(&down, &layer)) / (2.0 * h as f64);
+            assert!(
+                (fd - gx[at] as f64).abs() < 1e-3 * (1.0 + fd.abs()),
+                "case {i}: d/dx[{at}] {} against finite difference {fd}",
+                gx[at]
+            );
+        }
+        let wv = host(layer.weight.val());
+        let wshape = layer.weight.val().dims();
+        for at in [0, wv.len() / 2, wv.len() - 1] {
+            let with = |delta: f32| {
+                let mut v = wv.clone();
+                v[at] += delta;
+                let mut l2 = layer.clone();
+                l2.weight = burn::module::Param::from_tensor(tensor(v, wshape));
+                loss(&xv, &l2)
+            };
+            let fd = (with(h) - with(-h)) / (2.0 * h as f64);
+            assert!(
+                (fd - gw[at] as f64).abs() < 1e-3 * (1.0 + fd.abs()),
+                "case {i}: d/dw[{at}] {} against finite difference {fd}",
+                gw[at]
+            );
+        }
+    }
+}
+
+fn bn_layer(c: usize, training: bool, seed: u64) -> BatchNorm {
+    let mut rng = Rng::new(seed);
+    let mut bn = BatchNormConfig::new(c).with_momentum(0.1).init(&device());
+    bn.gamma = burn::module::Param::from_tensor(tensor(random(&mut rng, c, 1.0, 1.0), [c]));
+    bn.beta = burn::module::Param::from_tensor(tensor(random(&mut rng, c, 1.0, 0.0), [c]));
+    bn.running_mean = burn::module::RunningState::new(Tensor::from_data(
+        TensorData::new(random(&mut rng, c, 2.0, 30.0), [c]),
+        &device(),
+    ));
+    bn.running_var = burn::module::RunningState::new(Tensor::from_data(
+        TensorData::new(random(&mut rng, c, 1.0, 4.0), [c]),
+        &device(),
+    ));
+    bn.training = burn::module::Param::from_bool(training);
+    bn
+}
+
+#[test]
+fn batch_norm_matches_burn_in_both_modes() {
+    for training in [true, false] {
+        for (i, shape) in [[4, 3, 5, 6], [2, 16, 7, 7], [3, 2, 1, 1]]
+            .into_iter()
+            .enumerate()
+        {
+            let mut rng = Rng::new(300 + i as u64);
+            // A large mean, as after a convolution of raw 0-255 pixels.
+            let xv = random(&mut rng, shape.iter().product(), 20.0, 30.0);
+            let run = |ours: bool| {
+                let bn = bn_layer(shape[1], training, 40 + i as u64);
+                let x = tensor(xv.clone(), shape);
+                let y = if ours {
+                    batch_norm(&bn, &x).expect("the kernel takes this case")
+                } else {
+                    bn.forward(x.clone())
+                };
+                let grads = weighted_sum(y.clone(), 9).backward();
+                (
+                    host(y),
+                    host(x.grad(&grads).expect("x grad")),
+                    host(bn.gamma.val().grad(&grads).expect("gamma grad")),
+                    host(bn.beta.val().grad(&grads).expect("beta grad")),
+                    host(bn.running_mean.value()),
+                    host(bn.running_var.value()),
+                )
+            };
+            let (ours, burn) = (run(true), run(false));
+            for (what, a, b) in [
+                ("output", &ours.0, &burn.0),
+                ("input gradient", &ours.1, &burn.1),
+                ("scale gradient", &ours.2, &burn.2),
+                ("offset gradient", &ours.3, &burn.3),
+                ("running mean", &ours.4, &burn.4),
+                ("running variance", &ours.5, &burn.5),
+            ] {
+                let d = rel(a, b);
+                assert!(
+                    d < 2e-5,
+                    "training {training}, shape {shape:?}: {what} differs from Burn's by {d}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn batch_norm_input_gradient_matches_finite_differences() {
+    // Training mode: the statistics depend on every input, so this checks the two terms Burn's
+    // comparison could share a mistake in. Central differences in f32 of a smooth function.
+    let shape = [3, 2, 3, 4];
+    let mut rng = Rng::new(77);
+    let xv = random(&mut rng, shape.iter().product(), 4.0, 1.0);
+    let bn = bn_layer(2, true, 78);
+    let loss = |v: &[f32]| -> f64 {
+        let y = batch_norm(&bn, &tensor(v.to_vec(), shape)).expect("kernel");
+        let (y, _) = (host(weighted_sum(y, 9)), ());
+        y[0] as f64
+    };
+    let x = tensor(xv.clone(), shape);
+    let grads = weighted_sum(batch_norm(&bn, &x).expect("kernel"), 9).backward();
+    let gx = host(x.grad(&grads).expect("x grad"));
+    let h = 1e-2f32;
+    for at in 0..xv.len() {
+        let (mut up, mut down) = (xv.clone(), xv.clone());
+        up[at] += h;
+        down[at] -= h;
+        let fd = (loss(&up) - loss(&down)) / (2.0 * h as f64);
+        assert!(
+            (fd - gx[at] as f64).abs() < 2e-2 * (1.0 + fd.abs()),
+            "d/dx[{at}] {} against finite difference {fd}",
+            gx[at]
+        );
+    }
+}
+
+#[test]
+fn max_pooling_matches_burn_output_and_gradient() {
+    let cases: [(
+        [usize; 2],
+        [usize; 2],
+        (usize, usize, usize, usize),
+        [usize; 4],
+    ); 4] = [
+        ([2, 2], [2, 2], (0, 0, 0, 0), [2, 3, 8, 6]),
+        ([2, 2], [2, 2], (0, 0, 0, 0), [1, 2, 7, 9]),
+        ([3, 3], [2, 2], (1, 1, 1, 1), [2, 2, 9, 8]),
+        ([3, 2], [1, 2], (0, 1, 2, 0), [2, 2, 6, 7]),
+    ];
+    for (i, (k, s, (t, l, b, r), shape)) in cases.into_iter().enumerate() {
+        let p: MaxPool2d = MaxPool2dConfig::new(k)
+            .with_strides(s)
+            .with_padding(PaddingConfig2d::Explicit(t, l, b, r))
+            .init();
+        let mut rng = Rng::new(400 + i as u64);
+        // Distinct values: ties would let the two pick different (equally valid) positions.
+        let xv = random(&mut rng, shape.iter().product(), 10.0, 0.0);
+        let run = |ours: bool| {
+            let x = tensor(xv.clone(), shape);
+            let y = if ours {
+                max_pool2d(&p, &x).expect("the kernel takes this case")
+            } else {
+                p.forward(x.clone())
+            };
+            let grads = weighted_sum(y.clone(), 5).backward();
+            (host(y), host(x.grad(&grads).expect("x grad")))
+        };
+        let (ours, burn) = (run(true), run(false));
+        assert_eq!(ours.0, burn.0, "case {i}: output");
+        assert!(rel(&ours.1, &burn.1) < 1e-6, "case {i}: input gradient");
+    }
+}
+
+#[test]
+fn kernels_leave_other_devices_to_burn() {
+    let d = Device::flex();
+    let x = Tensor::<4>::zeros([1, 1, 4, 4], &d);
+    let conv = Conv2dConfig::new([1, 1], [3, 3])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .init(&d);
+    assert!(conv2d(&conv, &x).is_none());
+    assert!(batch_norm(&BatchNormConfig::new(1).init(&d), &x).is_none());
+    assert!(max_pool2d(&MaxPool2dConfig::new([2, 2]).init(), &x).is_none());
+    // 'same' padding stays with Burn (it is resolved per input there).
+    let same = Conv2dConfig::new([1, 1], [3, 3])
+        .with_padding(PaddingConfig2d::Same)
+        .init(&device());
+    assert!(conv2d(&same, &tensor(vec![0.0; 16], [1, 1, 4, 4])).is_none());
+}
