@@ -681,12 +681,32 @@ pub(super) fn im2col(
     p0: usize,
     p1: usize,
 ) {
+    let rows = col.len() / (p1 - p0).max(1);
+    im2col_strided(x, col, rows, p1 - p0, h, w, f, ow, p0, p1);
+}
+
+/// [`im2col`] into the first `p1 - p0` columns of each of `rows` rows `row_stride` apart (a
+/// block of a wider matrix: the training kernels put several images side by side).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn im2col_strided(
+    x: &[f32],
+    col: &mut [f32],
+    rows: usize,
+    row_stride: usize,
+    h: usize,
+    w: usize,
+    f: &FastConv,
+    ow: usize,
+    p0: usize,
+    p1: usize,
+) {
     let [kh, kw] = f.k;
     let [t, _, l, _] = f.pad;
     let [sh, sw] = f.stride;
     let [dh, dw] = f.dilation;
     let np = p1 - p0;
-    for (row, dst) in col.chunks_exact_mut(np).enumerate() {
+    for row in 0..rows {
+        let dst = &mut col[row * row_stride..row * row_stride + np];
         let c = row / (kh * kw);
         let ky = (row / kw) % kh;
         let kx = row % kw;

@@ -1,7 +1,7 @@
 //! 2-D convolution with its own backward pass.
 
 use super::{AdTensor, dense, flex, plain, tracked, unplain, values, wrap};
-use crate::cpu::conv::{FastConv, im2col};
+use crate::cpu::conv::{FastConv, im2col_strided};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
@@ -284,9 +284,15 @@ fn col2im_add(col: &[f32], dx: &mut [f32], s: &Spec) {
     }
 }
 
+/// Floats of the column matrices one weight-gradient gemm takes: several images side by side
+/// (a deeper gemm: on 7x7 outputs, one image per gemm spent more time reading and writing the
+/// gradient than multiplying), within a core's L2 cache.
+const COL_FLOATS: usize = 256 * 1024;
+
 /// The gradients of the weights (`[Cout, Cin/groups * kh * kw]`, empty unless `weights`) and
-/// of the bias: `dW_g += dY_g colᵀ` for each image and group, over runs of images in parallel
-/// (one accumulator per run, summed at the end).
+/// of the bias: `dW_g += dY_g colᵀ` for each group, over blocks of images whose column matrices
+/// (and output gradients) are put side by side, runs of images in parallel (one accumulator per
+/// run, summed at the end).
 pub(super) fn weight_grad(x: &[f32], dy: &[f32], s: &Spec, weights: bool) -> (Vec<f32>, Vec<f32>) {
     let [oh, ow] = s.out();
     let npix = oh * ow;
@@ -296,51 +302,77 @@ pub(super) fn weight_grad(x: &[f32], dy: &[f32], s: &Spec, weights: bool) -> (Ve
     let wlen = if weights { s.cout * kk } else { 0 };
     let pointwise = s.pointwise();
     let fconv = s.fast(Vec::new(), None);
+    let block = (COL_FLOATS / (kk * npix).max(1)).clamp(1, s.n.div_ceil(runs).max(1));
     let parts: Vec<(Vec<f32>, Vec<f32>)> = (0..runs)
         .into_par_iter()
         .map(|run| {
             let mut dw = vec![0f32; wlen];
             let mut db = vec![0f32; s.cout];
-            let mut col = if weights && !pointwise {
-                vec![0f32; kk * npix]
+            let (mut col, mut dyb) = if weights {
+                (
+                    vec![0f32; kk * block * npix],
+                    vec![0f32; cout_g * block * npix],
+                )
             } else {
-                Vec::new()
+                (Vec::new(), Vec::new())
             };
-            for img in run * s.n / runs..(run + 1) * s.n / runs {
-                let dyi = &dy[img * s.cout * npix..(img + 1) * s.cout * npix];
-                for (co, row) in dyi.chunks_exact(npix).enumerate() {
-                    db[co] += row.iter().sum::<f32>();
+            let (i0, i1) = (run * s.n / runs, (run + 1) * s.n / runs);
+            for b0 in (i0..i1).step_by(block) {
+                let b1 = (b0 + block).min(i1);
+                let cols = (b1 - b0) * npix;
+                for img in b0..b1 {
+                    let dyi = &dy[img * s.cout * npix..(img + 1) * s.cout * npix];
+                    for (co, row) in dyi.chunks_exact(npix).enumerate() {
+                        db[co] += row.iter().sum::<f32>();
+                    }
                 }
                 if !weights {
                     continue;
                 }
                 for gi in 0..g {
-                    let xg = &x[(img * s.cin + gi * cin_g) * plane..][..cin_g * plane];
-                    let rhs = if pointwise {
-                        xg
-                    } else {
-                        im2col(xg, &mut col, s.h, s.w, &fconv, ow, 0, npix);
-                        &col
-                    };
-                    let dyg = &dyi[gi * cout_g * npix..(gi + 1) * cout_g * npix];
+                    for (j, img) in (b0..b1).enumerate() {
+                        let xg = &x[(img * s.cin + gi * cin_g) * plane..][..cin_g * plane];
+                        if pointwise {
+                            for (r, src) in xg.chunks_exact(npix).enumerate() {
+                                col[r * cols + j * npix..][..npix].copy_from_slice(src);
+                            }
+                        } else {
+                            im2col_strided(
+                                xg,
+                                &mut col[j * npix..],
+                                kk,
+                                cols,
+                                s.h,
+                                s.w,
+                                &fconv,
+                                ow,
+                                0,
+                                npix,
+                            );
+                        }
+                        let dyg = &dy[(img * s.cout + gi * cout_g) * npix..][..cout_g * npix];
+                        for (co, src) in dyg.chunks_exact(npix).enumerate() {
+                            dyb[co * cols + j * npix..][..npix].copy_from_slice(src);
+                        }
+                    }
                     let dwg = &mut dw[gi * cout_g * kk..(gi + 1) * cout_g * kk];
-                    // SAFETY: dwg is [cout_g, kk] row-major; dyg [cout_g, npix] row-major; rhs
-                    // is the column matrix [kk, npix] row-major, read as its transpose [npix,
-                    // kk] (column stride npix, row stride 1).
+                    // SAFETY: dwg is [cout_g, kk] row-major; dyb holds [cout_g, cols] with row
+                    // stride cols; col holds the column matrices [kk, cols] (row stride cols),
+                    // read as their transpose [cols, kk] (column stride cols, row stride 1).
                     unsafe {
                         gemm::gemm(
                             cout_g,
                             kk,
-                            npix,
+                            cols,
                             dwg.as_mut_ptr(),
                             1,
                             kk as isize,
                             true,
-                            dyg.as_ptr(),
+                            dyb.as_ptr(),
                             1,
-                            npix as isize,
-                            rhs.as_ptr(),
-                            npix as isize,
+                            cols as isize,
+                            col.as_ptr(),
+                            cols as isize,
                             1,
                             1.0,
                             1.0,
