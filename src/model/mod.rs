@@ -284,6 +284,10 @@ impl MatNet {
         // Concatenations whose convolutions write into them (prepare_cpu), by node.
         let mut concat_bufs: Vec<Option<cpu::ConcatBuf>> = (0..nodes.len()).map(|_| None).collect();
         for (k, node) in nodes.iter().enumerate() {
+            if acts[k].is_some() {
+                // Computed with the node before it (a batch normalization and its ReLU).
+                continue;
+            }
             if let (None, Some((into, ..))) = (&node.fast, node.concat_into)
                 && into < nodes.len()
             {
@@ -313,6 +317,15 @@ impl MatNet {
                     .collect()
             };
             let t0 = std::time::Instant::now();
+            if let Some(y) = self.fused_train(nodes, k, &ins, &uses) {
+                acts[k + 1] = Some(y);
+                if let Some(t) = times.as_deref_mut()
+                    && let Some(slot) = t.get_mut(k)
+                {
+                    *slot += t0.elapsed().as_secs_f64() * 1e3;
+                }
+                continue;
+            }
             acts[k] = match (&node.fast, node.concat_into) {
                 (Some(f), Some((into, offset, channels))) if into < nodes.len() => {
                     let x = ins.into_iter().next().expect("one input");
@@ -337,6 +350,26 @@ impl MatNet {
             }
         }
         acts[nodes.len() - 1].take().expect("output computed")
+    }
+
+    /// In training on the CPU: node `k`, a batch normalization whose only consumer is the ReLU
+    /// at `k + 1`, computed together with it (`cpu::train::batch_norm_relu`, one pass less
+    /// each way); the ReLU's output, or `None` where this does not apply.
+    fn fused_train(
+        &self,
+        nodes: &[Node],
+        k: usize,
+        ins: &[Tensor<4>],
+        uses: &[usize],
+    ) -> Option<Tensor<4>> {
+        let (Op::BatchNorm(bn), Some(next), [x]) = (&nodes[k].op, nodes.get(k + 1), ins) else {
+            return None;
+        };
+        let relu = matches!(&next.op, Op::Func(f) if f.code == ops::RELU);
+        if !relu || next.inputs != [k] || uses[k] != 1 {
+            return None;
+        }
+        crate::cpu::train::batch_norm_relu(bn, x)
     }
 
     /// The node whose output are the class scores before the softmax (the output node when the

@@ -30,7 +30,7 @@ mod pool;
 mod tests;
 
 pub use conv::conv2d;
-pub use norm::batch_norm;
+pub use norm::{batch_norm, batch_norm_relu};
 pub use pool::max_pool2d;
 
 use burn::backend::flex::FlexTensor;

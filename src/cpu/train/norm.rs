@@ -17,6 +17,16 @@ use rayon::prelude::*;
 /// `bn` applied to `x` (`[N, C, H, W]`) on the autodiff Flex device with this module's
 /// backward pass, the running statistics updated in training mode; `None` on other devices.
 pub fn batch_norm(bn: &BatchNorm, x: &Tensor<4>) -> Option<Tensor<4>> {
+    norm(bn, x, false)
+}
+
+/// [`batch_norm`] followed by a ReLU, in the same passes over the activation: the ReLU's mask
+/// is recomputed from the input in the backward pass, so nothing more is stored.
+pub fn batch_norm_relu(bn: &BatchNorm, x: &Tensor<4>) -> Option<Tensor<4>> {
+    norm(bn, x, true)
+}
+
+fn norm(bn: &BatchNorm, x: &Tensor<4>, relu: bool) -> Option<Tensor<4>> {
     let xa = tracked(x)?;
     let gamma = tracked(&bn.gamma.val())?;
     let beta = tracked(&bn.beta.val())?;
@@ -64,11 +74,19 @@ pub fn batch_norm(bn: &BatchNorm, x: &Tensor<4>) -> Option<Tensor<4>> {
     }
     let eps = bn.epsilon as f32;
     let invstd: Vec<f32> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    let gv = values(&dense(gamma.primitive().clone())).to_vec();
+    let bv = values(&dense(beta.primitive().clone())).to_vec();
+    // The output is x * a + b per channel.
+    let a: Vec<f32> = (0..c).map(|ch| gv[ch] * invstd[ch]).collect();
+    let b: Vec<f32> = (0..c).map(|ch| bv[ch] - mean[ch] * a[ch]).collect();
     let state = Stats {
         mean,
         invstd,
-        gamma: values(&dense(gamma.primitive().clone())).to_vec(),
+        gamma: gv,
+        a,
+        b,
         batch: training,
+        relu,
         n,
     };
     Some(wrap(forward(xa, gamma, beta, xv, state)))
@@ -80,8 +98,13 @@ struct Stats {
     mean: Vec<f32>,
     invstd: Vec<f32>,
     gamma: Vec<f32>,
+    /// The output's per-channel scale and shift.
+    a: Vec<f32>,
+    b: Vec<f32>,
     /// Statistics of the batch (their gradients flow back into the input).
     batch: bool,
+    /// A ReLU follows (the output gradient counts where `x * a + b > 0`).
+    relu: bool,
     n: usize,
 }
 
@@ -98,8 +121,10 @@ impl Backward<Flex, 3> for NormBackward {
         let shape = x.shape().dims::<4>();
         let (c, plane) = (shape[1], shape[2] * shape[3]);
         let (xs, dys) = (values(&x), values(&dy));
-        // Per channel: Σ dy and Σ dy (x - mean).
-        let (sdy, sdyx) = channel_sums(dys, xs, c, plane, &s.mean);
+        let gate = s.relu.then_some((&s.a[..], &s.b[..]));
+        // Per channel: Σ g and Σ g (x - mean), g the output gradient (zero where a ReLU
+        // after the layer cut the output).
+        let (sdy, sdyx) = channel_sums(dys, xs, c, plane, &s.mean, gate);
         if let Some(node) = node_x {
             let count = (s.n * plane) as f64;
             let mut k1 = vec![0f32; c];
@@ -116,11 +141,7 @@ impl Backward<Flex, 3> for NormBackward {
                     k3[ch] = (-g * sdy[ch] / count - b2 * s.mean[ch] as f64) as f32;
                 }
             }
-            let dx = if s.batch {
-                fused(dys, Some(xs), c, plane, &k1, &k2, &k3)
-            } else {
-                fused(dys, None, c, plane, &k1, &k2, &k3)
-            };
+            let dx = input_grad(dys, xs, c, plane, [&k1, &k2, &k3], gate);
             grads.register::<Flex>(node.id, flex(dx, &shape));
         }
         if let Some(node) = node_gamma {
@@ -143,12 +164,8 @@ fn forward(x: AdTensor, gamma: AdTensor, beta: AdTensor, xv: FlexTensor, s: Stat
         .stateful();
     let shape = xv.shape().dims::<4>();
     let (c, plane) = (shape[1], shape[2] * shape[3]);
-    let bv = values(&dense(beta.into_primitive())).to_vec();
-    let a: Vec<f32> = (0..c).map(|ch| s.gamma[ch] * s.invstd[ch]).collect();
-    let b: Vec<f32> = (0..c).map(|ch| bv[ch] - s.mean[ch] * a[ch]).collect();
-    let zero = vec![0f32; c];
-    let y = flex(fused(values(&xv), None, c, plane, &a, &zero, &b), &shape);
-    drop((x, gamma));
+    let y = flex(affine(values(&xv), c, plane, &s.a, &s.b, s.relu), &shape);
+    drop((x, gamma, beta));
     match prep {
         OpsKind::Tracked(prep) => prep.finish((xv, s), y),
         OpsKind::UnTracked(prep) => prep.finish(y),
@@ -191,34 +208,61 @@ pub(super) fn batch_stats(x: &[f32], c: usize, plane: usize) -> (Vec<f32>, Vec<f
         .unzip()
 }
 
-/// Per channel of `[N, C, plane]` values: `Σ dy` and `Σ dy (x - center)`, in f64.
+/// Per channel of `[N, C, plane]` values: `Σ g` and `Σ g (x - center)`, in f64, `g` the output
+/// gradient `dy`, zero where `x * a + b <= 0` with a `gate` `(a, b)`.
 fn channel_sums(
     dy: &[f32],
     x: &[f32],
     c: usize,
     plane: usize,
     center: &[f32],
+    gate: Option<(&[f32], &[f32])>,
 ) -> (Vec<f64>, Vec<f64>) {
+    match gate {
+        Some(gate) => sums::<true>(dy, x, c, plane, center, gate),
+        None => sums::<false>(dy, x, c, plane, center, (&[], &[])),
+    }
+}
+
+/// The output gradient where the gate is open (every value without a gate: `G` false), as a
+/// select that vectorizes.
+#[inline(always)]
+fn gated<const G: bool>(g: f32, x: f32, a: f32, b: f32) -> f32 {
+    if !G || x * a + b > 0.0 { g } else { 0.0 }
+}
+
+fn sums<const G: bool>(
+    dy: &[f32],
+    x: &[f32],
+    c: usize,
+    plane: usize,
+    center: &[f32],
+    (ga, gb): (&[f32], &[f32]),
+) -> (Vec<f64>, Vec<f64>) {
+    const L: usize = 16;
     let n = dy.len() / (c * plane).max(1);
     (0..c)
         .into_par_iter()
         .map(|ch| {
             let (mut s, mut s2) = (0f64, 0f64);
             let m = center[ch];
+            let (ga, gb) = if G { (ga[ch], gb[ch]) } else { (0.0, 0.0) };
             for img in 0..n {
                 let o = (img * c + ch) * plane;
                 let (g, v) = (&dy[o..o + plane], &x[o..o + plane]);
-                let (mut a, mut b) = ([0f32; 8], [0f32; 8]);
-                let (mut gc, mut vc) = (g.chunks_exact(8), v.chunks_exact(8));
-                for (g8, v8) in (&mut gc).zip(&mut vc) {
-                    for i in 0..8 {
-                        a[i] += g8[i];
-                        b[i] += g8[i] * (v8[i] - m);
+                let (mut a, mut b) = ([0f32; L], [0f32; L]);
+                let (mut gc, mut vc) = (g.chunks_exact(L), v.chunks_exact(L));
+                for (gl, vl) in (&mut gc).zip(&mut vc) {
+                    for i in 0..L {
+                        let g = gated::<G>(gl[i], vl[i], ga, gb);
+                        a[i] += g;
+                        b[i] += g * (vl[i] - m);
                     }
                 }
                 for (g1, v1) in gc.remainder().iter().zip(vc.remainder()) {
-                    a[0] += g1;
-                    b[0] += g1 * (v1 - m);
+                    let g = gated::<G>(*g1, *v1, ga, gb);
+                    a[0] += g;
+                    b[0] += g * (v1 - m);
                 }
                 s += a.iter().map(|v| *v as f64).sum::<f64>();
                 s2 += b.iter().map(|v| *v as f64).sum::<f64>();
@@ -228,36 +272,60 @@ fn channel_sums(
         .unzip()
 }
 
-/// `k1 * u + k2 * v + k3` per channel of `[N, C, plane]` values (`v` absent: `k1 * u + k3`).
-fn fused(
-    u: &[f32],
-    v: Option<&[f32]>,
-    c: usize,
-    plane: usize,
-    k1: &[f32],
-    k2: &[f32],
-    k3: &[f32],
-) -> Vec<f32> {
-    let mut out = vec![0f32; u.len()];
+/// `x * a + b` per channel of `[N, C, plane]` values, then a ReLU with `relu`.
+fn affine(x: &[f32], c: usize, plane: usize, a: &[f32], b: &[f32], relu: bool) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
     let plane = plane.max(1);
     out.par_chunks_mut(plane)
-        .zip(u.par_chunks(plane))
+        .zip(x.par_chunks(plane))
         .enumerate()
-        .for_each(|(i, (o, a))| {
+        .for_each(|(i, (o, x))| {
+            let (p, r) = (a[i % c], b[i % c]);
+            for (o, x) in o.iter_mut().zip(x) {
+                let v = x * p + r;
+                // The gate of the backward pass tests the same expression.
+                *o = if relu && v <= 0.0 { 0.0 } else { v };
+            }
+        });
+    out
+}
+
+/// The input gradient `k1 g + k2 x + k3` per channel of `[N, C, plane]` values, `g` the output
+/// gradient `dy`, zero where `x * a + b <= 0` with a `gate` `(a, b)`.
+fn input_grad(
+    dy: &[f32],
+    x: &[f32],
+    c: usize,
+    plane: usize,
+    k: [&[f32]; 3],
+    gate: Option<(&[f32], &[f32])>,
+) -> Vec<f32> {
+    match gate {
+        Some(gate) => input_grad_::<true>(dy, x, c, plane, k, gate),
+        None => input_grad_::<false>(dy, x, c, plane, k, (&[], &[])),
+    }
+}
+
+fn input_grad_<const G: bool>(
+    dy: &[f32],
+    x: &[f32],
+    c: usize,
+    plane: usize,
+    [k1, k2, k3]: [&[f32]; 3],
+    (ga, gb): (&[f32], &[f32]),
+) -> Vec<f32> {
+    let mut out = vec![0f32; dy.len()];
+    let plane = plane.max(1);
+    out.par_chunks_mut(plane)
+        .zip(dy.par_chunks(plane))
+        .zip(x.par_chunks(plane))
+        .enumerate()
+        .for_each(|(i, ((o, dy), x))| {
             let ch = i % c;
             let (p, q, r) = (k1[ch], k2[ch], k3[ch]);
-            match v {
-                Some(v) => {
-                    let b = &v[i * plane..(i + 1) * plane];
-                    for ((o, a), b) in o.iter_mut().zip(a).zip(b) {
-                        *o = p * a + q * b + r;
-                    }
-                }
-                None => {
-                    for (o, a) in o.iter_mut().zip(a) {
-                        *o = p * a + r;
-                    }
-                }
+            let (ga, gb) = if G { (ga[ch], gb[ch]) } else { (0.0, 0.0) };
+            for ((o, g), x) in o.iter_mut().zip(dy).zip(x) {
+                *o = p * gated::<G>(*g, *x, ga, gb) + q * x + r;
             }
         });
     out

@@ -1,7 +1,7 @@
 //! Each training kernel against Burn's own op on the same autodiff device (output and every
 //! gradient), and against finite differences of its own forward pass.
 
-use super::{batch_norm, conv2d, max_pool2d};
+use super::{batch_norm, batch_norm_relu, conv2d, max_pool2d};
 use crate::cpu::test_util::{Rng, max_diff};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
@@ -298,7 +298,7 @@ fn bn_layer(c: usize, training: bool, seed: u64) -> BatchNorm {
 
 #[test]
 fn batch_norm_matches_burn_in_both_modes() {
-    for training in [true, false] {
+    for (training, relu) in [(true, false), (false, false), (true, true), (false, true)] {
         for (i, shape) in [[4, 3, 5, 6], [2, 16, 7, 7], [3, 2, 1, 1]]
             .into_iter()
             .enumerate()
@@ -309,10 +309,11 @@ fn batch_norm_matches_burn_in_both_modes() {
             let run = |ours: bool| {
                 let bn = bn_layer(shape[1], training, 40 + i as u64);
                 let x = tensor(xv.clone(), shape);
-                let y = if ours {
-                    batch_norm(&bn, &x).expect("the kernel takes this case")
-                } else {
-                    bn.forward(x.clone())
+                let y = match (ours, relu) {
+                    (true, false) => batch_norm(&bn, &x).expect("the kernel takes this case"),
+                    (true, true) => batch_norm_relu(&bn, &x).expect("the kernel takes this case"),
+                    (false, false) => bn.forward(x.clone()),
+                    (false, true) => burn::tensor::activation::relu(bn.forward(x.clone())),
                 };
                 let grads = weighted_sum(y.clone(), 9).backward();
                 (
@@ -336,7 +337,7 @@ fn batch_norm_matches_burn_in_both_modes() {
                 let d = rel(a, b);
                 assert!(
                     d < 2e-5,
-                    "training {training}, shape {shape:?}: {what} differs from Burn's by {d}"
+                    "training {training}, relu {relu}, shape {shape:?}: {what} differs from Burn's by {d}"
                 );
             }
         }
