@@ -285,7 +285,7 @@ impl MatNet {
         let mut concat_bufs: Vec<Option<cpu::ConcatBuf>> = (0..nodes.len()).map(|_| None).collect();
         for (k, node) in nodes.iter().enumerate() {
             if acts[k].is_some() {
-                // Computed with the node before it (a batch normalization and its ReLU).
+                // Computed with the node before it (its ReLU, see `fused_train`).
                 continue;
             }
             if let (None, Some((into, ..))) = (&node.fast, node.concat_into)
@@ -352,9 +352,10 @@ impl MatNet {
         acts[nodes.len() - 1].take().expect("output computed")
     }
 
-    /// In training on the CPU: node `k`, a batch normalization whose only consumer is the ReLU
-    /// at `k + 1`, computed together with it (`cpu::train::batch_norm_relu`, one pass less
-    /// each way); the ReLU's output, or `None` where this does not apply.
+    /// In training on the CPU: node `k`, a batch normalization or convolution whose only
+    /// consumer is the ReLU at `k + 1`, computed together with it (`cpu::train::batch_norm_relu`
+    /// and `conv2d_relu`: passes over the activation saved each way); the ReLU's output, or
+    /// `None` where this does not apply.
     fn fused_train(
         &self,
         nodes: &[Node],
@@ -362,14 +363,18 @@ impl MatNet {
         ins: &[Tensor<4>],
         uses: &[usize],
     ) -> Option<Tensor<4>> {
-        let (Op::BatchNorm(bn), Some(next), [x]) = (&nodes[k].op, nodes.get(k + 1), ins) else {
+        let (Some(next), [x]) = (nodes.get(k + 1), ins) else {
             return None;
         };
         let relu = matches!(&next.op, Op::Func(f) if f.code == ops::RELU);
         if !relu || next.inputs != [k] || uses[k] != 1 {
             return None;
         }
-        crate::cpu::train::batch_norm_relu(bn, x)
+        match &nodes[k].op {
+            Op::BatchNorm(bn) => crate::cpu::train::batch_norm_relu(bn, x),
+            Op::Conv(c) => crate::cpu::train::conv2d_relu(c, x),
+            _ => None,
+        }
     }
 
     /// The node whose output are the class scores before the softmax (the output node when the

@@ -78,6 +78,16 @@ impl Spec {
 /// that does not apply: another device, 'same' padding (resolved per input by Burn), no bias,
 /// or an input too small for the kernel (Burn's op then reports it).
 pub fn conv2d(c: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
+    conv(c, x, false)
+}
+
+/// [`conv2d`] followed by a ReLU, fused into the kernel's output; the backward pass masks the
+/// output gradient with the output it kept.
+pub fn conv2d_relu(c: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
+    conv(c, x, true)
+}
+
+fn conv(c: &Conv2d, x: &Tensor<4>, relu: bool) -> Option<Tensor<4>> {
     let pad = match c.padding {
         PaddingConfig2d::Explicit(t, l, b, r) => [t, b, l, r],
         PaddingConfig2d::Valid => [0; 4],
@@ -112,22 +122,27 @@ pub fn conv2d(c: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
     {
         return None;
     }
-    Some(wrap(forward(x, w, b, spec)))
+    Some(wrap(forward(x, w, b, spec, relu)))
 }
 
 #[derive(Debug)]
 struct ConvBackward;
 
 impl Backward<Flex, 3> for ConvBackward {
-    /// The input, the weights and the sizes.
-    type State = (FlexTensor, FlexTensor, Spec);
+    /// The input, the weights, the sizes and, with a ReLU, the output.
+    type State = (FlexTensor, FlexTensor, Spec, Option<FlexTensor>);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_w, node_b] = ops.parents;
         let dy = dense(grads.consume::<Flex>(&ops.node));
-        let (x, w, spec) = ops.state;
+        let (x, w, spec, relu_out) = ops.state;
+        // Through the ReLU: the gradient where the output is positive.
+        let dy = match relu_out {
+            Some(y) => flex(mask(values(&dy), values(&y)), &y.shape().dims::<4>()),
+            None => dy,
+        };
         if let Some(node) = node_x {
-            let dx = input_grad(values(&dy), values(&w), &spec);
+            let dx = input_grad(&dy, values(&w), &spec);
             grads.register::<Flex>(node.id, dx);
         }
         if node_w.is_some() || node_b.is_some() {
@@ -143,7 +158,7 @@ impl Backward<Flex, 3> for ConvBackward {
     }
 }
 
-fn forward(x: AdTensor, w: AdTensor, b: AdTensor, spec: Spec) -> AdTensor {
+fn forward(x: AdTensor, w: AdTensor, b: AdTensor, spec: Spec, relu: bool) -> AdTensor {
     let prep = ConvBackward
         .prepare::<NoCheckpointing>([x.node(), w.node(), b.node()])
         .compute_bound()
@@ -151,16 +166,35 @@ fn forward(x: AdTensor, w: AdTensor, b: AdTensor, spec: Spec) -> AdTensor {
     let xv = dense(x.into_primitive());
     let wv = dense(w.into_primitive());
     let bv = values(&dense(b.into_primitive())).to_vec();
-    let f = spec.fast(values(&wv).to_vec(), Some(bv));
+    let mut f = spec.fast(values(&wv).to_vec(), Some(bv));
+    f.relu = relu;
     let y = unplain(crate::cpu::conv2d(plain(xv.clone()), &f));
     match prep {
-        OpsKind::Tracked(prep) => prep.finish((xv, wv, spec), y),
+        OpsKind::Tracked(prep) => {
+            let kept = relu.then(|| y.clone());
+            prep.finish((xv, wv, spec, kept), y)
+        }
         OpsKind::UnTracked(prep) => prep.finish(y),
     }
 }
 
+/// `dy` where `y > 0`, else 0 (a ReLU's backward pass given its output).
+pub(super) fn mask(dy: &[f32], y: &[f32]) -> Vec<f32> {
+    const CHUNK: usize = 1 << 14;
+    super::written(dy.len(), |out| {
+        out.par_chunks_mut(CHUNK)
+            .zip(dy.par_chunks(CHUNK))
+            .zip(y.par_chunks(CHUNK))
+            .for_each(|((o, g), y)| {
+                for ((o, g), y) in o.iter_mut().zip(g).zip(y) {
+                    o.write(if *y > 0.0 { *g } else { 0.0 });
+                }
+            })
+    })
+}
+
 /// The gradient of the input, `[N, Cin, H, W]`.
-fn input_grad(dy: &[f32], w: &[f32], s: &Spec) -> FlexTensor {
+fn input_grad(dy: &FlexTensor, w: &[f32], s: &Spec) -> FlexTensor {
     let [kh, kw] = s.k;
     let [t, b, l, r] = s.pad;
     if s.stride == [1, 1] && s.dilation == [1, 1] && t < kh && b < kh && l < kw && r < kw {
@@ -196,10 +230,9 @@ fn input_grad(dy: &[f32], w: &[f32], s: &Spec) -> FlexTensor {
         };
         debug_assert_eq!(back.out(), [s.h, s.w]);
         let f = back.fast(flipped, None);
-        let dy = flex(dy.to_vec(), &[s.n, s.cout, oh, ow]);
-        return unplain(crate::cpu::conv2d(plain(dy), &f));
+        return unplain(crate::cpu::conv2d(plain(dy.clone()), &f));
     }
-    flex(input_grad_col2im(dy, w, s), &[s.n, s.cin, s.h, s.w])
+    flex(input_grad_col2im(values(dy), w, s), &[s.n, s.cin, s.h, s.w])
 }
 
 /// The input gradient of any convolution: for each image and group the column matrix's

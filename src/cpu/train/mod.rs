@@ -29,7 +29,7 @@ mod pool;
 #[cfg(test)]
 mod tests;
 
-pub use conv::conv2d;
+pub use conv::{conv2d, conv2d_relu};
 pub use norm::{batch_norm, batch_norm_relu};
 pub use pool::max_pool2d;
 
@@ -84,4 +84,14 @@ fn unplain<const D: usize>(t: Tensor<D>) -> FlexTensor {
         t.try_into_primitive::<Flex>()
             .expect("the inference kernels return plain Flex tensors"),
     )
+}
+
+/// `len` floats, every one written by `fill` (given them uninitialized) before it returns: an
+/// output buffer without the pass that would zero it first.
+fn written(len: usize, fill: impl FnOnce(&mut [std::mem::MaybeUninit<f32>])) -> Vec<f32> {
+    let mut v: Vec<f32> = Vec::with_capacity(len);
+    fill(&mut v.spare_capacity_mut()[..len]);
+    // SAFETY: `fill` wrote all `len` floats (the callers' loops cover every element).
+    unsafe { v.set_len(len) };
+    v
 }

@@ -3,7 +3,7 @@
 //! frozen layer. Either way the output is `x * a + b` per channel, and every gradient comes
 //! from two passes: per-channel sums, then one fused element-wise pass.
 
-use super::{AdTensor, dense, flex, tracked, values, wrap};
+use super::{AdTensor, dense, flex, tracked, values, wrap, written};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
@@ -274,20 +274,20 @@ fn sums<const G: bool>(
 
 /// `x * a + b` per channel of `[N, C, plane]` values, then a ReLU with `relu`.
 fn affine(x: &[f32], c: usize, plane: usize, a: &[f32], b: &[f32], relu: bool) -> Vec<f32> {
-    let mut out = vec![0f32; x.len()];
     let plane = plane.max(1);
-    out.par_chunks_mut(plane)
-        .zip(x.par_chunks(plane))
-        .enumerate()
-        .for_each(|(i, (o, x))| {
-            let (p, r) = (a[i % c], b[i % c]);
-            for (o, x) in o.iter_mut().zip(x) {
-                let v = x * p + r;
-                // The gate of the backward pass tests the same expression.
-                *o = if relu && v <= 0.0 { 0.0 } else { v };
-            }
-        });
-    out
+    written(x.len(), |out| {
+        out.par_chunks_mut(plane)
+            .zip(x.par_chunks(plane))
+            .enumerate()
+            .for_each(|(i, (o, x))| {
+                let (p, r) = (a[i % c], b[i % c]);
+                for (o, x) in o.iter_mut().zip(x) {
+                    let v = x * p + r;
+                    // The gate of the backward pass tests the same expression.
+                    o.write(if relu && v <= 0.0 { 0.0 } else { v });
+                }
+            })
+    })
 }
 
 /// The input gradient `k1 g + k2 x + k3` per channel of `[N, C, plane]` values, `g` the output
@@ -314,19 +314,19 @@ fn input_grad_<const G: bool>(
     [k1, k2, k3]: [&[f32]; 3],
     (ga, gb): (&[f32], &[f32]),
 ) -> Vec<f32> {
-    let mut out = vec![0f32; dy.len()];
     let plane = plane.max(1);
-    out.par_chunks_mut(plane)
-        .zip(dy.par_chunks(plane))
-        .zip(x.par_chunks(plane))
-        .enumerate()
-        .for_each(|(i, ((o, dy), x))| {
-            let ch = i % c;
-            let (p, q, r) = (k1[ch], k2[ch], k3[ch]);
-            let (ga, gb) = if G { (ga[ch], gb[ch]) } else { (0.0, 0.0) };
-            for ((o, g), x) in o.iter_mut().zip(dy).zip(x) {
-                *o = p * gated::<G>(*g, *x, ga, gb) + q * x + r;
-            }
-        });
-    out
+    written(dy.len(), |out| {
+        out.par_chunks_mut(plane)
+            .zip(dy.par_chunks(plane))
+            .zip(x.par_chunks(plane))
+            .enumerate()
+            .for_each(|(i, ((o, dy), x))| {
+                let ch = i % c;
+                let (p, q, r) = (k1[ch], k2[ch], k3[ch]);
+                let (ga, gb) = if G { (ga[ch], gb[ch]) } else { (0.0, 0.0) };
+                for ((o, g), x) in o.iter_mut().zip(dy).zip(x) {
+                    o.write(p * gated::<G>(*g, *x, ga, gb) + q * x + r);
+                }
+            })
+    })
 }

@@ -1,7 +1,7 @@
 //! Each training kernel against Burn's own op on the same autodiff device (output and every
 //! gradient), and against finite differences of its own forward pass.
 
-use super::{batch_norm, batch_norm_relu, conv2d, max_pool2d};
+use super::{batch_norm, batch_norm_relu, conv2d, conv2d_relu, max_pool2d};
 use crate::cpu::test_util::{Rng, max_diff};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
@@ -182,17 +182,24 @@ const CONV_CASES: &[ConvCase] = &[
 
 #[test]
 fn convolution_matches_burn_output_and_gradients() {
-    for (i, c) in CONV_CASES.iter().enumerate() {
+    for (i, c) in CONV_CASES
+        .iter()
+        .enumerate()
+        .flat_map(|(i, c)| [(i, c, false), (i, c, true)])
+        .map(|(i, c, relu)| ((i, relu), c))
+    {
+        let (i, relu) = i;
         let layer = conv_layer(c, 10 + i as u64);
         let mut rng = Rng::new(100 + i as u64);
         let xv = random(&mut rng, c.n * c.cin * c.hw[0] * c.hw[1], 4.0, 0.5);
         let shape = [c.n, c.cin, c.hw[0], c.hw[1]];
         let run = |ours: bool| {
             let x = tensor(xv.clone(), shape);
-            let y = if ours {
-                conv2d(&layer, &x).expect("the kernel takes this case")
-            } else {
-                layer.forward(x.clone())
+            let y = match (ours, relu) {
+                (true, false) => conv2d(&layer, &x).expect("the kernel takes this case"),
+                (true, true) => conv2d_relu(&layer, &x).expect("the kernel takes this case"),
+                (false, false) => layer.forward(x.clone()),
+                (false, true) => burn::tensor::activation::relu(layer.forward(x.clone())),
             };
             let grads = weighted_sum(y.clone(), 7).backward();
             (
@@ -218,7 +225,10 @@ fn convolution_matches_burn_output_and_gradients() {
             ("bias gradient", &ours.3, &burn.3),
         ] {
             let d = rel(a, b);
-            assert!(d < 1e-5, "case {i}: {what} differs from Burn's by {d}");
+            assert!(
+                d < 1e-5,
+                "case {i}, relu {relu}: {what} differs from Burn's by {d}"
+            );
         }
     }
 }
