@@ -22,14 +22,20 @@
 //!   (a frozen layer still passes gradients), with the running statistics updated as Burn's
 //!   `BatchNorm` does.
 //! - `pool.rs`: max pooling that keeps each output's argmax; its backward scatters.
+//! - `dropout.rs`: dropout with its own mask generator (seeded from the device's generator).
+//!
+//! `MatNet`'s pass fuses a ReLU into the batch normalization or convolution before it
+//! ([`batch_norm_relu`], [`conv2d_relu`]) where the ReLU is that layer's only consumer.
 
 mod conv;
+mod dropout;
 mod norm;
 mod pool;
 #[cfg(test)]
 mod tests;
 
 pub use conv::{conv2d, conv2d_relu};
+pub use dropout::dropout;
 pub use norm::{batch_norm, batch_norm_relu};
 pub use pool::max_pool2d;
 

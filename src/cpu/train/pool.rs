@@ -68,8 +68,32 @@ fn forward(x: AdTensor, q: Pool) -> AdTensor {
     }
 }
 
-/// The pooled values, the position of each in its input plane (the first maximum in row-major
-/// window order; padded positions never win) and the output's shape.
+/// The 2x2 windows at stride 2 of one plane (`w` wide) into `y` and `at` (`[oh, ow]`).
+fn pool_2x2(xi: &[f32], yo: &mut [f32], ao: &mut [u32], w: usize, [oh, ow]: [usize; 2]) {
+    for oy in 0..oh {
+        let (r0, r1) = (&xi[2 * oy * w..][..w], &xi[(2 * oy + 1) * w..][..w]);
+        for ox in 0..ow {
+            let (a, b, cc, d) = (r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]);
+            let i0 = (2 * oy * w + 2 * ox) as u32;
+            let (mut m, mut i) = (a, i0);
+            if b > m {
+                (m, i) = (b, i0 + 1);
+            }
+            if cc > m {
+                (m, i) = (cc, i0 + w as u32);
+            }
+            if d > m {
+                (m, i) = (d, i0 + w as u32 + 1);
+            }
+            yo[oy * ow + ox] = m;
+            ao[oy * ow + ox] = i;
+        }
+    }
+}
+
+/// The pooled values, the position of each in its input plane (the maximum over the window's
+/// rows of each column, the topmost on ties, then the leftmost such column; padded positions
+/// never win) and the output's shape.
 pub(super) fn pool(
     x: &[f32],
     [n, c, h, w]: [usize; 4],
@@ -83,55 +107,45 @@ pub(super) fn pool(
     y.par_chunks_mut(oplane)
         .zip(at.par_chunks_mut(oplane))
         .zip(x.par_chunks(plane))
-        .for_each(|((yo, ao), xi)| {
-            if q.k == [2, 2] && q.s == [2, 2] && q.pad == [0; 4] {
+        .for_each_init(
+            || (vec![0f32; w], vec![0u32; w]),
+            |(vm, va), ((yo, ao), xi)| {
+                if q.k == [2, 2] && q.s == [2, 2] && q.pad == [0; 4] {
+                    return pool_2x2(xi, yo, ao, w, [oh, ow]);
+                }
+                // Separable: the maximum over the window's rows for every column (and its
+                // row), then over each window's columns of that. Padding < kernel, so every
+                // window holds an input row and column.
                 for oy in 0..oh {
-                    let (r0, r1) = (&xi[2 * oy * w..][..w], &xi[(2 * oy + 1) * w..][..w]);
+                    let y0 = (oy * sh) as isize - t as isize;
+                    let ys = y0.max(0) as usize;
+                    let ye = (y0 + kh as isize).min(h as isize) as usize;
+                    vm.copy_from_slice(&xi[ys * w..(ys + 1) * w]);
+                    va.fill(ys as u32);
+                    for iy in ys + 1..ye {
+                        let row = &xi[iy * w..(iy + 1) * w];
+                        for ((m, a), v) in vm.iter_mut().zip(va.iter_mut()).zip(row) {
+                            let more = *v > *m;
+                            *m = if more { *v } else { *m };
+                            *a = if more { iy as u32 } else { *a };
+                        }
+                    }
                     for ox in 0..ow {
-                        let (a, b, cc, d) =
-                            (r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]);
-                        let i0 = (2 * oy * w + 2 * ox) as u32;
-                        let (mut m, mut i) = (a, i0);
-                        if b > m {
-                            (m, i) = (b, i0 + 1);
-                        }
-                        if cc > m {
-                            (m, i) = (cc, i0 + w as u32);
-                        }
-                        if d > m {
-                            (m, i) = (d, i0 + w as u32 + 1);
+                        let x0 = (ox * sw) as isize - l as isize;
+                        let xs = x0.max(0) as usize;
+                        let xe = (x0 + kw as isize).min(w as isize) as usize;
+                        let (mut m, mut i) = (vm[xs], xs);
+                        for (xx, v) in vm.iter().enumerate().take(xe).skip(xs + 1) {
+                            if *v > m {
+                                (m, i) = (*v, xx);
+                            }
                         }
                         yo[oy * ow + ox] = m;
-                        ao[oy * ow + ox] = i;
+                        ao[oy * ow + ox] = va[i] * w as u32 + i as u32;
                     }
                 }
-                return;
-            }
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let (mut m, mut i) = (f32::NEG_INFINITY, u32::MAX);
-                    for ky in 0..kh {
-                        let iy = (oy * sh + ky) as isize - t as isize;
-                        if iy < 0 || iy >= h as isize {
-                            continue;
-                        }
-                        for kx in 0..kw {
-                            let ix = (ox * sw + kx) as isize - l as isize;
-                            if ix < 0 || ix >= w as isize {
-                                continue;
-                            }
-                            let at = iy as usize * w + ix as usize;
-                            let v = xi[at];
-                            if v > m || i == u32::MAX {
-                                (m, i) = (v, at as u32);
-                            }
-                        }
-                    }
-                    yo[oy * ow + ox] = m;
-                    ao[oy * ow + ox] = i;
-                }
-            }
-        });
+            },
+        );
     (y, at, [n, c, oh, ow])
 }
 

@@ -5,7 +5,7 @@ use super::{batch_norm, batch_norm_relu, conv2d, conv2d_relu, max_pool2d};
 use crate::cpu::test_util::{Rng, max_diff};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::nn::{BatchNorm, BatchNormConfig, Dropout, PaddingConfig2d};
 use burn::prelude::*;
 
 fn device() -> Device {
@@ -436,4 +436,49 @@ fn kernels_leave_other_devices_to_burn() {
         .with_padding(PaddingConfig2d::Same)
         .init(&device());
     assert!(conv2d(&same, &tensor(vec![0.0; 16], [1, 1, 4, 4])).is_none());
+}
+
+#[test]
+fn dropout_keeps_its_share_scales_and_passes_gradients_through_the_kept_values() {
+    use burn::nn::DropoutConfig;
+    let d = DropoutConfig::new(0.3).init();
+    let shape = [4, 8, 30, 30];
+    let mut rng = Rng::new(500);
+    // Away from zero, so that y / x recovers the mask's factor.
+    let xv: Vec<f32> = random(&mut rng, shape.iter().product(), 2.0, 0.0)
+        .into_iter()
+        .map(|v| if v.abs() < 0.01 { 0.5 } else { v })
+        .collect();
+    let run = |seed: u64| {
+        let dev = device();
+        dev.seed(seed);
+        let x = tensor(xv.clone(), shape);
+        let y = super::dropout(&d, &x).expect("the kernel takes a layer in training");
+        let grads = weighted_sum(y.clone(), 3).backward();
+        (host(y), host(x.grad(&grads).expect("x grad")))
+    };
+    let (y, dx) = run(1);
+    let mut r = Rng::new(3);
+    let rv = random(&mut r, xv.len(), 2.0, 0.0);
+    let scale = 1.0 / 0.7f32;
+    let mut kept = 0usize;
+    for i in 0..xv.len() {
+        let f = y[i] / xv[i];
+        assert!(
+            f == 0.0 || (f - scale).abs() < 1e-5,
+            "value {i}: factor {f}, neither 0 nor 1 / (1 - p)"
+        );
+        kept += (f != 0.0) as usize;
+        assert!((dx[i] - rv[i] * f).abs() < 1e-5, "value {i}: gradient");
+    }
+    let share = kept as f64 / xv.len() as f64;
+    assert!((share - 0.7).abs() < 0.01, "kept {share}, not 1 - p = 0.7");
+    assert_eq!(run(1).0, y, "the same seed gives the same mask");
+    assert_ne!(run(2).0, y, "another seed gives another mask");
+    // A frozen layer passes its input through (Burn's op does the same).
+    let frozen = Dropout {
+        training: burn::module::Param::from_bool(false),
+        ..d
+    };
+    assert!(super::dropout(&frozen, &tensor(xv.clone(), shape)).is_none());
 }

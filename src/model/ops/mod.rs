@@ -159,7 +159,7 @@ impl Op {
                 crate::cpu::train::max_pool2d(p, &x).unwrap_or_else(|| crate::cpu::max_pool(x, p))
             }
             Op::AvgPool(p) => p.forward(x),
-            Op::Dropout(d) => d.forward(x),
+            Op::Dropout(d) => crate::cpu::train::dropout(d, &x).unwrap_or_else(|| d.forward(x)),
             Op::Rnn(r) => r.forward(x),
             Op::RnnProjected(r) => r.forward(x),
             Op::Transformer(t) => t.forward(x),
