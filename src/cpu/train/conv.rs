@@ -186,8 +186,10 @@ pub(super) fn mask(dy: &[f32], y: &[f32]) -> Vec<f32> {
             .zip(dy.par_chunks(CHUNK))
             .zip(y.par_chunks(CHUNK))
             .for_each(|((o, g), y)| {
-                for ((o, g), y) in o.iter_mut().zip(g).zip(y) {
-                    o.write(if *y > 0.0 { *g } else { 0.0 });
+                let n = o.len();
+                let (g, y) = (&g[..n], &y[..n]);
+                for i in 0..n {
+                    o[i].write(if y[i] > 0.0 { g[i] } else { 0.0 });
                 }
             })
     })
