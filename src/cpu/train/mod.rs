@@ -23,10 +23,12 @@
 //!   `BatchNorm` does.
 //! - `pool.rs`: max pooling that keeps each output's argmax; its backward scatters.
 //! - `dropout.rs`: dropout with its own mask generator (seeded from the device's generator).
+//! - `concat.rs`: channel concatenation of 2 to 4 inputs.
 //!
 //! `MatNet`'s pass fuses a ReLU into the batch normalization or convolution before it
 //! ([`batch_norm_relu`], [`conv2d_relu`]) where the ReLU is that layer's only consumer.
 
+mod concat;
 mod conv;
 mod dropout;
 mod norm;
@@ -34,6 +36,7 @@ mod pool;
 #[cfg(test)]
 mod tests;
 
+pub use concat::concat_channels;
 pub use conv::{conv2d, conv2d_relu};
 pub use dropout::dropout;
 pub use norm::{batch_norm, batch_norm_relu};

@@ -482,3 +482,43 @@ fn dropout_keeps_its_share_scales_and_passes_gradients_through_the_kept_values()
     };
     assert!(super::dropout(&frozen, &tensor(xv.clone(), shape)).is_none());
 }
+
+#[test]
+fn channel_concatenation_matches_burn_output_and_gradients() {
+    for (k, channels) in [vec![2, 3], vec![1, 4, 2], vec![3, 1, 2, 5]]
+        .into_iter()
+        .enumerate()
+    {
+        let mut rng = Rng::new(600 + k as u64);
+        let inputs: Vec<Vec<f32>> = channels
+            .iter()
+            .map(|c| random(&mut rng, 2 * c * 5 * 4, 2.0, 0.0))
+            .collect();
+        let run = |ours: bool| {
+            let xs: Vec<Tensor<4>> = inputs
+                .iter()
+                .zip(&channels)
+                .map(|(v, c)| tensor(v.clone(), [2, *c, 5, 4]))
+                .collect();
+            let y = if ours {
+                super::concat_channels(&xs).expect("the kernel takes 2 to 4 inputs")
+            } else {
+                Tensor::cat(xs.clone(), 1)
+            };
+            let grads = weighted_sum(y.clone(), 11).backward();
+            let gx: Vec<Vec<f32>> = xs
+                .iter()
+                .map(|x| host(x.grad(&grads).expect("x grad")))
+                .collect();
+            (host(y), gx)
+        };
+        let (ours, burn) = (run(true), run(false));
+        assert_eq!(ours.0, burn.0, "{channels:?}: output");
+        assert_eq!(ours.1, burn.1, "{channels:?}: input gradients");
+    }
+    // Five inputs, or different sizes, stay with Burn.
+    let x = tensor(vec![0.0; 8], [1, 2, 2, 2]);
+    assert!(super::concat_channels(&vec![x.clone(); 5]).is_none());
+    let y = tensor(vec![0.0; 12], [1, 1, 3, 4]);
+    assert!(super::concat_channels(&[x, y]).is_none());
+}
