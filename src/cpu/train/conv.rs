@@ -136,17 +136,27 @@ impl Backward<Flex, 3> for ConvBackward {
         let [node_x, node_w, node_b] = ops.parents;
         let dy = dense(grads.consume::<Flex>(&ops.node));
         let (x, w, spec, relu_out) = ops.state;
-        // Through the ReLU: the gradient where the output is positive.
-        let dy = match relu_out {
-            Some(y) => flex(mask(values(&dy), values(&y)), &y.shape().dims::<4>()),
-            None => dy,
+        // Through the ReLU: the gradient where the output is positive. Without an input
+        // gradient to compute (a first layer), the weight gradient masks as it reads.
+        let (dy, gate) = match relu_out {
+            Some(y) if node_x.is_some() => (
+                flex(mask(values(&dy), values(&y)), &y.shape().dims::<4>()),
+                None,
+            ),
+            gate => (dy, gate),
         };
         if let Some(node) = node_x {
             let dx = input_grad(&dy, values(&w), &spec);
             grads.register::<Flex>(node.id, dx);
         }
         if node_w.is_some() || node_b.is_some() {
-            let (dw, db) = weight_grad(values(&x), values(&dy), &spec, node_w.is_some());
+            let (dw, db) = weight_grad(
+                values(&x),
+                values(&dy),
+                gate.as_ref().map(values),
+                &spec,
+                node_w.is_some(),
+            );
             if let Some(node) = node_w {
                 let [kh, kw] = spec.k;
                 grads.register::<Flex>(node.id, flex(dw, &[spec.cout, spec.cin_g(), kh, kw]));
@@ -325,10 +335,17 @@ fn col2im_add(col: &[f32], dx: &mut [f32], s: &Spec) {
 const COL_FLOATS: usize = 256 * 1024;
 
 /// The gradients of the weights (`[Cout, Cin/groups * kh * kw]`, empty unless `weights`) and
-/// of the bias: `dW_g += dY_g colᵀ` for each group, over blocks of images whose column matrices
+/// of the bias, from the output gradient `dy` (zero where `gate`, a ReLU's output, is not
+/// positive): `dW_g += dY_g colᵀ` for each group, over blocks of images whose column matrices
 /// (and output gradients) are put side by side, runs of images in parallel (one accumulator per
 /// run, summed at the end).
-pub(super) fn weight_grad(x: &[f32], dy: &[f32], s: &Spec, weights: bool) -> (Vec<f32>, Vec<f32>) {
+pub(super) fn weight_grad(
+    x: &[f32],
+    dy: &[f32],
+    gate: Option<&[f32]>,
+    s: &Spec,
+    weights: bool,
+) -> (Vec<f32>, Vec<f32>) {
     let [oh, ow] = s.out();
     let npix = oh * ow;
     let (g, cin_g, cout_g, kk) = (s.groups, s.cin_g(), s.cout_g(), s.kk());
@@ -343,29 +360,39 @@ pub(super) fn weight_grad(x: &[f32], dy: &[f32], s: &Spec, weights: bool) -> (Ve
         .map(|run| {
             let mut dw = vec![0f32; wlen];
             let mut db = vec![0f32; s.cout];
-            let (mut col, mut dyb) = if weights {
-                (
-                    vec![0f32; kk * block * npix],
-                    vec![0f32; cout_g * block * npix],
-                )
+            let mut col = if weights {
+                vec![0f32; kk * block * npix]
             } else {
-                (Vec::new(), Vec::new())
+                Vec::new()
             };
+            let mut dyb = vec![0f32; cout_g * block * npix];
             let (i0, i1) = (run * s.n / runs, (run + 1) * s.n / runs);
             for b0 in (i0..i1).step_by(block) {
                 let b1 = (b0 + block).min(i1);
                 let cols = (b1 - b0) * npix;
-                for img in b0..b1 {
-                    let dyi = &dy[img * s.cout * npix..(img + 1) * s.cout * npix];
-                    for (co, row) in dyi.chunks_exact(npix).enumerate() {
-                        db[co] += sum(row);
-                    }
-                }
-                if !weights {
-                    continue;
-                }
                 for gi in 0..g {
                     for (j, img) in (b0..b1).enumerate() {
+                        // This image's output gradient rows of the group, side by side with
+                        // the block's other images (masked by the gate), and their sums.
+                        let at = (img * s.cout + gi * cout_g) * npix;
+                        let dyg = &dy[at..at + cout_g * npix];
+                        for co in 0..cout_g {
+                            let src = &dyg[co * npix..(co + 1) * npix];
+                            let dst = &mut dyb[co * cols + j * npix..][..npix];
+                            match gate {
+                                Some(y) => {
+                                    let y = &y[at + co * npix..][..npix];
+                                    for i in 0..npix {
+                                        dst[i] = if y[i] > 0.0 { src[i] } else { 0.0 };
+                                    }
+                                }
+                                None => dst.copy_from_slice(src),
+                            }
+                            db[gi * cout_g + co] += sum(dst);
+                        }
+                        if !weights {
+                            continue;
+                        }
                         let xg = &x[(img * s.cin + gi * cin_g) * plane..][..cin_g * plane];
                         if pointwise {
                             for (r, src) in xg.chunks_exact(npix).enumerate() {
@@ -385,10 +412,9 @@ pub(super) fn weight_grad(x: &[f32], dy: &[f32], s: &Spec, weights: bool) -> (Ve
                                 npix,
                             );
                         }
-                        let dyg = &dy[(img * s.cout + gi * cout_g) * npix..][..cout_g * npix];
-                        for (co, src) in dyg.chunks_exact(npix).enumerate() {
-                            dyb[co * cols + j * npix..][..npix].copy_from_slice(src);
-                        }
+                    }
+                    if !weights {
+                        continue;
                     }
                     let dwg = &mut dw[gi * cout_g * kk..(gi + 1) * cout_g * kk];
                     // SAFETY: dwg is [cout_g, kk] row-major; dyb holds [cout_g, cols] with row

@@ -91,9 +91,9 @@ fn pool_2x2(xi: &[f32], yo: &mut [f32], ao: &mut [u32], w: usize, [oh, ow]: [usi
     }
 }
 
-/// The pooled values, the position of each in its input plane (the maximum over the window's
-/// rows of each column, the topmost on ties, then the leftmost such column; padded positions
-/// never win) and the output's shape.
+/// The pooled values, the position of each in its input plane (the leftmost column holding the
+/// window's maximum, and in it the topmost row; padded positions never win) and the output's
+/// shape.
 pub(super) fn pool(
     x: &[f32],
     [n, c, h, w]: [usize; 4],
@@ -108,26 +108,24 @@ pub(super) fn pool(
         .zip(at.par_chunks_mut(oplane))
         .zip(x.par_chunks(plane))
         .for_each_init(
-            || (vec![0f32; w], vec![0u32; w]),
-            |(vm, va), ((yo, ao), xi)| {
+            || vec![0f32; w],
+            |vm, ((yo, ao), xi)| {
                 if q.k == [2, 2] && q.s == [2, 2] && q.pad == [0; 4] {
                     return pool_2x2(xi, yo, ao, w, [oh, ow]);
                 }
-                // Separable: the maximum over the window's rows for every column (and its
-                // row), then over each window's columns of that. Padding < kernel, so every
-                // window holds an input row and column.
+                // Separable: the maximum over the window's rows for every column (a vector
+                // max, without positions), then over each window's columns of that; the row
+                // holding the winner is looked up afterwards (the topmost equal value). Padding
+                // < kernel, so every window holds an input row and column.
                 for oy in 0..oh {
                     let y0 = (oy * sh) as isize - t as isize;
                     let ys = y0.max(0) as usize;
                     let ye = (y0 + kh as isize).min(h as isize) as usize;
                     vm.copy_from_slice(&xi[ys * w..(ys + 1) * w]);
-                    va.fill(ys as u32);
                     for iy in ys + 1..ye {
                         let row = &xi[iy * w..(iy + 1) * w];
-                        for ((m, a), v) in vm.iter_mut().zip(va.iter_mut()).zip(row) {
-                            let more = *v > *m;
-                            *m = if more { *v } else { *m };
-                            *a = if more { iy as u32 } else { *a };
+                        for (m, v) in vm.iter_mut().zip(row) {
+                            *m = m.max(*v);
                         }
                     }
                     for ox in 0..ow {
@@ -135,13 +133,16 @@ pub(super) fn pool(
                         let xs = x0.max(0) as usize;
                         let xe = (x0 + kw as isize).min(w as isize) as usize;
                         let (mut m, mut i) = (vm[xs], xs);
-                        for (xx, v) in vm.iter().enumerate().take(xe).skip(xs + 1) {
-                            if *v > m {
-                                (m, i) = (*v, xx);
-                            }
+                        for (xx, &v) in vm.iter().enumerate().take(xe).skip(xs + 1) {
+                            // Selects, not a branch: on real activations the branch is a
+                            // coin flip.
+                            let more = v > m;
+                            m = if more { v } else { m };
+                            i = if more { xx } else { i };
                         }
+                        let row = (ys..ye).find(|&iy| xi[iy * w + i] == m).unwrap_or(ys);
                         yo[oy * ow + ox] = m;
-                        ao[oy * ow + ox] = va[i] * w as u32 + i as u32;
+                        ao[oy * ow + ox] = (row * w + i) as u32;
                     }
                 }
             },

@@ -384,24 +384,76 @@ fn batch_norm_input_gradient_matches_finite_differences() {
     }
 }
 
+/// A pooling test case: kernel, stride, padding (top, left, bottom, right), input shape.
+type PoolCase = (
+    [usize; 2],
+    [usize; 2],
+    (usize, usize, usize, usize),
+    [usize; 4],
+);
+
+const POOL_CASES: [PoolCase; 6] = [
+    // The demo network's 2x2 windows (their own kernel), even and odd sizes.
+    ([2, 2], [2, 2], (0, 0, 0, 0), [2, 3, 8, 6]),
+    ([2, 2], [2, 2], (0, 0, 0, 0), [1, 2, 7, 9]),
+    // Overlapping windows: SqueezeNet's 3x3 at stride 2, padded, and at stride 1.
+    ([3, 3], [2, 2], (0, 0, 0, 0), [2, 2, 11, 9]),
+    ([3, 3], [2, 2], (1, 1, 1, 1), [2, 2, 9, 8]),
+    ([3, 3], [1, 1], (1, 1, 1, 1), [1, 2, 6, 5]),
+    ([3, 2], [1, 2], (0, 1, 2, 0), [2, 2, 6, 7]),
+];
+
+fn pool_layer((k, s, (t, l, b, r), _): PoolCase) -> MaxPool2d {
+    MaxPool2dConfig::new(k)
+        .with_strides(s)
+        .with_padding(PaddingConfig2d::Explicit(t, l, b, r))
+        .init()
+}
+
+#[test]
+fn max_pooling_gradient_matches_finite_differences() {
+    // Piecewise linear: away from ties a difference quotient is exact up to rounding.
+    for (i, case) in POOL_CASES.into_iter().enumerate() {
+        let p = pool_layer(case);
+        let shape = case.3;
+        let mut rng = Rng::new(450 + i as u64);
+        let xv = random(&mut rng, shape.iter().product(), 10.0, 0.0);
+        // In f64 from the pooled values (copies of inputs), so that a step far below the
+        // smallest gap between two values of a window still shows.
+        let loss = |v: &[f32]| -> f64 {
+            let y = max_pool2d(&p, &tensor(v.to_vec(), shape)).expect("kernel");
+            let mut r = Rng::new(5);
+            let rv = random(&mut r, y.dims().iter().product(), 2.0, 0.0);
+            host(y)
+                .iter()
+                .zip(&rv)
+                .map(|(a, b)| *a as f64 * *b as f64)
+                .sum()
+        };
+        let x = tensor(xv.clone(), shape);
+        let grads = weighted_sum(max_pool2d(&p, &x).expect("kernel"), 5).backward();
+        let gx = host(x.grad(&grads).expect("x grad"));
+        let h = 1e-5f32;
+        for at in 0..xv.len() {
+            let (mut up, mut down) = (xv.clone(), xv.clone());
+            up[at] += h;
+            down[at] -= h;
+            // The step actually taken in f32.
+            let step = (up[at] - down[at]) as f64;
+            let fd = (loss(&up) - loss(&down)) / step;
+            assert!(
+                (fd - gx[at] as f64).abs() < 1e-3 * (1.0 + fd.abs()),
+                "case {i}: d/dx[{at}] {} against finite difference {fd}",
+                gx[at]
+            );
+        }
+    }
+}
+
 #[test]
 fn max_pooling_matches_burn_output_and_gradient() {
-    let cases: [(
-        [usize; 2],
-        [usize; 2],
-        (usize, usize, usize, usize),
-        [usize; 4],
-    ); 4] = [
-        ([2, 2], [2, 2], (0, 0, 0, 0), [2, 3, 8, 6]),
-        ([2, 2], [2, 2], (0, 0, 0, 0), [1, 2, 7, 9]),
-        ([3, 3], [2, 2], (1, 1, 1, 1), [2, 2, 9, 8]),
-        ([3, 2], [1, 2], (0, 1, 2, 0), [2, 2, 6, 7]),
-    ];
-    for (i, (k, s, (t, l, b, r), shape)) in cases.into_iter().enumerate() {
-        let p: MaxPool2d = MaxPool2dConfig::new(k)
-            .with_strides(s)
-            .with_padding(PaddingConfig2d::Explicit(t, l, b, r))
-            .init();
+    for (i, case) in POOL_CASES.into_iter().enumerate() {
+        let (p, shape) = (pool_layer(case), case.3);
         let mut rng = Rng::new(400 + i as u64);
         // Distinct values: ties would let the two pick different (equally valid) positions.
         let xv = random(&mut rng, shape.iter().product(), 10.0, 0.0);
@@ -521,4 +573,33 @@ fn channel_concatenation_matches_burn_output_and_gradients() {
     assert!(super::concat_channels(&vec![x.clone(); 5]).is_none());
     let y = tensor(vec![0.0; 12], [1, 1, 3, 4]);
     assert!(super::concat_channels(&[x, y]).is_none());
+}
+
+#[test]
+fn first_layer_gradients_match_burn_when_the_input_needs_none() {
+    // An input without a gradient (a network's first layer): the weight gradient then reads
+    // the ReLU's mask itself instead of a masked copy of the output gradient.
+    for (i, c) in CONV_CASES.iter().enumerate() {
+        let layer = conv_layer(c, 30 + i as u64);
+        let mut rng = Rng::new(700 + i as u64);
+        let shape = [c.n, c.cin, c.hw[0], c.hw[1]];
+        let xv = random(&mut rng, shape.iter().product(), 4.0, 0.5);
+        let run = |ours: bool| {
+            let x = Tensor::<4>::from_data(TensorData::new(xv.clone(), shape), &device());
+            let y = if ours {
+                conv2d_relu(&layer, &x).expect("the kernel takes this case")
+            } else {
+                burn::tensor::activation::relu(layer.forward(x))
+            };
+            let grads = weighted_sum(y, 13).backward();
+            let b = layer.bias.as_ref().expect("bias").val();
+            (
+                host(layer.weight.val().grad(&grads).expect("w grad")),
+                host(b.grad(&grads).expect("b grad")),
+            )
+        };
+        let (ours, burn) = (run(true), run(false));
+        assert!(rel(&ours.0, &burn.0) < 1e-5, "case {i}: weight gradient");
+        assert!(rel(&ours.1, &burn.1) < 1e-5, "case {i}: bias gradient");
+    }
 }
