@@ -230,21 +230,17 @@ impl FastConv {
             _ => [0; 4],
         };
         let weight = host(c.weight.into_value());
-        Some(FastConv {
-            weight: Arc::new(Mutex::new(Weights::Rows(Arc::new(weight)))),
-            bias: c.bias.map(|b| Arc::new(host(b.into_value()))),
+        Some(FastConv::from_rows(
+            weight,
+            c.bias.map(|b| host(b.into_value())),
             cout,
             cin_g,
-            k: [kh, kw],
-            stride: c.stride,
+            [kh, kw],
+            c.stride,
             pad,
-            dilation: c.dilation,
-            groups: c.groups,
-            relu: false,
-            pool: None,
-            #[cfg(target_arch = "x86_64")]
-            winograd: Arc::default(),
-        })
+            c.dilation,
+            c.groups,
+        ))
     }
 
     /// A convolution from its weights as `[Cout, Cin/groups * kh * kw]` rows (Burn's weight
@@ -281,6 +277,7 @@ impl FastConv {
 }
 
 /// The sizes of one convolution call.
+#[derive(Debug, Clone)]
 pub struct Geometry {
     pub n: usize,
     pub cin: usize,

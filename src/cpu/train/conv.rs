@@ -1,7 +1,7 @@
 //! 2-D convolution with its own backward pass.
 
 use super::{AdTensor, dense, flex, plain, tracked, unplain, values, wrap};
-use crate::cpu::conv::{FastConv, im2col_strided};
+use crate::cpu::conv::{FastConv, Geometry, im2col_strided};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
@@ -13,33 +13,11 @@ use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use rayon::prelude::*;
 
-/// A convolution's configuration and the sizes of one call.
-#[derive(Debug, Clone)]
-pub(super) struct Spec {
-    pub n: usize,
-    pub cin: usize,
-    pub h: usize,
-    pub w: usize,
-    pub cout: usize,
-    pub groups: usize,
-    pub k: [usize; 2],
-    pub stride: [usize; 2],
-    /// `[top, bottom, left, right]`.
-    pub pad: [usize; 4],
-    pub dilation: [usize; 2],
-}
+/// A convolution's configuration and the sizes of one call (`pad` is `[top, bottom, left,
+/// right]`).
+pub(super) type Spec = Geometry;
 
 impl Spec {
-    pub fn out(&self) -> [usize; 2] {
-        let [t, b, l, r] = self.pad;
-        let ekh = self.dilation[0] * (self.k[0] - 1) + 1;
-        let ekw = self.dilation[1] * (self.k[1] - 1) + 1;
-        [
-            (self.h + t + b - ekh) / self.stride[0] + 1,
-            (self.w + l + r - ekw) / self.stride[1] + 1,
-        ]
-    }
-
     fn cin_g(&self) -> usize {
         self.cin / self.groups
     }
@@ -227,7 +205,7 @@ fn input_grad(dy: &FlexTensor, w: &[f32], s: &Spec) -> FlexTensor {
                 }
             }
         }
-        let [oh, ow] = s.out();
+        let [oh, ow] = s.output();
         let back = Spec {
             n: s.n,
             cin: s.cout,
@@ -240,7 +218,7 @@ fn input_grad(dy: &FlexTensor, w: &[f32], s: &Spec) -> FlexTensor {
             pad: [kh - 1 - t, kh - 1 - b, kw - 1 - l, kw - 1 - r],
             dilation: [1, 1],
         };
-        debug_assert_eq!(back.out(), [s.h, s.w]);
+        debug_assert_eq!(back.output(), [s.h, s.w]);
         let f = back.fast(flipped, None);
         return unplain(crate::cpu::conv2d(plain(dy.clone()), &f));
     }
@@ -250,7 +228,7 @@ fn input_grad(dy: &FlexTensor, w: &[f32], s: &Spec) -> FlexTensor {
 /// The input gradient of any convolution: for each image and group the column matrix's
 /// gradient `W_gᵀ dY_g` (one gemm), added back onto the input positions it was read from.
 pub(super) fn input_grad_col2im(dy: &[f32], w: &[f32], s: &Spec) -> Vec<f32> {
-    let [oh, ow] = s.out();
+    let [oh, ow] = s.output();
     let npix = oh * ow;
     let (g, cin_g, cout_g, kk) = (s.groups, s.cin_g(), s.cout_g(), s.kk());
     let plane = s.h * s.w;
@@ -305,7 +283,7 @@ fn col2im_add(col: &[f32], dx: &mut [f32], s: &Spec) {
     let [t, _, l, _] = s.pad;
     let [sh, sw] = s.stride;
     let [dh, dw] = s.dilation;
-    let [oh, ow] = s.out();
+    let [oh, ow] = s.output();
     let (h, w) = (s.h, s.w);
     for (row, src) in col.chunks_exact(oh * ow).enumerate() {
         let c = row / (kh * kw);
@@ -346,7 +324,7 @@ pub(super) fn weight_grad(
     s: &Spec,
     weights: bool,
 ) -> (Vec<f32>, Vec<f32>) {
-    let [oh, ow] = s.out();
+    let [oh, ow] = s.output();
     let npix = oh * ow;
     let (g, cin_g, cout_g, kk) = (s.groups, s.cin_g(), s.cout_g(), s.kk());
     let plane = s.h * s.w;
