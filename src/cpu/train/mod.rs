@@ -53,6 +53,10 @@ type AdTensor = <Ad as BackendTypes>::FloatTensorPrimitive;
 
 /// `x` as an autodiff Flex f32 tensor, `None` for any other tensor.
 fn tracked<const D: usize>(x: &Tensor<D>) -> Option<AdTensor> {
+    // Inference passes ask for every layer: answer them without the failed conversion's message.
+    if !x.device().is_autodiff() {
+        return None;
+    }
     let t = x.clone().try_into_primitive::<Ad>().ok()?;
     (t.primitive().dtype() == burn::tensor::DType::F32).then_some(t)
 }
