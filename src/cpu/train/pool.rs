@@ -76,13 +76,13 @@ fn pool_2x2(xi: &[f32], yo: &mut [f32], ao: &mut [u32], w: usize, [oh, ow]: [usi
             let (a, b, cc, d) = (r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]);
             let i0 = (2 * oy * w + 2 * ox) as u32;
             let (mut m, mut i) = (a, i0);
-            if b > m {
+            if wins(b, m) {
                 (m, i) = (b, i0 + 1);
             }
-            if cc > m {
+            if wins(cc, m) {
                 (m, i) = (cc, i0 + w as u32);
             }
-            if d > m {
+            if wins(d, m) {
                 (m, i) = (d, i0 + w as u32 + 1);
             }
             yo[oy * ow + ox] = m;
@@ -91,9 +91,15 @@ fn pool_2x2(xi: &[f32], yo: &mut [f32], ao: &mut [u32], w: usize, [oh, ow]: [usi
     }
 }
 
-/// The pooled values, the position of each in its input plane (the leftmost column holding the
-/// window's maximum, and in it the topmost row; padded positions never win) and the output's
-/// shape.
+/// Whether `v` replaces the running maximum `m`: larger, or a NaN (which then stays, as in
+/// Burn's op: a diverging run shows through the pooling).
+#[inline(always)]
+fn wins(v: f32, m: f32) -> bool {
+    v > m || (v.is_nan() && !m.is_nan())
+}
+
+/// The pooled values, the position of each in its input plane (the first maximum in row-major
+/// window order, as Burn's op; padded positions never win; a NaN wins) and the output's shape.
 pub(super) fn pool(
     x: &[f32],
     [n, c, h, w]: [usize; 4],
@@ -114,9 +120,9 @@ pub(super) fn pool(
                     return pool_2x2(xi, yo, ao, w, [oh, ow]);
                 }
                 // Separable: the maximum over the window's rows for every column (a vector
-                // max, without positions), then over each window's columns of that; the row
-                // holding the winner is looked up afterwards (the topmost equal value). Padding
-                // < kernel, so every window holds an input row and column.
+                // pass), then over each window's columns of that; the winner's position is looked
+                // up afterwards in row-major order. Padding < kernel, so every window holds an
+                // input row and column.
                 for oy in 0..oh {
                     let y0 = (oy * sh) as isize - t as isize;
                     let ys = y0.max(0) as usize;
@@ -125,24 +131,25 @@ pub(super) fn pool(
                     for iy in ys + 1..ye {
                         let row = &xi[iy * w..(iy + 1) * w];
                         for (m, v) in vm.iter_mut().zip(row) {
-                            *m = m.max(*v);
+                            *m = if wins(*v, *m) { *v } else { *m };
                         }
                     }
                     for ox in 0..ow {
                         let x0 = (ox * sw) as isize - l as isize;
                         let xs = x0.max(0) as usize;
                         let xe = (x0 + kw as isize).min(w as isize) as usize;
-                        let (mut m, mut i) = (vm[xs], xs);
-                        for (xx, &v) in vm.iter().enumerate().take(xe).skip(xs + 1) {
-                            // Selects, not a branch: on real activations the branch is a
-                            // coin flip.
-                            let more = v > m;
-                            m = if more { v } else { m };
-                            i = if more { xx } else { i };
+                        let mut m = vm[xs];
+                        for &v in &vm[xs + 1..xe] {
+                            // A select, not a branch: on real activations it is a coin flip.
+                            m = if wins(v, m) { v } else { m };
                         }
-                        let row = (ys..ye).find(|&iy| xi[iy * w + i] == m).unwrap_or(ys);
+                        let same = |v: f32| v == m || (v.is_nan() && m.is_nan());
+                        let at = (ys..ye)
+                            .flat_map(|iy| (xs..xe).map(move |ix| iy * w + ix))
+                            .find(|&p| same(xi[p]))
+                            .unwrap_or(ys * w + xs);
                         yo[oy * ow + ox] = m;
-                        ao[oy * ow + ox] = (row * w + i) as u32;
+                        ao[oy * ow + ox] = at as u32;
                     }
                 }
             },

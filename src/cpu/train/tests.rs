@@ -603,3 +603,45 @@ fn first_layer_gradients_match_burn_when_the_input_needs_none() {
         assert!(rel(&ours.1, &burn.1) < 1e-5, "case {i}: bias gradient");
     }
 }
+
+#[test]
+fn max_pooling_ties_and_nan_follow_burn() {
+    // Few distinct values: most windows hold ties, and the gradient must go where Burn's goes
+    // (the first maximum in row-major order). Then a NaN, which must come through.
+    for (i, case) in POOL_CASES.into_iter().enumerate() {
+        let (p, shape) = (pool_layer(case), case.3);
+        let mut rng = Rng::new(480 + i as u64);
+        let ties: Vec<f32> = (0..shape.iter().product::<usize>())
+            .map(|_| (rng.uniform() * 3.0).floor() as f32)
+            .collect();
+        let mut nan = random(&mut rng, ties.len(), 10.0, 0.0);
+        // Not first in their windows (a NaN that starts a window survives a plain `>`).
+        for at in [shape[3] + 1, ties.len() / 2 + 1, ties.len() - 1] {
+            nan[at] = f32::NAN;
+        }
+        for (what, xv) in [("ties", ties), ("NaN", nan)] {
+            let run = |ours: bool| {
+                let x = tensor(xv.clone(), shape);
+                let y = if ours {
+                    max_pool2d(&p, &x).expect("kernel")
+                } else {
+                    p.forward(x.clone())
+                };
+                let grads = weighted_sum(y.clone(), 5).backward();
+                let bits = |v: Vec<f32>| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                (bits(host(y)), host(x.grad(&grads).expect("x grad")))
+            };
+            let (ours, burn) = (run(true), run(false));
+            assert_eq!(ours.0, burn.0, "case {i}, {what}: output");
+            let same = ours
+                .1
+                .iter()
+                .zip(&burn.1)
+                .all(|(a, b)| (a - b).abs() < 1e-6 || (a.is_nan() && b.is_nan()));
+            assert!(
+                same,
+                "case {i}, {what}: gradient positions differ from Burn's"
+            );
+        }
+    }
+}
