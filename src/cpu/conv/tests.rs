@@ -341,12 +341,17 @@ fn conv_equals_burns() {
         // Tiles of the chosen size, of one pixel, and of sizes that cut output rows; one
         // kernel for all, so that its weights change form (packed, rows) between calls.
         let mut f = FastConv::new(conv.clone()).expect("supported");
+        // Also tiles of whole output rows (im2col's copy of whole shifted planes where the
+        // output is as wide as the input).
+        let [_, _, oh, ow] = want.dims();
         for (relu, tile) in [
             (false, None),
             (true, None),
             (true, Some(1)),
             (false, None),
             (false, Some(7)),
+            (false, Some(oh * ow)),
+            (true, Some(2 * ow)),
         ] {
             f.relu = relu;
             let got = conv2d_tiled(x.clone(), &f, tile, None);
