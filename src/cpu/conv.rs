@@ -702,7 +702,12 @@ pub(super) fn im2col_strided(
     let [sh, sw] = f.stride;
     let [dh, dw] = f.dilation;
     let np = p1 - p0;
-    if [sh, sw, dh, dw] == [1; 4] && ow == w && w > 0 && p0 % w == 0 && p1 % w == 0 {
+    if [sh, sw, dh, dw] == [1; 4]
+        && ow == w
+        && w > 0
+        && p0.is_multiple_of(w)
+        && p1.is_multiple_of(w)
+    {
         return im2col_same(x, col, rows, row_stride, h, w, f, p0 / w..p1 / w);
     }
     for row in 0..rows {
