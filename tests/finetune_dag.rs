@@ -66,12 +66,8 @@ fn squeezenet_dag_learns_new_classes_with_the_defaults() {
     );
     assert!(err.contains("replaced_conv_new"), "{err}");
     // The loss falls over the epochs, and stays finite.
-    let text = std::fs::read_to_string(out.join("training_log.csv")).unwrap();
-    let losses: Vec<f64> = text
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
-        .collect();
+    let (text, rows) = common::training_log(&out);
+    let losses: Vec<f64> = rows.iter().map(|r| r[1]).collect();
     assert_eq!(losses.len(), 3, "{text}");
     assert!(losses.iter().all(|l| l.is_finite()), "{text}");
     assert!(losses[2] < losses[0] && losses[1] < losses[0], "{text}");

@@ -48,16 +48,7 @@ fn write_folder(dir: &Path, images: &[Vec<u8>], labels: &[u8], range: std::ops::
 
 /// The last epoch's held-out accuracy and every epoch's training loss, from training_log.csv.
 fn log(out: &Path) -> (f64, Vec<f64>) {
-    let text = std::fs::read_to_string(out.join("training_log.csv")).unwrap();
-    let rows: Vec<Vec<f64>> = text
-        .lines()
-        .skip(1)
-        .map(|l| {
-            l.split(',')
-                .map(|v| v.parse().unwrap_or(f64::NAN))
-                .collect()
-        })
-        .collect();
+    let (text, rows) = common::training_log(out);
     let last = rows.last().unwrap_or_else(|| panic!("empty log: {text}"));
     (last[4], rows.iter().map(|r| r[1]).collect())
 }

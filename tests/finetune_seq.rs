@@ -48,13 +48,9 @@ fn relabelled() -> (Vec<Vec<f32>>, Vec<&'static str>) {
     (x, y)
 }
 
-fn losses(log: &Path) -> Vec<f64> {
-    std::fs::read_to_string(log)
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
-        .collect()
+/// Every epoch's training loss, from `finetune`'s log in `out`.
+fn losses(out: &Path) -> Vec<f64> {
+    common::training_log(out).1.iter().map(|r| r[1]).collect()
 }
 
 #[test]
@@ -105,18 +101,13 @@ fn finetune_lstm_classifier_on_two_classes() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     eprintln!("{stderr}");
     assert!(stderr.contains("new classes (faulty, healthy)"), "{stderr}");
-    let l = losses(&out.join("training_log.csv"));
+    let l = losses(&out);
     eprintln!("training losses per epoch: {l:?}");
     assert_eq!(l.len(), 4);
     assert!(l.iter().all(|v| v.is_finite()));
     assert!(l[3] < l[0] * 0.8, "the loss did not go down: {l:?}");
     // Validation on the held-out quarter (6 sequences) was logged each epoch.
-    let log = std::fs::read_to_string(out.join("training_log.csv")).unwrap();
-    let val: Vec<f64> = log
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').nth(3).unwrap().parse().unwrap())
-        .collect();
+    let val: Vec<f64> = common::training_log(&out).1.iter().map(|r| r[3]).collect();
     eprintln!("validation losses per epoch: {val:?}");
     assert!(val[3] < val[0], "{val:?}");
     // --resume continues from the last checkpoint: one more epoch, five rows in the log.
@@ -145,7 +136,7 @@ fn finetune_lstm_classifier_on_two_classes() {
         stderr.contains("resuming from") && stderr.contains("epoch 5"),
         "{stderr}"
     );
-    assert_eq!(losses(&out.join("training_log.csv")).len(), 5);
+    assert_eq!(losses(&out).len(), 5);
     // The result loads in `inspect` (2 classes) and `predict`.
     let o = matcnn_ok(&["inspect", "--model", &out.display().to_string()]);
     let text = String::from_utf8_lossy(&o.stdout);

@@ -14,6 +14,7 @@ mod common;
 #[path = "conformance/reference.rs"]
 #[allow(dead_code)]
 mod reference;
+use common::mat_writer::{M, write_mat};
 use common::{fixture, matcnn as run_cli, matcnn_ok, python, result_line, run_py, scratch};
 
 const KANTIKA: &str = "kantika-soc-lstm/DLmodel_ref_stackedLSTM_Projected.mat";
@@ -307,16 +308,18 @@ fn sequence_input_forms_through_predict() {
 fn wrong_channel_count_overwrites_nothing() {
     let (seqs, _) = fault_data();
     let dir = scratch("projected", "bad");
-    // A cell {10x97, 9x97, 10x97} written with the library's writer per element: element {2}
-    // has 9 channels. The v5 cell is hand-built (mat_file_bytes writes numeric variables).
+    // A cell {10x97, 9x97, 10x97}: element {2} has 9 channels. The v5 cell is hand-built
+    // (mat_file_bytes writes numeric variables).
     let good = |i: usize| {
         let (col, _) = matcnn::mat::permute_col_major(&seqs[i], &[97, 10], &[0, 1]).unwrap();
-        ([10usize, 97], col)
+        M::Single(vec![10, 97], col)
     };
-    let bad = ([9usize, 97], seqs[1][..9 * 97].to_vec());
-    let cell = cell_mat("X", &[good(0), bad, good(2)]);
+    let bad = M::Single(vec![9, 97], seqs[1][..9 * 97].to_vec());
     let file = dir.join("bad cell.mat");
-    std::fs::write(&file, cell).unwrap();
+    write_mat(
+        &file,
+        &[("X", M::Cell(vec![1, 3], vec![good(0), bad, good(2)]))],
+    );
     let out = dir.join("out.npy");
     std::fs::write(&out, b"keep me").unwrap();
     let spec = format!("{}:X", file.display());
@@ -346,57 +349,4 @@ fn wrong_channel_count_overwrites_nothing() {
         assert_eq!(std::fs::read(&out).unwrap(), b"keep me");
     }
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// A v5 `.mat` holding one 1 x N cell `name` of single-precision matrices `(dims, column-major
-/// values)`.
-fn cell_mat(name: &str, items: &[([usize; 2], Vec<f32>)]) -> Vec<u8> {
-    fn pad8(v: &mut Vec<u8>) {
-        while !v.len().is_multiple_of(8) {
-            v.push(0);
-        }
-    }
-    fn tag(v: &mut Vec<u8>, ty: u32, n: usize) {
-        v.extend_from_slice(&ty.to_le_bytes());
-        v.extend_from_slice(&(n as u32).to_le_bytes());
-    }
-    fn header(b: &mut Vec<u8>, class: u32, dims: &[usize], name: &str) {
-        tag(b, 6, 8);
-        b.extend_from_slice(&class.to_le_bytes());
-        b.extend_from_slice(&0u32.to_le_bytes());
-        tag(b, 5, 4 * dims.len());
-        for d in dims {
-            b.extend_from_slice(&(*d as i32).to_le_bytes());
-        }
-        pad8(b);
-        tag(b, 1, name.len());
-        b.extend_from_slice(name.as_bytes());
-        pad8(b);
-    }
-    fn wrap(b: Vec<u8>) -> Vec<u8> {
-        let mut out = Vec::new();
-        tag(&mut out, 14, b.len());
-        out.extend(b);
-        out
-    }
-    let mut b = Vec::new();
-    header(&mut b, 1, &[1, items.len()], name);
-    for (dims, v) in items {
-        let mut e = Vec::new();
-        header(&mut e, 7, dims, "");
-        tag(&mut e, 7, 4 * v.len());
-        for x in v {
-            e.extend_from_slice(&x.to_le_bytes());
-        }
-        pad8(&mut e);
-        b.extend(wrap(e));
-    }
-    // The file header, then the variable.
-    let mut out = b"MATLAB 5.0 MAT-file, written by the matcnn tests".to_vec();
-    out.resize(116, b' ');
-    out.extend_from_slice(&[0u8; 8]);
-    out.extend_from_slice(&0x0100u16.to_le_bytes());
-    out.extend_from_slice(b"IM");
-    out.extend(wrap(b));
-    out
 }

@@ -99,6 +99,23 @@ pub fn run_py(py: &Path, name: &str, args: &[&str]) -> String {
     stdout
 }
 
+/// `finetune`'s `training_log.csv` in folder `out`: its text (for messages) and its rows after the
+/// header, every column parsed (NaN where a cell is not a number). Columns: epoch, training loss,
+/// training accuracy, validation loss, validation accuracy.
+pub fn training_log(out: &Path) -> (String, Vec<Vec<f64>>) {
+    let text = std::fs::read_to_string(out.join("training_log.csv")).unwrap();
+    let rows = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.split(',')
+                .map(|v| v.parse().unwrap_or(f64::NAN))
+                .collect()
+        })
+        .collect();
+    (text, rows)
+}
+
 /// The `RESULT {json}` line a check script prints.
 pub fn result_line(out: &str) -> String {
     out.lines()
